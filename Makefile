@@ -1,0 +1,28 @@
+# Two set-up commands (see README): `make demo` and `make test`. Both install into .venv first.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FACEGEN := $(VENV)/bin/facegen
+DEMO_OUT ?= demo_out
+
+.PHONY: install demo test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24" "setuptools>=69" wheel
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+# Imports the face model (once; cached in $FACEGEN_HOME), renders a small dense490 set and a preview.
+demo: install
+	$(FACEGEN) assets import-ict
+	$(FACEGEN) specs preview dense490 -o $(DEMO_OUT)/spec-dense490.png
+	@echo "demo: spec preview written to $(DEMO_OUT)/spec-dense490.png"
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .cache

@@ -1,0 +1,1 @@
+"""Small shipped assets: sampling configs, material presets. Installed as facegen.assets."""

@@ -1,0 +1,1 @@
+"""facegen.generator: scene sampling, renderers, labelling and the render job."""

@@ -1,0 +1,144 @@
+"""The scene description every renderer shares: `SceneParams` (every random choice of one sample),
+the posed mesh and camera built from it, and the renderer protocol.
+
+SceneParams is plain data (numbers, short strings, small arrays). `to_dict`/`from_dict` round-trip it
+through JSON, which is how a shard stores it, so any sample can be rendered again from its record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Protocol
+
+import numpy as np
+
+from facegen.camera import Camera, euler_to_matrix, intrinsics, look_at
+from facegen.face_model import FaceModel
+
+
+@dataclass
+class Light:
+    kind: str  # "directional" | "point" | "area"
+    azimuth: float  # degrees, around the face: 0 = from the camera, +90 = from the subject's left (+x)
+    elevation: float  # degrees above the horizon
+    intensity: float  # renderer-neutral relative strength; 1.0 = a normal key light
+    color: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    size: float = 0.0  # area-light edge / point-light radius, cm (0 = hard)
+
+
+@dataclass
+class Lighting:
+    ambient: float = 0.3  # raster: ambient term; cycles: scales the world/HDRI strength
+    lights: list[Light] = field(default_factory=list)
+    hdri: str = ""  # name of an HDRI (cycles); "" = none
+    hdri_rotation: float = 0.0  # degrees about the vertical axis
+    hdri_strength: float = 1.0
+
+
+@dataclass
+class Background:
+    kind: str = "solid"  # "solid" | "gradient" | "noise" | "photo" | "hdri"
+    color: tuple[float, float, float] = (0.5, 0.5, 0.5)  # sRGB in [0, 1]
+    color2: tuple[float, float, float] = (0.2, 0.2, 0.2)
+    angle: float = 0.0  # gradient direction, degrees
+    photo: str = ""  # file name inside --backgrounds DIR for kind == "photo"
+    seed: int = 0  # procedural noise seed
+
+
+@dataclass
+class Appearance:
+    skin_albedo: tuple[float, float, float] = (0.62, 0.45, 0.36)  # linear RGB base colour
+    skin_roughness: float = 0.45
+    iris_color: tuple[float, float, float] = (0.25, 0.15, 0.08)
+    brow_color: tuple[float, float, float] = (0.08, 0.06, 0.05)
+    brow_density: float = 0.8
+    brow_thickness: float = 1.0
+    lip_tint: float = 0.5
+    redness: float = 0.3
+    freckles: float = 0.0
+    extra: dict = field(default_factory=dict)  # backend-specific appearance choices (stored, replayable)
+
+
+@dataclass
+class SceneParams:
+    index: int  # sample index within the job
+    seed: int  # the job's global seed; the sample's RNG derives from (seed, index)
+    identity: np.ndarray  # (K_id,) float32, N(0, 1) weights
+    expression: np.ndarray  # (K_ex,) float32 in [0, 1], the final blendshape weights (gaze included)
+    gaze: tuple[float, float] = (0.0, 0.0)  # eye yaw, pitch in degrees (folded into `expression`)
+    head_rotation: tuple[float, float, float] = (0.0, 0.0, 0.0)  # yaw, pitch, roll, degrees
+    head_translation: tuple[float, float, float] = (0.0, 0.0, 0.0)  # cm, world space
+    focal_mm: float = 50.0  # 35 mm-equivalent focal length (36 mm sensor width)
+    camera_distance: float = 60.0  # cm from the camera to the head pivot
+    image_size: tuple[int, int] = (256, 256)  # width, height
+    lighting: Lighting = field(default_factory=Lighting)
+    background: Background = field(default_factory=Background)
+    appearance: Appearance = field(default_factory=Appearance)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["identity"] = np.asarray(self.identity, np.float32).tolist()
+        d["expression"] = np.asarray(self.expression, np.float32).tolist()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SceneParams":
+        d = dict(d)
+        d["identity"] = np.asarray(d["identity"], np.float32)
+        d["expression"] = np.asarray(d["expression"], np.float32)
+        d["lighting"] = Lighting(**{**d["lighting"], "lights": [Light(**x) for x in d["lighting"]["lights"]]})
+        d["background"] = Background(**d["background"])
+        d["appearance"] = Appearance(**d["appearance"])
+        for f in fields(cls):  # JSON turns tuples into lists
+            if isinstance(d.get(f.name), list) and f.name not in ("identity", "expression"):
+                d[f.name] = tuple(d[f.name])
+        return cls(**d)
+
+
+# The head rotates about this point (model space, cm): roughly between the ears, behind the eyes.
+HEAD_PIVOT = np.array([0.0, 0.0, 0.0])
+
+
+@dataclass(frozen=True, eq=False)
+class PosedScene:
+    """What a renderer draws: the mesh in world space and the camera, both from one SceneParams."""
+
+    vertices: np.ndarray  # (V, 3) float32 world-space vertices (head pose applied)
+    camera: Camera
+    head_R: np.ndarray  # (3, 3) head rotation applied to the model
+    head_t: np.ndarray  # (3,) world position of the head pivot
+
+
+def make_camera(params: SceneParams) -> Camera:
+    """Camera on +z at `camera_distance` from the pivot, looking at it, world +y up."""
+    w, h = params.image_size
+    focal_px = params.focal_mm / 36.0 * w
+    eye = np.array([0.0, 0.0, params.camera_distance])
+    R, t = look_at(eye, np.zeros(3))
+    return Camera(K=intrinsics(focal_px, w, h), R=R, t=t, width=w, height=h)
+
+
+def pose_scene(params: SceneParams, model: FaceModel) -> PosedScene:
+    """Shape the mesh (identity + expression), apply the head pose and build the camera."""
+    v = model.mesh(params.identity, params.expression).astype(np.float64)
+    R = euler_to_matrix(*params.head_rotation)
+    t = HEAD_PIVOT + np.asarray(params.head_translation, np.float64)
+    world = (v - HEAD_PIVOT) @ R.T + t
+    return PosedScene(vertices=world.astype(np.float32), camera=make_camera(params), head_R=R, head_t=t)
+
+
+@dataclass
+class RenderResult:
+    image: np.ndarray  # (H, W, 3) uint8 sRGB
+    depth: np.ndarray  # (H, W) float32 camera-space z in cm; 0 where nothing was drawn
+    mask: np.ndarray  # (H, W) bool, True on the face region (skin of the face area)
+    segmentation: np.ndarray | None = None  # (H, W) uint8 classes, see docs/shard-format.md
+
+
+class Renderer(Protocol):
+    name: str
+    version: str  # bump when output pixels change; stored in shards, part of the resume key
+
+    def render(self, params: SceneParams, scene: PosedScene) -> RenderResult: ...
+
+    def close(self) -> None: ...

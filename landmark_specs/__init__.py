@@ -1,0 +1,1 @@
+"""Built-in landmark specs (YAML). Installed as facegen.landmark_specs."""

@@ -1,0 +1,1 @@
+"""facegen.trainer: datasets, transforms, models, training, evaluation and adaptation."""
