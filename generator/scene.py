@@ -142,3 +142,23 @@ class Renderer(Protocol):
     def render(self, params: SceneParams, scene: PosedScene) -> RenderResult: ...
 
     def close(self) -> None: ...
+
+
+# Renderers by name: "module:Class". Each class takes (model: FaceModel, **options) where options are
+# outputs=("rgb", "depth", "segmentation"), backgrounds=Path|None, hdris=Path|None, device="auto".
+RENDERERS = {
+    "raster": "facegen.generator.raster:RasterRenderer",
+    "cycles": "facegen.generator.cycles:CyclesRenderer",
+}
+
+
+def create_renderer(name: str, model: FaceModel, **options) -> Renderer:
+    """The single factory for renderers (imports the backend lazily: bpy and OpenGL are heavy)."""
+    import importlib
+
+    from facegen.errors import FacegenError
+
+    if name not in RENDERERS:
+        raise FacegenError(f"unknown renderer {name!r}; choose one of: {', '.join(RENDERERS)}")
+    module_name, cls_name = RENDERERS[name].split(":")
+    return getattr(importlib.import_module(module_name), cls_name)(model, **options)
