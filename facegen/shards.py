@@ -1,0 +1,292 @@
+"""HDF5 shards: the one format the generator writes and the trainer reads (docs/shard-format.md).
+
+A shard holds `n` consecutive samples of one render job. It is written under `NAME.partial` and
+renamed when complete, so a killed job never leaves a half shard that looks whole. Shards are
+byte-deterministic: no HDF5 timestamps, fixed chunking and compression.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import h5py
+import numpy as np
+
+from facegen.errors import FacegenError
+
+FORMAT = "facegen-shard"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+PARTIAL_SUFFIX = ".partial"
+
+COMPRESSION = dict(compression="gzip", compression_opts=4)
+
+
+def shard_name(shard_index: int) -> str:
+    return f"shard-{shard_index:05d}.h5"
+
+
+def _dataset_specs(h: int, w: int, num_landmarks: int, k_id: int, k_ex: int, outputs: tuple[str, ...]) -> dict:
+    """Per-sample datasets: name -> (dtype, shape after the sample axis, chunked one image at a time).
+    Optional outputs (depth, segmentation, mask) exist only when the job asked for them."""
+    specs = {
+        "image": (np.uint8, (h, w, 3), True),
+        "landmarks_2d": (np.float32, (num_landmarks, 2), False),
+        "landmarks_3d": (np.float32, (num_landmarks, 3), False),
+        "visibility": (np.uint8, (num_landmarks,), False),
+        "in_frame": (np.uint8, (num_landmarks,), False),
+        "head_pose": (np.float32, (6,), False),
+        "K": (np.float32, (3, 3), False),
+        "camera_R": (np.float32, (3, 3), False),
+        "camera_t": (np.float32, (3,), False),
+        "identity": (np.float32, (k_id,), False),
+        "expression": (np.float32, (k_ex,), False),
+        "sample_index": (np.int64, (), False),
+    }
+    if "depth" in outputs:
+        specs["depth"] = (np.float32, (h, w), True)
+    if "segmentation" in outputs:
+        specs["segmentation"] = (np.uint8, (h, w), True)
+    if "mask" in outputs:
+        specs["mask"] = (np.uint8, (h, w), True)
+    return specs
+
+
+class ShardWriter:
+    """Write one shard of `num_samples` samples; `add()` each sample in order, then `close()`.
+
+    attrs: file attributes (see docs/shard-format.md); strings, numbers, lists of numbers, or
+    dicts/lists of strings (stored as JSON text)."""
+
+    def __init__(self, path: Path, num_samples: int, image_size: tuple[int, int], num_landmarks: int,
+                 num_identity: int, num_expressions: int, attrs: dict[str, Any], outputs: tuple[str, ...] = ("rgb",)):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(self.path.name + PARTIAL_SUFFIX)
+        self.num_samples = num_samples
+        self.count = 0
+        w, h = image_size
+        self.file = h5py.File(self.tmp, "w", track_order=False)
+        self.file.attrs["format"] = FORMAT
+        self.file.attrs["format_version"] = FORMAT_VERSION
+        self.file.attrs["num_samples"] = num_samples
+        for key, value in attrs.items():
+            self.file.attrs[key] = _attr_value(value)
+        self.specs = _dataset_specs(h, w, num_landmarks, num_identity, num_expressions, tuple(outputs))
+        for name, (dtype, shape, per_image_chunk) in self.specs.items():
+            kw = dict(chunks=(1, *shape), **COMPRESSION) if per_image_chunk else {}
+            self.file.create_dataset(name, shape=(num_samples, *shape), dtype=dtype, track_times=False, **kw)
+        self.file.create_dataset("params", shape=(num_samples,), dtype=h5py.string_dtype(), track_times=False)
+
+    def add(self, sample: dict[str, Any]) -> None:
+        """sample: every array named in the schema (optional outputs if requested) + `params` (dict)."""
+        if self.count >= self.num_samples:
+            raise ValueError(f"{self.path}: shard already holds {self.num_samples} samples")
+        i = self.count
+        for name in self.specs:
+            if name not in sample:
+                raise KeyError(f"sample is missing {name!r}")
+            self.file[name][i] = sample[name]
+        self.file["params"][i] = json.dumps(sample["params"], sort_keys=True)
+        self.count += 1
+
+    def close(self) -> Path:
+        """Finish the shard: flush, close and rename to its final name (only if complete)."""
+        if self.count != self.num_samples:
+            self.file.close()
+            raise ValueError(f"{self.path}: {self.count} of {self.num_samples} samples written; not finalising")
+        self.file.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Close and delete the partial file."""
+        try:
+            self.file.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _attr_value(value: Any) -> Any:
+    """HDF5 attributes hold numbers, strings and numeric arrays; anything nested is stored as JSON."""
+    if value is None:
+        return ""
+    nested = isinstance(value, dict) or (
+        isinstance(value, (list, tuple)) and any(isinstance(v, (str, dict, list, tuple)) for v in value))
+    return json.dumps(value, sort_keys=True) if nested else value
+
+
+# -- manifest --------------------------------------------------------------------------------------
+
+def read_manifest(directory: Path) -> dict | None:
+    path = Path(directory) / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise FacegenError(f"{path} is not valid JSON ({e}); delete it and re-run the same render command "
+                           "to rebuild it from the finished shards.") from None
+
+
+def write_manifest(directory: Path, manifest: dict) -> None:
+    """Atomic write of manifest.json."""
+    path = Path(directory) / MANIFEST
+    tmp = path.with_name(path.name + PARTIAL_SUFFIX)
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+@dataclass
+class ShardSet:
+    """Random access over the samples of one or more shard directories.
+
+    h5py handles open lazily and per process (safe with DataLoader workers that fork)."""
+
+    files: list[Path]
+    counts: list[int]
+    attrs: dict[str, Any]
+    _offsets: np.ndarray = field(init=False, repr=False)
+    _handles: dict = field(default_factory=dict, init=False, repr=False)
+    _pid: int = field(default=-1, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._offsets = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    @property
+    def landmark_names(self) -> list[str]:
+        return json.loads(self.attrs["landmark_names"])
+
+    @property
+    def flip_map(self) -> np.ndarray:
+        return np.asarray(self.attrs["flip_map"], np.int64)
+
+    @property
+    def spec_yaml(self) -> str:
+        return str(self.attrs["spec_yaml"])
+
+    @property
+    def num_landmarks(self) -> int:
+        return len(self.landmark_names)
+
+    def _file(self, k: int) -> h5py.File:
+        if self._pid != os.getpid():  # forked into a new worker: never share HDF5 handles
+            self._handles = {}
+            self._pid = os.getpid()
+        if k not in self._handles:
+            self._handles[k] = h5py.File(self.files[k], "r")
+        return self._handles[k]
+
+    def locate(self, index: int) -> tuple[int, int]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"sample {index} out of range ({len(self)} samples)")
+        index %= len(self)
+        k = int(np.searchsorted(self._offsets, index, side="right") - 1)
+        return k, index - int(self._offsets[k])
+
+    def read(self, index: int, keys: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """One sample as a dict of arrays (`params` parsed from JSON). keys: a subset to read."""
+        k, j = self.locate(index)
+        f = self._file(k)
+        names = keys or tuple(f.keys())
+        out: dict[str, Any] = {}
+        for name in names:
+            value = f[name][j]
+            out[name] = json.loads(value) if name == "params" else value
+        return out
+
+    __getitem__ = read
+
+    def read_all(self, name: str) -> np.ndarray:
+        """One small per-sample array (labels, pose) for every sample, concatenated."""
+        return np.concatenate([self._file(k)[name][:] for k in range(len(self.files))])
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for i in range(len(self)):
+            yield self.read(i)
+
+    def close(self) -> None:
+        for h in self._handles.values():
+            h.close()
+        self._handles = {}
+
+    def __getstate__(self) -> dict:  # pickled into DataLoader workers without open handles
+        state = dict(self.__dict__)
+        state["_handles"] = {}
+        state["_pid"] = -1
+        return state
+
+
+def find_shards(directory: Path) -> list[Path]:
+    """Finished shards of a directory: those listed in the manifest, else every shard-*.h5."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FacegenError(f"{directory}: no such directory (expected a folder written by `facegen render`)")
+    manifest = read_manifest(directory)
+    if manifest is not None:
+        files = [directory / s["file"] for s in manifest.get("shards", [])]
+        missing = [f for f in files if not f.exists()]
+        if missing:
+            raise FacegenError(f"{directory}: manifest lists {missing[0].name} but it is missing; re-run the "
+                               "render command to re-create it.")
+    else:
+        files = sorted(directory.glob("shard-*.h5"))
+    if not files:
+        raise FacegenError(f"{directory}: no finished shards (shard-*.h5) found")
+    return files
+
+
+def open_shards(*directories: Path | str) -> ShardSet:
+    """Open the shards of one or more directories for random access. All must share one spec."""
+    files: list[Path] = []
+    for d in directories:
+        files += find_shards(Path(d))
+    counts, attrs = [], None
+    for f in files:
+        try:
+            with h5py.File(f, "r") as h:
+                if h.attrs.get("format") != FORMAT:
+                    raise FacegenError(f"{f}: not a facegen shard")
+                if int(h.attrs["format_version"]) > FORMAT_VERSION:
+                    raise FacegenError(f"{f}: shard format {h.attrs['format_version']} is newer than this "
+                                       f"facegen reads ({FORMAT_VERSION}); upgrade facegen")
+                counts.append(int(h.attrs["num_samples"]))
+                a = {k: _decode(v) for k, v in h.attrs.items()}
+        except OSError as e:
+            raise FacegenError(f"{f}: cannot open as HDF5 ({e}); delete it and re-run the render command") from None
+        if attrs is None:
+            attrs = a
+        elif a.get("spec_hash") != attrs.get("spec_hash"):
+            raise FacegenError(f"{f}: spec {a.get('spec_name')} differs from {attrs.get('spec_name')} of "
+                               f"{files[0]}; train on one spec at a time")
+    return ShardSet(files=files, counts=counts, attrs=attrs or {})
+
+
+load_shards = open_shards
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray):
+        return value.tolist() if value.dtype.kind in "iuf" else value
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
