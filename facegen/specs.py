@@ -90,6 +90,7 @@ class CompiledSpec:
     ibug68: np.ndarray  # (68,) spec point index per iBUG-68 point
     triangles: np.ndarray = field(repr=False)  # model triangles, for normals in locate()
     contour_facing: dict[int, float] = field(default_factory=dict)  # target facing cosine per contour
+    contour_frontal: dict[int, int] = field(default_factory=dict)  # position of the frontal candidate
     model_hash: str = ""
 
     def locate_indices(
@@ -97,13 +98,14 @@ class CompiledSpec:
     ) -> dict[int, int]:
         """The vertex chosen for each contour point for this pose (point index -> vertex index).
 
-        Rule: let h be the unit view direction from the camera centre to the mesh centroid (weak
-        perspective: one direction for the whole head) and f_k = -n_k . h how much candidate k faces
-        the camera. Pick the candidate whose f_k is closest to the contour's target facing f*, which is
-        the frontal candidate's n_z on the neutral model. On a frontal view that is the frontal vertex
-        (ICT's standard index); when this side turns towards the camera the point slides outwards
-        along its line (ICT's jawline alternatives), when it turns away it slides inwards onto the
-        cheek, following the visible outline. With f* = 0 this is the strict silhouette rule."""
+        Rule (landmark marching): let h be the unit view direction from the camera centre to the mesh
+        centroid (weak perspective: one direction for the whole head) and f_k = -n_k . h how much
+        candidate k faces the camera. The target f* is the frontal candidate's n_z on the neutral
+        model, so on a frontal view the frontal vertex (ICT's standard index) is chosen. Otherwise
+        march from the frontal candidate: outwards while f > f* (this side turned towards the camera:
+        the point slides to ICT's jawline alternatives), inwards while f < f* (turned away: it slides
+        onto the cheek, where the outline is), and stop at the first candidate that reaches f*
+        (whichever of it and the one before is closer to f*). With f* = 0 this is the silhouette."""
         if not self.contours:
             return {}
         v = np.asarray(vertices, np.float64)
@@ -114,8 +116,14 @@ class CompiledSpec:
         h /= max(np.linalg.norm(h), 1e-12)
         chosen = {}
         for i, cand in self.contours.items():
-            f = -(n[cand] @ h)
-            chosen[i] = int(cand[int(np.argmin(np.abs(f - self.contour_facing[i])))])
+            f = -(n[cand] @ h) - self.contour_facing[i]
+            k = self.contour_frontal[i]
+            step = 1 if f[k] > 0 else -1
+            while 0 <= k + step < len(cand) and np.sign(f[k + step]) == np.sign(f[k]) and f[k] != 0:
+                k += step
+            if 0 <= k + step < len(cand) and f[k] != 0 and abs(f[k + step]) < abs(f[k]):
+                k += step
+            chosen[i] = int(cand[k])
         return chosen
 
     def locate(
@@ -396,6 +404,7 @@ def compile_spec(spec: Spec, model: FaceModel) -> CompiledSpec:
         groups={g: np.asarray(ix, np.int64) for g, ix in spec.groups.items()},
         flip=flip, yaml_text=spec.yaml_text, hash=spec.hash, tri_vertices=tri_v, weights=w,
         contours=contours, ibug68=ibug, triangles=model.triangles, contour_facing=facing,
+        contour_frontal={i: spec.points[i].contour.index(spec.points[i].frontal) for i in contours},
         model_hash=model.hash,
     )
     _COMPILED[key] = compiled
