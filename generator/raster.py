@@ -34,32 +34,29 @@ SEGMENT_CLASSES = {
     "background": 0,
     "face": 1,
     "head_neck": 2,
-    "sclera": 3,
-    "iris": 4,
-    "mouth_interior": 5,
-    "teeth": 6,
-    "eye_socket": 7,
+    "eyeball": 3,
+    "mouth_interior": 4,
+    "teeth": 5,
+    "eye_socket": 6,
 }
 SEGMENT_REGIONS = {
     "face": ("face",),
     "head_neck": ("head_neck",),
-    "sclera": ("sclera_left", "sclera_right"),
-    "iris": ("iris_left", "iris_right"),
+    "eyeball": ("sclera_left", "sclera_right", "iris_left", "iris_right"),
     "mouth_interior": ("mouth_socket", "gums_tongue"),
     "teeth": ("teeth",),
     "eye_socket": ("eye_socket_left", "eye_socket_right", "lacrimal_left", "lacrimal_right"),
 }
 # The face-region mask: everything of the face proper (not the back of the head, neck, ears).
-MASK_CLASSES = ("face", "sclera", "iris", "mouth_interior", "teeth", "eye_socket")
+MASK_CLASSES = ("face", "eyeball", "mouth_interior", "teeth", "eye_socket")
 NOT_DRAWN = ("eye_blend_left", "eye_blend_right", "eye_occlusion_left", "eye_occlusion_right",
              "eyelashes_left", "eyelashes_right")
 
 # Fixed (linear RGB) colours of the parts that do not follow the skin.
 PART_COLOURS = {
-    "sclera": (0.80, 0.76, 0.72),
+    "eyeball": (0.80, 0.76, 0.72),  # sclera; the iris is painted on (see skin_maps)
     "mouth_interior": (0.09, 0.025, 0.025),  # dark: the mouth socket swallows light
     "teeth": (0.78, 0.74, 0.64),
-    "eye_socket": (0.55, 0.28, 0.26),
 }
 
 FLOATS_PER_VERTEX = 10  # position 3, normal 3, colour 4: pyrender's interleaved layout
@@ -220,10 +217,11 @@ class RasterRenderer:
         rgb = rgb * (1 - w) + brow * w
         if app.freckles > 0:
             rgb *= 1.0 - (0.35 * app.freckles * m["freckles"])[:, None]
+        iris = np.asarray(app.iris_color, np.float32)
         for cls, sl in zip(SEGMENT_REGIONS, self._slices):
-            if cls == "iris":
-                iris = np.asarray(app.iris_color, np.float32)
-                rgb[sl] = iris * m["iris_shade"][sl, None]
+            if cls == "eyeball":
+                w = m["iris"][sl, None]
+                rgb[sl] = np.asarray(PART_COLOURS["eyeball"], np.float32) * (1 - w) + iris * m["iris_shade"][sl, None] * w
             elif cls in PART_COLOURS:
                 rgb[sl] = PART_COLOURS[cls]
             elif cls == "eye_socket":
@@ -333,19 +331,20 @@ def skin_maps(model: FaceModel, drawn: np.ndarray) -> dict[str, np.ndarray]:
     noise = np.random.default_rng(7).random(n).astype(np.float32)
     centre = lm[30, :2]
     freckles = (noise > 0.85) * np.exp(-np.sum((xy - centre) ** 2, 1) / (2 * 3.0 ** 2)) * front
-    # Iris: dark pupil in the middle, a darker limbal ring at the edge.
+    # Iris and pupil painted on the sclera's front cap (ICT's iris mesh sits inside the eyeball and is
+    # hidden by it): radius in cm around the eyeball's front pole, looking straight ahead.
+    iris = np.zeros(n, np.float32)
     iris_shade = np.ones(n, np.float32)
-    for region in ("iris_left", "iris_right"):
+    for region in ("sclera_left", "sclera_right"):
         sel = model.vertex_region[drawn] == model.region_names.index(region)
         if sel.any():
             pts = v[sel]
             pole = pts[np.argmax(pts[:, 2])]
             r = np.linalg.norm(pts[:, :2] - pole[:2], axis=1)
-            rel = r / max(r.max(), 1e-6)
-            shade = np.where(rel < 0.4, 0.05, 1.0 - 0.5 * np.clip((rel - 0.75) / 0.25, 0, 1))
-            iris_shade[sel] = shade
+            iris[sel] = np.clip((0.6 - r) / 0.05, 0, 1)
+            iris_shade[sel] = np.where(r < 0.25, 0.04, 1.0 - 0.5 * np.clip((r - 0.45) / 0.15, 0, 1))
     return {"lips": lips, "brows": brows, "brow_core": brow_core, "cheeks": cheeks.astype(np.float32),
-            "freckles": freckles.astype(np.float32), "iris_shade": iris_shade}
+            "freckles": freckles.astype(np.float32), "iris": iris, "iris_shade": iris_shade}
 
 
 def _distance_to_polyline(points: np.ndarray, line: np.ndarray) -> np.ndarray:
