@@ -1,0 +1,130 @@
+"""The render job: shard schema, byte-identical determinism, resume after a kill, refusals, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import facegen
+from facegen.cli import main
+from facegen.errors import FacegenError
+from facegen.shards import PARTIAL_SUFFIX
+
+SMALL = dict(spec="ibug68", n=5, size=64, shard_size=2, seed=4, progress=False)
+
+
+def shard_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("shard-*.h5"))}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory, face_model) -> Path:
+    out = tmp_path_factory.mktemp("job") / "a"
+    facegen.render(out=out, outputs=("rgb", "depth", "segmentation", "mask"), **SMALL)
+    return out
+
+
+def test_shards_follow_the_documented_schema(rendered):
+    manifest = json.loads((rendered / "manifest.json").read_text())
+    assert manifest["num_samples"] == 5
+    assert [s["file"] for s in manifest["shards"]] == ["shard-00000.h5", "shard-00001.h5", "shard-00002.h5"]
+    assert [s["num_samples"] for s in manifest["shards"]] == [2, 2, 1]
+    for key in ("spec", "spec_hash", "seed", "config_hash", "renderer", "renderer_version", "model_hash",
+                "image_size", "shard_size", "outputs"):
+        assert key in manifest["job"]
+    with h5py.File(rendered / "shard-00001.h5", "r") as f:  # plain h5py, no facegen needed
+        n = f.attrs["num_samples"]
+        assert n == 2 and f.attrs["first_index"] == 2 and f.attrs["spec_name"] == "ibug68"
+        for attr in ("format", "format_version", "facegen_version", "spec_yaml", "spec_hash", "landmark_names",
+                     "flip_map", "ibug68", "model_hash", "renderer", "renderer_version", "seed", "config_yaml",
+                     "config_hash", "image_size", "outputs", "landmark_groups"):
+            assert attr in f.attrs, attr
+        shapes = {"image": (n, 64, 64, 3), "landmarks_2d": (n, 68, 2), "landmarks_3d": (n, 68, 3),
+                  "visibility": (n, 68), "in_frame": (n, 68), "head_pose": (n, 6), "K": (n, 3, 3),
+                  "camera_R": (n, 3, 3), "camera_t": (n, 3), "identity": (n, 100), "expression": (n, 57),
+                  "sample_index": (n,), "params": (n,), "depth": (n, 64, 64), "segmentation": (n, 64, 64),
+                  "mask": (n, 64, 64)}
+        for name, shape in shapes.items():
+            assert f[name].shape == shape, name
+        assert list(f["sample_index"][:]) == [2, 3]
+        # landmarks_2d = project(K, landmarks_3d) exactly, and params replay the sample.
+        p = f["landmarks_3d"][0] @ f["K"][0].T
+        assert np.allclose(p[:, :2] / p[:, 2:], f["landmarks_2d"][0], atol=1e-3)
+        params = json.loads(f["params"][0])
+        assert params["index"] == 2 and params["seed"] == 4
+        assert np.allclose(params["identity"], f["identity"][0])
+        assert f["image"][:].std() > 10 and (f["depth"][:] > 0).any()
+    shards = facegen.open_shards(rendered)
+    assert len(shards) == 5 and shards.num_landmarks == 68
+    assert shards[4]["sample_index"] == 4
+
+
+def test_same_job_gives_identical_bytes_whatever_the_worker_count(rendered, tmp_path):
+    again = tmp_path / "b"
+    facegen.render(out=again, outputs=("rgb", "depth", "segmentation", "mask"), workers=2, **SMALL)
+    assert shard_bytes(again) == shard_bytes(rendered)
+
+
+def test_resume_renders_only_what_is_missing(rendered, tmp_path):
+    import shutil
+
+    work = tmp_path / "resume"
+    shutil.copytree(rendered, work)
+    original = shard_bytes(rendered)
+    # A killed run: shard 1 never finished (a stale .partial), shard 2 was never started.
+    (work / "shard-00001.h5").rename(work / ("shard-00001.h5" + PARTIAL_SUFFIX))
+    (work / "shard-00002.h5").unlink()
+    manifest = json.loads((work / "manifest.json").read_text())
+    manifest["shards"] = manifest["shards"][:1]
+    (work / "manifest.json").write_text(json.dumps(manifest))
+    untouched = work / "shard-00000.h5"
+    os.utime(untouched, (1_000_000, 1_000_000))
+    facegen.render(out=work, outputs=("rgb", "depth", "segmentation", "mask"), **SMALL)
+    assert shard_bytes(work) == original
+    assert untouched.stat().st_mtime == 1_000_000  # never rewritten
+    assert not list(work.glob(f"*{PARTIAL_SUFFIX}"))
+    assert len(json.loads((work / "manifest.json").read_text())["shards"]) == 3
+
+
+def test_a_folder_of_another_job_is_refused(rendered):
+    with pytest.raises(FacegenError, match="seed"):
+        facegen.render(out=rendered, outputs=("rgb", "depth", "segmentation", "mask"), **{**SMALL, "seed": 5})
+    with pytest.raises(FacegenError, match="spec"):
+        facegen.render(out=rendered, outputs=("rgb", "depth", "segmentation", "mask"), **{**SMALL, "spec": "dense243"})
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--n", "0"], "nothing to render"),
+    (["--n", "3", "--spec", "nosuchspec"], "unknown spec"),
+    (["--n", "3", "--renderer", "povray"], "--renderer"),
+    (["--n", "3", "--outputs", "rgb,normals"], "normals"),
+])
+def test_cli_errors_are_clear(tmp_path, args, message):
+    result = CliRunner().invoke(main, ["render", "--out", str(tmp_path / "x"), "--quiet", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_cli_refuses_an_unwritable_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(main, ["render", "--n", "2", "--spec", "ibug68", "--out", str(blocker / "sub"), "--quiet"])
+    assert result.exit_code == 2 and "cannot write" in result.output
+
+
+def test_inspect_and_preview(rendered, tmp_path):
+    result = CliRunner().invoke(main, ["inspect", str(rendered)])
+    assert result.exit_code == 0, result.output
+    assert "5 samples in 3 shards" in result.output and "ibug68" in result.output and "yaw" in result.output
+    out = tmp_path / "grid.png"
+    result = CliRunner().invoke(main, ["preview", str(rendered), "-o", str(out), "--n", "4", "--cols", "2"])
+    assert result.exit_code == 0, result.output
+    import cv2
+
+    assert cv2.imread(str(out)).shape == (256, 256, 3)  # 2 x 2 tiles of 64 px upscaled x2
