@@ -265,6 +265,9 @@ _PROGRESS = None
 def _init_worker(ctx: JobContext, progress_queue) -> None:
     global _WORKER, _PROGRESS
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    # llvmpipe starts one raster thread per CPU in every process; with several workers that
+    # oversubscribes the CPUs. Share them out (read when the GL context is created).
+    os.environ.setdefault("LP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // ctx.settings.workers)))
     _WORKER = Worker(ctx)
     _PROGRESS = progress_queue
 

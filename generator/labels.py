@@ -48,6 +48,7 @@ class Labeller:
         self._candidates = candidates
         tri_mask = np.isin(model.triangles, candidates).any(axis=1)
         self._tris = model.triangles[tri_mask]
+        self._corner_index = [np.ascontiguousarray(self._tris[:, k], np.intp) for k in range(3)]
         f = len(self._tris)
         self._incidence = sp.csr_matrix(
             (np.ones(3 * f, np.float64), (self._tris.ravel(), np.repeat(np.arange(f), 3))),
@@ -58,7 +59,7 @@ class Labeller:
         normals = np.zeros((self.num_vertices, 3), np.float64)
         if len(self._candidates):
             v = vertices.astype(np.float64, copy=False)
-            a, b, c = v[self._tris[:, 0]], v[self._tris[:, 1]], v[self._tris[:, 2]]
+            a, b, c = (v.take(i, axis=0) for i in self._corner_index)
             n = self._incidence @ np.cross(b - a, c - a)
             normals[self._candidates] = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
         return normals

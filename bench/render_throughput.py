@@ -1,0 +1,146 @@
+"""Render throughput of the raster pipeline: end to end (sample -> pose -> render -> label -> HDF5)
+with 1 and 2 workers, against the bare pyrender draw of the same meshes, and where the rest goes.
+
+    .venv/bin/python bench/render_throughput.py            # dense490, 256 px, 200 images per run
+    .venv/bin/python bench/render_throughput.py --n 400 --workers 1,2
+
+Rates are steady state: each worker builds its renderer first (not timed), then renders one shard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def _settings(args, out: str):
+    from facegen.generator.job import JobSettings
+
+    return JobSettings(spec=args.spec, n=args.n, out=out, size=args.size, shard_size=args.n, seed=0,
+                       renderer="raster", outputs=("rgb",))
+
+
+def _timed_shard(args, out: str, shard: int, workers: int, barrier, results) -> None:
+    """One worker process: build everything, wait for the others, render one shard, report seconds."""
+    from facegen.generator.job import Worker, prepare
+
+    settings = _settings(args, out)
+    os.environ.setdefault("LP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))  # as the job does
+    worker = Worker(prepare(settings))
+    worker.sample(0)  # warm-up: first draw binds buffers and compiles shaders
+    barrier.wait()
+    t0 = time.perf_counter()
+    worker.render_shard(shard, shard * args.n, args.n)
+    results.put(time.perf_counter() - t0)
+    worker.close()
+
+
+def end_to_end(args, workers: int) -> float:
+    """Images per second with `workers` processes, each rendering a shard of args.n images."""
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(workers), ctx.Queue()
+    with tempfile.TemporaryDirectory() as out:
+        procs = [ctx.Process(target=_timed_shard, args=(args, out, k, workers, barrier, results)) for k in range(workers)]
+        for p in procs:
+            p.start()
+        seconds = [results.get() for _ in procs]
+        for p in procs:
+            p.join()
+    return workers * args.n / max(seconds)
+
+
+def breakdown(args) -> dict[str, float]:
+    """In-process, one worker: seconds per stage over args.n samples, and the bare draw alone."""
+    import numpy as np
+
+    from facegen.generator.job import Worker, prepare
+    from facegen.generator.scene import pose_scene
+    from facegen.shards import ShardWriter
+
+    with tempfile.TemporaryDirectory() as out:
+        settings = _settings(args, out)
+        ctx = prepare(settings)
+        worker = Worker(ctx)
+        worker.sample(0)
+        r = worker.renderer
+        stages = dict.fromkeys(["sample", "pose (mesh)", "upload (normals, colours, buffers)", "draw + readback",
+                                "background", "labels", "write (gzip, HDF5)"], 0.0)
+        draw_only = []
+        writer = ShardWriter(Path(out) / "s.h5", args.n, (args.size, args.size), ctx.spec.num_points,
+                             ctx.model.num_identity, ctx.model.num_expressions, {}, outputs=("rgb",))
+        from facegen.generator.raster import background_image
+
+        for i in range(args.n):
+            t = [time.perf_counter()]
+            params = worker.sampler.sample(i)
+            t.append(time.perf_counter())
+            scene = pose_scene(params, ctx.model)
+            t.append(time.perf_counter())
+            r._update_vertices(scene.vertices, params)
+            r._update_camera(scene)
+            r._update_lights(params)
+            t.append(time.perf_counter())
+            colour, depth = r.draw_only(params, scene)
+            t.append(time.perf_counter())
+            bg = background_image(params, args.size, args.size, r.backgrounds, r.hdris)
+            image = np.where((depth > 0)[..., None], colour, bg)
+            t.append(time.perf_counter())
+            labels = worker.labeller(params, scene, depth)
+            t.append(time.perf_counter())
+            writer.add({"image": image, "landmarks_2d": labels.points_2d, "landmarks_3d": labels.points_3d,
+                        "visibility": labels.visibility, "in_frame": labels.in_frame, "head_pose": labels.head_pose,
+                        "K": labels.K, "camera_R": labels.camera_R, "camera_t": labels.camera_t,
+                        "identity": params.identity, "expression": params.expression, "sample_index": i,
+                        "params": params.to_dict()})
+            t.append(time.perf_counter())
+            for name, a, b in zip(stages, t[:-1], t[1:]):
+                stages[name] += b - a
+            # The bare draw of the same mesh, buffers already on the GPU: what a renderer-only loop costs.
+            t0 = time.perf_counter()
+            r.draw_only(params, scene)
+            draw_only.append(time.perf_counter() - t0)
+        writer.close()
+        worker.close()
+    stages["bare draw"] = float(sum(draw_only))
+    return stages
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=200, help="images per worker and run")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--spec", default="dense490")
+    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    args = parser.parse_args()
+    os.environ.setdefault("FACEGEN_HOME", str(REPO / ".cache" / "facegen-test"))
+
+    print(f"raster renderer, {args.spec}, {args.size}x{args.size}, {args.n} images per worker, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    stages = breakdown(args)
+    total = sum(v for k, v in stages.items() if k != "bare draw")
+    bare_rate = args.n / stages["bare draw"]
+    print("\nper-sample time, 1 worker, in process:")
+    for name, seconds in stages.items():
+        if name != "bare draw":
+            print(f"  {name:<36} {1000 * seconds / args.n:7.2f} ms  {seconds / total:6.1%}")
+    outside = 1 - stages["draw + readback"] / total
+    print(f"  {'total':<36} {1000 * total / args.n:7.2f} ms")
+    print(f"\nbare pyrender draw (same meshes, buffers uploaded): {bare_rate:6.1f} images/s")
+    print(f"share of time outside the draw:                    {outside:6.1%}")
+    for w in (int(x) for x in args.workers.split(",")):
+        rate = end_to_end(args, w)
+        print(f"end to end, {w} worker{'s' if w > 1 else ' '}:                             {rate:6.1f} images/s"
+              + (f"  ({rate / bare_rate:.0%} of the bare draw rate)" if w == 1 else ""))
+
+
+if __name__ == "__main__":
+    main()
