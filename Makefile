@@ -19,7 +19,13 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(FACEGEN) assets import-ict
 	$(FACEGEN) specs preview dense490 -o $(DEMO_OUT)/spec-dense490.png
-	@echo "demo: spec preview written to $(DEMO_OUT)/spec-dense490.png"
+	$(FACEGEN) render --spec dense490 --n 64 --size 256 --shard-size 32 --workers 1 --renderer raster --out $(DEMO_OUT)/dense490
+	$(FACEGEN) inspect $(DEMO_OUT)/dense490
+	$(FACEGEN) preview $(DEMO_OUT)/dense490 -o $(DEMO_OUT)/preview-dense490.png --n 16 --cols 4
+	@echo "demo: spec preview $(DEMO_OUT)/spec-dense490.png, rendered samples $(DEMO_OUT)/preview-dense490.png"
+
+bench: install
+	$(PY) bench/render_throughput.py
 
 test: install
 	$(PY) -m pytest -q
