@@ -200,17 +200,22 @@ class Worker:
 
     def sample(self, index: int) -> dict:
         """One sample, as the shard writer takes it."""
+        params, scene = self.prepare(index)
+        return self.finish(params, scene, self.renderer.render(params, scene))
+
+    def prepare(self, index: int):
         from facegen.generator.scene import pose_scene
 
         params = self.sampler.sample(index)
-        scene = pose_scene(params, self.ctx.model)
-        result = self.renderer.render(params, scene)
+        return params, pose_scene(params, self.ctx.model)
+
+    def finish(self, params, scene, result) -> dict:
         labels = self.labeller(params, scene, result.depth)
         sample = {
             "image": result.image, "landmarks_2d": labels.points_2d, "landmarks_3d": labels.points_3d,
             "visibility": labels.visibility, "in_frame": labels.in_frame, "head_pose": labels.head_pose,
             "K": labels.K, "camera_R": labels.camera_R, "camera_t": labels.camera_t,
-            "identity": params.identity, "expression": params.expression, "sample_index": index,
+            "identity": params.identity, "expression": params.expression, "sample_index": params.index,
             "params": params.to_dict(),
         }
         if "depth" in self.ctx.settings.outputs:
@@ -220,6 +225,23 @@ class Worker:
         if "mask" in self.ctx.settings.outputs:
             sample["mask"] = result.mask
         return sample
+
+    def samples(self, first: int, count: int):
+        """Samples first .. first+count-1 in order. With a renderer that can submit a draw and collect
+        it later (raster), sample i+1 is prepared and sample i labelled while i+1 is drawn."""
+        if not hasattr(self.renderer, "submit"):
+            for index in range(first, first + count):
+                yield self.sample(index)
+            return
+        current = self.prepare(first)
+        self.renderer.submit(*current)
+        for index in range(first + 1, first + count + 1):
+            upcoming = self.prepare(index) if index < first + count else None
+            result = self.renderer.collect()
+            if upcoming is not None:
+                self.renderer.submit(*upcoming)
+            yield self.finish(*current, result)
+            current = upcoming
 
     def render_shard(self, shard_index: int, first: int, count: int, tick=None) -> dict:
         s, spec, model = self.ctx.settings, self.ctx.spec, self.ctx.model
@@ -239,8 +261,8 @@ class Worker:
         writer = ShardWriter(path, count, (s.size, s.size), spec.num_points, model.num_identity,
                              model.num_expressions, attrs, outputs=s.outputs)
         with writer:
-            for index in range(first, first + count):
-                writer.add(self.sample(index))
+            for sample in self.samples(first, count):
+                writer.add(sample)
                 if tick is not None:
                     tick(1)
         return {"file": path.name, "first_index": first, "num_samples": count, "sha256": _sha256(path)}
@@ -267,7 +289,7 @@ def _init_worker(ctx: JobContext, progress_queue) -> None:
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
     # llvmpipe starts one raster thread per CPU in every process; with several workers that
     # oversubscribes the CPUs. Share them out (read when the GL context is created).
-    os.environ.setdefault("LP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // ctx.settings.workers)))
+    os.environ.setdefault("LP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // ctx.settings.workers)))
     _WORKER = Worker(ctx)
     _PROGRESS = progress_queue
 
