@@ -185,7 +185,8 @@ def parse_spec(text: str, where: str = "<string>") -> Spec:
         return SpecError(f"{where}: {entry}: {reason}" if entry else f"{where}: {reason}")
 
     try:
-        d = yaml.safe_load(text)
+        # The C loader (when PyYAML has libyaml) parses dense1001 ~10x faster; same safe semantics.
+        d = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as e:
         raise fail("", f"not valid YAML: {e}") from None
     if not isinstance(d, dict):
