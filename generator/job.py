@@ -228,8 +228,11 @@ class Worker:
 
     def samples(self, first: int, count: int):
         """Samples first .. first+count-1 in order. With a renderer that can submit a draw and collect
-        it later (raster), sample i+1 is prepared and sample i labelled while i+1 is drawn."""
-        if not hasattr(self.renderer, "submit"):
+        it later (raster) and a spare CPU for its raster threads, sample i+1 is prepared and sample i
+        labelled while i+1 is drawn. When every CPU already runs a worker, overlapping only adds
+        context switches (measured: ~15 % more CPU per image), so samples are made one at a time."""
+        spare_cpu = len(os.sched_getaffinity(0)) > self.ctx.settings.workers
+        if not (hasattr(self.renderer, "submit") and spare_cpu):
             for index in range(first, first + count):
                 yield self.sample(index)
             return

@@ -44,6 +44,7 @@ class Labeller:
     def __init__(self, spec, model: FaceModel):
         self.spec = spec
         self.num_vertices = model.num_vertices
+        self.contours = ContourMarcher(spec)
         candidates = np.unique(np.concatenate(list(spec.contours.values()))) if spec.contours else np.zeros(0, int)
         self._candidates = candidates
         tri_mask = np.isin(model.triangles, candidates).any(axis=1)
@@ -64,9 +65,19 @@ class Labeller:
             normals[self._candidates] = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
         return normals
 
+    def locate(self, vertices: np.ndarray, camera_centre: np.ndarray) -> np.ndarray:
+        """World positions (L, 3) of the spec's points for this pose: `CompiledSpec.locate`, with the
+        contour rule evaluated for all contour points at once (tests check it chooses the same)."""
+        v = vertices.astype(np.float64, copy=False)
+        points = np.einsum("lk,lkc->lc", self.spec.weights, v.take(self.spec.tri_vertices, axis=0))
+        if self.contours.points.size:
+            chosen = self.contours.choose(v, camera_centre, self.contour_normals(vertices))
+            points[self.contours.points] = v.take(chosen, axis=0)
+        return points
+
     def __call__(self, params: SceneParams, scene: PosedScene, depth: np.ndarray | None) -> Labels:
         cam = scene.camera
-        world = self.spec.locate(scene.vertices, cam.centre, self.contour_normals(scene.vertices))
+        world = self.locate(scene.vertices, cam.centre)
         points_cam = cam.to_camera(world)
         uv = cam.project_camera(points_cam)
         in_frame = in_frame_mask(uv, points_cam[:, 2], cam.width, cam.height)
@@ -77,6 +88,46 @@ class Labeller:
             visibility=visible.astype(np.uint8), in_frame=in_frame.astype(np.uint8),
             head_pose=np.array([*params.head_rotation, *pivot_cam], np.float32),
             K=cam.K.astype(np.float32), camera_R=cam.R.astype(np.float32), camera_t=cam.t.astype(np.float32))
+
+
+class ContourMarcher:
+    """`CompiledSpec.locate_indices`'s marching rule, vectorised over all contour points (the loop
+    over points and candidates costs several ms per sample for dense specs). Same inputs, same choice."""
+
+    def __init__(self, spec):
+        items = sorted(spec.contours.items())
+        self.points = np.array([i for i, _ in items], np.intp)
+        width = max((len(c) for _, c in items), default=0)
+        self.candidates = np.zeros((len(items), width), np.intp)
+        self.valid = np.zeros((len(items), width), bool)
+        for row, (_, cand) in enumerate(items):
+            self.candidates[row, :len(cand)] = cand
+            self.valid[row, :len(cand)] = True
+        self.lengths = self.valid.sum(axis=1)
+        self.facing = np.array([spec.contour_facing[i] for i, _ in items], np.float64)
+        self.frontal = np.array([spec.contour_frontal[i] for i, _ in items], np.intp)
+
+    def choose(self, vertices: np.ndarray, camera_centre: np.ndarray, normals: np.ndarray) -> np.ndarray:
+        """Chosen vertex per contour point: march from the frontal candidate in the direction where
+        the facing f = -n.h - f* keeps its sign, stop at the last candidate of that sign, then take
+        the next one if it is closer to f* (see CompiledSpec.locate_indices)."""
+        h = vertices.mean(axis=0) - np.asarray(camera_centre, np.float64)
+        h /= max(np.linalg.norm(h), 1e-12)
+        f = -(normals.take(self.candidates, axis=0) @ h) - self.facing[:, None]  # (P, K)
+        rows = np.arange(len(self.points))
+        k0 = self.frontal
+        f0 = f[rows, k0]
+        step = np.where(f0 > 0, 1, -1)
+        offset = (np.arange(f.shape[1])[None, :] - k0[:, None]) * step[:, None]  # steps ahead of k0
+        stops = self.valid & (offset > 0) & (np.sign(f) != np.sign(f0)[:, None])
+        first_stop = np.where(stops, offset, np.iinfo(np.intp).max).min(axis=1)  # steps to the first sign change
+        has_stop = first_stop < np.iinfo(np.intp).max
+        last_in_range = np.where(step > 0, self.lengths - 1 - k0, k0)  # steps to the end of the list
+        k = k0 + step * np.where(has_stop, first_stop - 1, last_in_range)
+        nxt = np.clip(k + step, 0, self.candidates.shape[1] - 1)
+        closer = has_stop & (np.abs(f[rows, nxt]) < np.abs(f[rows, k]))
+        k = np.where(f0 == 0, k0, np.where(closer, nxt, k))
+        return self.candidates[rows, k]
 
 
 def in_frame_mask(uv: np.ndarray, z: np.ndarray, width: int, height: int) -> np.ndarray:

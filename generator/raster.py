@@ -136,23 +136,36 @@ class RasterRenderer:
         self._vertex_data = np.zeros((n, FLOATS_PER_VERTEX), np.float32)
 
     def _build_scene(self) -> None:
+        """One pyrender mesh per segmentation class when a segmentation pass is wanted (pyrender tells
+        classes apart by node), else just two (skin, everything else): pyrender's per-primitive
+        Python overhead (uniforms, lights) is a sizeable part of a frame on llvmpipe."""
         pr = self._pr
         self.scene = pr.Scene(bg_color=(0.0, 0.0, 0.0, 0.0), ambient_light=(0.3, 0.3, 0.3))
-        self.nodes, self.materials = {}, {}
-        neutral = self.model.neutral
-        for cls, verts, tris in self.parts:
+        classes = [cls for cls, _, _ in self.parts]
+        segmented = "segmentation" in self.outputs or "mask" in self.outputs
+        groups = [[c] for c in classes] if segmented else [["face", "head_neck"], classes[2:]]
+        part = {cls: (verts, tris, sl) for (cls, verts, tris), sl in zip(self.parts, self._slices)}
+        self.nodes, self.materials, self.primitives, self._group_slices = {}, {}, [], []
+        for group in groups:
+            start, stop = part[group[0]][2].start, part[group[-1]][2].stop
+            tris = np.concatenate([part[c][1] + (part[c][2].start - start) for c in group]).astype(np.uint32)
             material = pr.MetallicRoughnessMaterial(baseColorFactor=(1.0, 1.0, 1.0, 1.0), metallicFactor=0.0,
                                                     roughnessFactor=0.5, doubleSided=False)
-            prim = pr.Primitive(positions=neutral[verts], normals=np.zeros((len(verts), 3), np.float32),
-                                color_0=np.ones((len(verts), 4), np.float32), indices=tris, material=material)
-            self.nodes[cls] = self.scene.add(pr.Mesh([prim]))
-            self.materials[cls] = material
-        self.primitives = [self.nodes[cls].mesh.primitives[0] for cls, _, _ in self.parts]
+            n = stop - start
+            prim = pr.Primitive(positions=self.model.neutral[self.drawn[start:stop]],
+                                normals=np.zeros((n, 3), np.float32), color_0=np.ones((n, 4), np.float32),
+                                indices=tris, material=material)
+            node = self.scene.add(pr.Mesh([prim]))
+            self.nodes["+".join(group)] = node
+            self.materials["+".join(group)] = material
+            self.primitives.append(prim)
+            self._group_slices.append(slice(start, stop))
         self.camera = pr.IntrinsicsCamera(fx=500.0, fy=500.0, cx=128.0, cy=128.0, znear=10.0, zfar=200.0)
         self.camera_node = self.scene.add(self.camera, pose=np.eye(4))
         self.light_nodes = [self.scene.add(pr.DirectionalLight(color=np.ones(3), intensity=0.0), pose=np.eye(4))
                             for _ in range(3)]
-        self.seg_map = {self.nodes[cls]: np.full(3, SEGMENT_CLASSES[cls], np.uint8) for cls in self.nodes}
+        self.seg_map = {self.nodes[cls]: np.full(3, SEGMENT_CLASSES[cls], np.uint8) for cls in classes} \
+            if segmented else {}
 
     def _ensure_context(self, width: int, height: int) -> None:
         if self._offscreen is not None and self._size == (width, height):
@@ -227,11 +240,11 @@ class RasterRenderer:
         data[:, 0:3] = v
         data[:, 3:6] = self._normals(v)
         data[:, 6:10] = self._colours(params)
-        for cls in self.materials:
-            self.materials[cls].roughnessFactor = params.appearance.skin_roughness if cls in ("face", "head_neck") else 0.3
+        for name, material in self.materials.items():
+            material.roughnessFactor = params.appearance.skin_roughness if name.startswith(("face", "head_neck")) else 0.3
         self._offscreen._platform.make_current()
         base = data.ctypes.data
-        for prim, sl in zip(self.primitives, self._slices):
+        for prim, sl in zip(self.primitives, self._group_slices):
             GL.glBindBuffer(GL.GL_ARRAY_BUFFER, prim._buffers[0])
             # A raw pointer: PyOpenGL would otherwise copy the array through tostring().
             GL.glBufferSubData(GL.GL_ARRAY_BUFFER, 0, (sl.stop - sl.start) * data.strides[0],

@@ -146,3 +146,22 @@ def test_render_result_shapes_and_masks(face_model, renderer):
     assert (result.segmentation == SEGMENT_CLASSES["face"]).sum() > 0.1 * drawn.sum()
     z = result.depth[drawn]
     assert 0.5 * params.camera_distance < z.min() < z.max() < 1.5 * params.camera_distance
+
+
+@pytest.mark.parametrize("spec_name", ["ibug68", "dense490"])
+def test_vectorised_contours_match_the_spec(face_model, spec_name):
+    """The labeller's vectorised contour rule picks exactly the vertices `CompiledSpec.locate` picks."""
+    from facegen.specs import compile_spec, load_spec
+
+    spec = compile_spec(load_spec(spec_name), face_model)
+    labeller = Labeller(spec, face_model)
+    sampler = SceneSampler(face_model, load_config(), seed=9)
+    for index in range(40):
+        params = sampler.sample(index)
+        if index % 4 == 0:  # include extreme yaws, where marching goes furthest
+            params = dataclasses.replace(params, head_rotation=(-90.0 + 12 * (index // 4), 10.0, 0.0))
+        scene = pose_scene(params, face_model)
+        centre = scene.camera.centre
+        normals = labeller.contour_normals(scene.vertices)
+        expected = spec.locate(scene.vertices, centre, normals)
+        assert np.array_equal(labeller.locate(scene.vertices, centre), expected), index
