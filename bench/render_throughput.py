@@ -72,6 +72,7 @@ def end_to_end(args, workers: int) -> tuple[float, float]:
 
 def breakdown(args) -> dict[str, float]:
     """In-process, one worker: seconds per stage over args.n samples, and the bare draw alone."""
+    import cv2
     import numpy as np
 
     from facegen.generator.job import Worker, prepare
@@ -104,7 +105,7 @@ def breakdown(args) -> dict[str, float]:
             colour, depth = r.draw_only(params, scene)
             t.append(time.perf_counter())
             bg = background_image(params, args.size, args.size, r.backgrounds, r.hdris)
-            image = np.where((depth > 0)[..., None], colour, bg)
+            image = cv2.copyTo(colour, (depth > 0).view(np.uint8), np.ascontiguousarray(bg))
             t.append(time.perf_counter())
             labels = worker.labeller(params, scene, depth)
             t.append(time.perf_counter())

@@ -298,7 +298,14 @@ def _init_worker(ctx: JobContext, progress_queue) -> None:
 
 
 def _render_in_worker(task: tuple[int, int, int]) -> dict:
-    return _WORKER.render_shard(*task, tick=_PROGRESS.put)
+    parent = os.getppid()
+
+    def tick(n: int) -> None:
+        if os.getppid() != parent:  # the job was killed (SIGKILL leaves pool workers orphaned): stop
+            os._exit(1)  # the shard stays a .partial, which the next run deletes
+        _PROGRESS.put(n)
+
+    return _WORKER.render_shard(*task, tick=tick)
 
 
 # -- the job --------------------------------------------------------------------------------------------

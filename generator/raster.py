@@ -217,9 +217,8 @@ class RasterRenderer:
         self._offscreen._platform.make_current()
         colour, depth = self._offscreen._renderer._read_main_framebuffer(self.scene, DRAW_FLAGS)
         self._offscreen._platform.make_uncurrent()
-        drawn = depth > 0
-        image = np.where(drawn[..., None], colour, background_image(params, cam.width, cam.height,
-                                                                    self.backgrounds, self.hdris))
+        background = np.ascontiguousarray(background_image(params, cam.width, cam.height, self.backgrounds, self.hdris))
+        image = cv2.copyTo(colour, (depth > 0).view(np.uint8), background)  # face over background
         segmentation = mask = None
         if "segmentation" in self.outputs or "mask" in self.outputs:
             seg, _ = self._offscreen.render(self.scene, flags=pr.RenderFlags.SEG,
