@@ -3,9 +3,10 @@ in-frame flag, plus head pose and intrinsics (conventions: docs/rendering.md).
 
 Visibility is a depth test against the renderer's depth buffer: a point is visible when it is in
 frame and not behind a drawn surface by more than `VISIBILITY_TOLERANCE_CM`, comparing with the
-farthest of the 2x2 pixel centres around the point (so a point on a steep surface, whose neighbouring
-pixels straddle its depth, is not declared hidden by its own surface); a point whose neighbourhood
-touches the background sits on the outline and is visible.
+farthest of the 4x4 pixel centres around the point (its 2x2 cell and one pixel around it), so a point
+on a steep surface, whose neighbouring pixels straddle its depth, or within a pixel of an outline is
+not declared hidden by its own surface; a point whose neighbourhood touches the background sits on
+the outline and is visible.
 """
 
 from __future__ import annotations
@@ -136,21 +137,27 @@ def in_frame_mask(uv: np.ndarray, z: np.ndarray, width: int, height: int) -> np.
             & (z > 0))
 
 
-def neighbour_depths(uv: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The 2x2 pixel centres around each point: depths (N, 4) (0 = nothing drawn) and the bilinear
-    weights' offsets (fu, fv) of the point inside that cell."""
+def neighbour_depths(uv: np.ndarray, depth: np.ndarray, ring: int = 0) -> np.ndarray:
+    """Depths (N, (2 + 2 ring)^2) of the 2x2 pixel centres around each point, widened by `ring`
+    pixels on every side (0 = nothing drawn there)."""
     h, w = depth.shape
-    u0 = np.clip(np.floor(uv[:, 0]).astype(np.int64), 0, w - 2)
-    v0 = np.clip(np.floor(uv[:, 1]).astype(np.int64), 0, h - 2)
-    d = np.stack([depth[v0, u0], depth[v0, u0 + 1], depth[v0 + 1, u0], depth[v0 + 1, u0 + 1]], axis=1)
-    return d, uv[:, 0] - u0, uv[:, 1] - v0
+    u0 = np.floor(uv[:, 0]).astype(np.int64)
+    v0 = np.floor(uv[:, 1]).astype(np.int64)
+    offsets = np.arange(-ring, 2 + ring)
+    cols = np.clip(u0[:, None] + offsets[None, :], 0, w - 1)  # (N, k)
+    rows = np.clip(v0[:, None] + offsets[None, :], 0, h - 1)
+    return depth[rows[:, :, None], cols[:, None, :]].reshape(len(uv), -1)
 
 
 def depth_test(uv: np.ndarray, z: np.ndarray, depth: np.ndarray,
                tolerance: float = VISIBILITY_TOLERANCE_CM) -> np.ndarray:
     """True where no drawn surface is more than `tolerance` in front of the point (see module doc).
-    A point whose 2x2 neighbourhood touches the background is on an outline (the surface there is
-    seen edge-on and its depth jumps within a pixel): nothing covers it, so it is visible."""
-    d, _, _ = neighbour_depths(uv, depth)
+
+    The depths looked at are the 4x4 pixel centres around the point (its 2x2 cell and one pixel
+    around). A point whose neighbourhood touches the background is on an outline; a point whose
+    farthest neighbour is not in front of it is on the drawn surface or beside an edge of it. Both
+    count as visible: on a surface seen edge-on the depth jumps by centimetres per pixel, and contour
+    points sit exactly there."""
+    d = neighbour_depths(uv, depth, ring=1)
     on_outline = (d == 0).any(axis=1)
     return on_outline | (z <= d.max(axis=1) + tolerance)

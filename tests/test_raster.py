@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from facegen.generator.labels import Labeller, neighbour_depths
+from facegen.generator.labels import Labeller
 from facegen.generator.sampling import SceneSampler, load_config
 from facegen.generator.scene import pose_scene
 
