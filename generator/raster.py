@@ -309,7 +309,9 @@ class RasterRenderer:
                 node.light.intensity = 0.0
                 continue
             light = lighting.lights[i]
-            node.light.intensity = float(light.intensity)
+            # Light.intensity 1.0 = a normal key light: irradiance pi makes a white Lambert surface
+            # facing it come out at its albedo (the shader divides diffuse by pi).
+            node.light.intensity = float(np.pi * light.intensity)
             node.light.color = np.asarray(light.color, np.float64)
             self.scene.set_pose(node, light_pose(light.azimuth, light.elevation))
 
