@@ -16,4 +16,13 @@ except PackageNotFoundError:  # running from a source tree without install
 
 from facegen.face_model import FaceModel, load_face_model  # noqa: E402
 
-__all__ = ["FaceModel", "load_face_model", "__version__"]
+
+
+def load_spec(name_or_path: str):
+    """A landmark spec (built-in name or YAML path) compiled against the default face model."""
+    from facegen.specs import load_compiled
+
+    return load_compiled(name_or_path)
+
+
+__all__ = ["FaceModel", "load_face_model", "load_spec", "__version__"]

@@ -1,0 +1,40 @@
+"""Shared fixtures. Tests generate what they need or read ../shared by path; nothing large is committed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# Tests keep their own face-model cache inside the checkout (gitignored), never the user's.
+os.environ.setdefault("FACEGEN_HOME", str(REPO / ".cache" / "facegen-test"))
+os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+from facegen.paths import shared_dir  # noqa: E402
+
+SHARED = shared_dir()
+ICT_ZIP = SHARED / "assets" / "ict-facekit" / "ICT-FaceKit-master.zip" if SHARED else None
+
+
+def require_shared(*parts: str) -> Path:
+    """A path inside ../shared, or skip the test saying what is missing."""
+    if SHARED is None:
+        pytest.skip("../shared is not beside this checkout (set FACEGEN_SHARED to its path)")
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is missing")
+    return path
+
+
+@pytest.fixture(scope="session")
+def face_model():
+    """The imported ICT-FaceKit model: loaded from the test cache, imported from ../shared once."""
+    from facegen.face_model import default_model_path, load_face_model
+    from facegen.ict import import_ict
+
+    path = default_model_path()
+    if not path.exists():
+        import_ict(require_shared("assets", "ict-facekit", "ICT-FaceKit-master.zip")).save(path)
+    return load_face_model(path)
