@@ -64,8 +64,9 @@ PRESETS = {
     "high": dict(samples=128, threshold=0.01, bounces=(8, 4, 4, 8, 16), sss="RANDOM_WALK_SKIN"),
 }
 
-KEY_IRRADIANCE = 3.0  # W/m^2 for a light of intensity 1.0 ("a normal key light")
-LIGHT_DISTANCE = 1.5  # metres from the head
+KEY_IRRADIANCE = 1.0  # W/m^2 for a light of intensity 1.0 ("a normal key light")
+LIGHT_DISTANCE = 1.5
+HDRI_MEAN = 0.3  # mean radiance every HDRI is scaled to (times hdri_strength)  # metres from the head
 
 
 def bundled_hdri_dir() -> Path:
@@ -96,6 +97,7 @@ class CyclesRenderer:
         self._tmp = Path(tempfile.mkdtemp(prefix="facegen-cycles-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
         self._images: dict[str, bpy.types.Image] = {}  # HDRIs and photos, kept few (see _image)
         self._lights: list[bpy.types.Object] = []
+        self._means: dict[str, float] = {}
         self._current_vertices: np.ndarray | None = None
         self._build(device, threads, denoise)
 
@@ -289,7 +291,7 @@ class CyclesRenderer:
         mt.set_param(self.materials["iris"], "pupil", x.get("pupil", 0.14))
         mt.set_param(self.materials["iris"], "seed", seed)
         mt.set_param(self.materials["sclera"], "sclera_redness", x.get("sclera_redness", 0.2))
-        mt.set_param(self.materials["eye_occlusion"], "occlusion", x.get("eye_occlusion", 0.45))
+        mt.set_param(self.materials["eye_occlusion"], "occlusion", x.get("eye_occlusion", 0.25))
         lash = x.get("lash_color", tuple(0.4 * c for c in a.brow_color))
         mt.set_param(self.materials["eyelashes"], "lash_color", lash)
 
@@ -299,8 +301,16 @@ class CyclesRenderer:
         if key not in self._images:
             while len(self._images) >= 10:
                 bpy.data.images.remove(self._images.pop(next(iter(self._images))))
-            self._images[key] = bpy.data.images.load(key)
+            img = self._images[key] = bpy.data.images.load(key)
+            if path.suffix.lower() in (".exr", ".hdr"):
+                img.colorspace_settings.name = "Linear Rec.709"
         return self._images[key]
+
+    def _hdri_mean(self, img: bpy.types.Image) -> float:
+        if img.name not in self._means:
+            px = bu.image_pixels(img)
+            self._means[img.name] = max(float(px[..., :3].mean()), 1e-3)
+        return self._means[img.name]
 
     def _hdri_path(self, name: str) -> Path:
         for folder in [bundled_hdri_dir()] + ([self.hdris] if self.hdris else []):
@@ -316,15 +326,23 @@ class CyclesRenderer:
         nodes = self.scene.world.node_tree.nodes
 
         def val(name, v):
-            nodes["p_" + name].outputs[0].default_value = v if not isinstance(v, tuple) else (*v[:3], 1.0)
+            # Touch only what changed: any world edit makes Cycles re-sync the whole scene (~seconds).
+            v = v if not isinstance(v, tuple) else (*v[:3], 1.0)
+            sock = nodes["p_" + name].outputs[0]
+            if not np.allclose(np.atleast_1d(sock.default_value), np.atleast_1d(v), rtol=0, atol=1e-7):
+                sock.default_value = v
 
         if L.hdri:
-            nodes["hdri"].image = self._image(self._hdri_path(L.hdri))
-            nodes["hdri"].image.colorspace_settings.name = "Linear Rec.709"
+            img = self._image(self._hdri_path(L.hdri))
+            if nodes["hdri"].image != img:
+                nodes["hdri"].image = img
             # Model +z (towards the camera) is Blender -y; rotate the panorama about Blender's z.
-            nodes["hdri_mapping"].inputs["Rotation"].default_value = (0.0, 0.0, np.radians(L.hdri_rotation))
+            rot = nodes["hdri_mapping"].inputs["Rotation"]
+            if abs(rot.default_value[2] - np.radians(L.hdri_rotation)) > 1e-7:
+                rot.default_value = (0.0, 0.0, np.radians(L.hdri_rotation))
             val("use_hdri", 1.0)
-            val("world_strength", L.hdri_strength * L.ambient / 0.3)
+            # Normalised so every panorama gives a similar exposure at hdri_strength 1, ambient 0.3.
+            val("world_strength", L.hdri_strength * L.ambient / 0.3 * HDRI_MEAN / self._hdri_mean(nodes["hdri"].image))
         else:
             val("use_hdri", 0.0)
             val("world_strength", 1.0)
@@ -350,8 +368,9 @@ class CyclesRenderer:
             pa, ia = img.size[0] / max(img.size[1], 1), w / h
             sx, sy = (ia / pa, 1.0) if ia < pa else (1.0, pa / ia)
             mp = nodes["photo_mapping"]
-            mp.inputs["Scale"].default_value = (sx, sy, 1.0)
-            mp.inputs["Location"].default_value = ((1 - sx) / 2, (1 - sy) / 2, 0.0)
+            if tuple(mp.inputs["Scale"].default_value)[:2] != (sx, sy):
+                mp.inputs["Scale"].default_value = (sx, sy, 1.0)
+                mp.inputs["Location"].default_value = ((1 - sx) / 2, (1 - sy) / 2, 0.0)
 
     def _set_lights(self, params: SceneParams, posed: PosedScene) -> None:
         lights = params.lighting.lights
@@ -438,18 +457,19 @@ class CyclesRenderer:
         depth = np.where(hit, z / bu.CM, 0.0).astype(np.float32)
         mat_index = np.where(hit, np.rint(data[..., 1]), 0).astype(np.int64)
         seg = segmentation_from_passes(mat_index, data[..., 2])
-        mask = mat_index == MATERIALS["face"][0]
+        # The face proper, as the raster backend defines it: everything drawn but the head/neck chart.
+        mask = (mat_index > 0) & (mat_index != MATERIALS["head_neck"][0])
         return RenderResult(image=image, depth=depth, mask=mask,
                             segmentation=seg if "segmentation" in self.outputs else None)
 
     # -- labels ---------------------------------------------------------------------------------
 
-    def visibility(self, points_world: np.ndarray, scene: PosedScene, eps_cm: float = 0.02) -> np.ndarray:
-        """True where a point (model/world cm) is seen from the camera centre: Blender's BVH ray cast
-        against the opaque head (the see-through overlays, eyelashes included, do not occlude)."""
-        self._set_vertices(scene.vertices)
-        depsgraph = bpy.context.evaluated_depsgraph_get()
-        head = self.head.evaluated_get(depsgraph)
+    def visibility(self, points_world: np.ndarray, scene: PosedScene, tolerance_cm: float = 0.25) -> np.ndarray:
+        """True where a point (world cm) is seen from the camera centre: Blender's BVH ray cast against
+        the opaque head (the see-through overlays, eyelashes included, do not occlude). A point counts
+        as hidden only behind a surface more than `tolerance_cm` in front of it, as in the raster
+        backend's depth test (labels.VISIBILITY_TOLERANCE_CM), so both label the same points."""
+        bvh = self._bvh(scene.vertices)
         origin = bu.to_blender(scene.camera.centre[None])[0]
         targets = bu.to_blender(points_world)
         vis = np.zeros(len(targets), bool)
@@ -457,9 +477,27 @@ class CyclesRenderer:
         for i, p in enumerate(targets):
             d = p - origin
             dist = float(np.linalg.norm(d))
-            hit, *_ = head.ray_cast(o, Vector(d / dist), distance=dist - eps_cm * bu.CM, depsgraph=depsgraph)
-            vis[i] = not hit
+            hit, *_ = bvh.ray_cast(o, Vector(d / dist), max(dist - tolerance_cm * bu.CM, 0.0))
+            vis[i] = hit is None
         return vis
+
+    def _bvh(self, vertices: np.ndarray):
+        """Blender's BVH over the opaque head at these vertex positions (cached for the last pose).
+
+        Built from the arrays directly: the object's own ray_cast can answer from a stale cache
+        after its vertices move."""
+        from mathutils.bvhtree import BVHTree
+
+        key = vertices.__array_interface__["data"][0], vertices.shape, float(vertices[::997].sum())
+        if getattr(self, "_bvh_key", None) != key:
+            ids = self._vertex_ids[self.head.name]
+            if not hasattr(self, "_head_polys"):
+                polys = np.empty(len(self.head.data.polygons) * 3, np.int32)
+                self.head.data.polygons.foreach_get("vertices", polys)
+                self._head_polys = polys.reshape(-1, 3).tolist()
+            self._bvh_tree = BVHTree.FromPolygons(bu.to_blender(vertices[ids]).tolist(), self._head_polys)
+            self._bvh_key = key
+        return self._bvh_tree
 
     def render_markers(self, params: SceneParams, scene: PosedScene, points_world: np.ndarray,
                        radius_px: float = 1.5, samples: int = 64) -> np.ndarray:

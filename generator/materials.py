@@ -56,7 +56,7 @@ def face_feature_map(model: FaceModel, size: int = 1024) -> np.ndarray:
     uu, vv = np.meshgrid(u, u)  # rows: v, columns: u
     p = np.stack([uu.ravel(), vv.ravel()], axis=1)
     interocular = np.linalg.norm(L[45] - L[36])
-    half_width = 0.085 * interocular  # about 5 mm at the brow head
+    half_width = 0.07 * interocular  # about 5 mm at the brow head
     dist = np.full(len(p), np.inf)
     along = np.zeros(len(p))
     for idx in (range(21, 16, -1), range(22, 27)):  # inner end first
@@ -163,13 +163,19 @@ class Graph:
         return n.outputs[0]
 
     def noise(self, vector, scale, detail=2.0, roughness=0.5, w=None):
+        """3D noise; `w` (a per-sample seed) shifts the lookup instead of a dearer 4D noise."""
         n = self.node("ShaderNodeTexNoise", {"Scale": scale, "Detail": detail, "Roughness": roughness})
+        if w is not None:
+            vector = self.offset(vector, w)
         if vector is not None:
             self.set(n.inputs["Vector"], vector)
-        if w is not None:
-            n.noise_dimensions = "4D"
-            self.set(n.inputs["W"], w)
         return n
+
+    def offset(self, vector, w):
+        shift = self.node("ShaderNodeCombineXYZ", {0: w, 1: self.math("MULTIPLY", w, 0.37), 2: self.math("MULTIPLY", w, 0.71)})
+        if vector is None:
+            vector = self.node("ShaderNodeTexCoord").outputs["Generated"]
+        return self.node("ShaderNodeVectorMath", {0: vector, 1: shift}, operation="ADD").outputs[0]
 
     def output(self, shader):
         out = self.node("ShaderNodeOutputMaterial", target="CYCLES")
@@ -242,7 +248,7 @@ def skin_material(name: str, pass_index: int, features: "bpy.types.Image | None"
     col = g.mix(col, g.mul_rgb(col, (1.3, 0.62, 0.6, 1.0)), g.math("MULTIPLY", red_amt, 0.8))
 
     # Freckles: small Voronoi spots, gated by a low-frequency mask and the sampled amount.
-    vor = g.node("ShaderNodeTexVoronoi", {"Vector": rest, "Scale": 9.0, "W": seed}, voronoi_dimensions="4D")
+    vor = g.node("ShaderNodeTexVoronoi", {"Vector": g.offset(rest, seed), "Scale": 9.0})
     spot = g.smooth(vor.outputs["Distance"], 0.12, 0.28, 1.0, 0.0)
     gate = g.smooth(g.noise(rest, 0.8, w=g.math("ADD", seed, 3.1)).outputs["Fac"], 0.45, 0.6)
     fr = g.math("MULTIPLY", g.math("MULTIPLY", spot, gate), g.math("MULTIPLY", freckles, g.math("ADD", red_w, 0.4)), clamp=True)
@@ -269,7 +275,7 @@ def skin_material(name: str, pass_index: int, features: "bpy.types.Image | None"
     spec = g.math("ADD", 0.4, g.math("MULTIPLY", rvar, 0.3))
 
     # Pores and fine wrinkles: Voronoi cells plus fine noise in UV space (tiny, cm-scale charts).
-    pores = g.node("ShaderNodeTexVoronoi", {"Vector": uv, "Scale": 450.0}, feature="F1").outputs["Distance"]
+    pores = g.node("ShaderNodeTexVoronoi", {"Vector": uv, "Scale": 450.0}, feature="F1", voronoi_dimensions="2D").outputs["Distance"]
     fine = g.noise(uv, 1500.0, detail=1.0).outputs["Fac"]
     height = g.math("ADD", g.math("MULTIPLY", pores, 0.7), g.math("MULTIPLY", fine, 0.3))
     height = g.math("ADD", height, g.math("MULTIPLY", brow, strands))
@@ -361,11 +367,12 @@ def eye_blend_material(name: str, pass_index: int):
 def eye_occlusion_material(name: str, pass_index: int):
     """A soft dark transparent shadow where the lids meet the eyeball (darker under the upper lid)."""
     m, g = _new(name, pass_index)
-    strength = g.value("occlusion", 0.45)
+    strength = g.value("occlusion", 0.25)
     uv = g.node("ShaderNodeUVMap").outputs["UV"]
     sep = g.node("ShaderNodeSeparateXYZ", {0: uv})
     u_fade = g.math("SINE", g.math("MULTIPLY", sep.outputs[0], 3.14159))
-    fac = g.math("MULTIPLY", strength, g.math("MULTIPLY", g.math("ADD", 0.35, g.math("MULTIPLY", sep.outputs[1], 0.65)), g.math("POWER", u_fade, 0.5)), clamp=True)
+    v2 = g.math("POWER", sep.outputs[1], 2.0)  # darkest under the upper lid
+    fac = g.math("MULTIPLY", strength, g.math("MULTIPLY", g.math("ADD", 0.15, g.math("MULTIPLY", v2, 0.85)), g.math("POWER", u_fade, 0.5)), clamp=True)
     dark = g.node("ShaderNodeBsdfDiffuse", {"Color": (0.02, 0.008, 0.006, 1.0)})
     clear = g.node("ShaderNodeBsdfTransparent")
     g.output(g.node("ShaderNodeMixShader", {0: fac, 1: clear, 2: dark}))
