@@ -385,7 +385,7 @@ def eyelash_material(name: str, pass_index: int):
     color = g.rgb("lash_color", (0.02, 0.015, 0.012))
     uv = g.node("ShaderNodeUVMap").outputs["UV"]
     strands = g.noise(g.node("ShaderNodeMapping", {"Vector": uv, "Scale": (400.0, 8.0, 1.0)}).outputs[0], 1.0, detail=1.0).outputs["Fac"]
-    alpha = g.smooth(strands, 0.42, 0.5, 0.0, 0.95)
+    alpha = g.smooth(strands, 0.56, 0.64, 0.0, 0.9)  # sparse strands, not a solid strip
     hair = _principled(g, color, 0.4, **{"Coat Weight": 0.3})
     clear = g.node("ShaderNodeBsdfTransparent")
     g.output(g.node("ShaderNodeMixShader", {0: alpha, 1: clear, 2: hair}))
