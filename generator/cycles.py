@@ -1,0 +1,573 @@
+"""The photoreal backend: Blender Cycles in process (bpy), one scene per process, updated per sample.
+
+`CyclesRenderer(model, outputs=("rgb", "depth", "segmentation"), preset="default", ...)` builds the
+scene once: two mesh objects (opaque head; transparent overlays: tear film, eye blend, eye occlusion,
+eyelashes), one material per region, a light pool, a world with HDRI + backplate, a compositor that
+feeds the readback. `render(params, posed)` then only writes vertex positions, material inputs,
+lights, world and camera, renders, and reads the pixels back in memory (RGB through the compositor's
+Viewer node; depth / material index / brow and lip AOVs through one float EXR in a RAM-backed temp
+dir, and only when depth or segmentation is asked for).
+
+Segmentation classes (docs/segmentation.md): 0 background, 1 skin, 2 brows, 3 eyes (sclera, iris,
+tear film), 4 lips, 5 teeth and mouth interior, 6 eyelashes, 7 head/neck (ears, scalp).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+import bpy
+from mathutils import Matrix, Vector
+
+from facegen.errors import FacegenError
+from facegen.face_model import FaceModel
+from facegen.generator import blender_util as bu
+from facegen.generator import materials as mt
+from facegen.generator.scene import PosedScene, RenderResult, SceneParams
+
+log = logging.getLogger("facegen.cycles")
+
+VERSION = "1"
+
+SEG_CLASSES = {
+    0: "background", 1: "skin", 2: "brows", 3: "eyes", 4: "lips", 5: "teeth_mouth", 6: "eyelashes", 7: "head_neck",
+}
+
+# Materials: key -> (pass index written to the material-index pass, segmentation class).
+MATERIALS = {
+    "face": (1, 1), "head_neck": (2, 7), "mouth": (3, 5), "eye_socket": (4, 1), "gums_tongue": (5, 5),
+    "teeth": (6, 5), "sclera": (7, 3), "iris": (8, 3), "lacrimal": (9, 3), "eye_blend": (10, 3),
+    "eye_occlusion": (11, 1), "eyelashes": (12, 6),
+}
+REGION_MATERIAL = {
+    "face": "face", "head_neck": "head_neck", "mouth_socket": "mouth", "eye_socket_left": "eye_socket",
+    "eye_socket_right": "eye_socket", "gums_tongue": "gums_tongue", "teeth": "teeth", "sclera_left": "sclera",
+    "iris_left": "iris", "sclera_right": "sclera", "iris_right": "iris", "lacrimal_left": "lacrimal",
+    "lacrimal_right": "lacrimal", "eye_blend_left": "eye_blend", "eye_blend_right": "eye_blend",
+    "eye_occlusion_left": "eye_occlusion", "eye_occlusion_right": "eye_occlusion",
+    "eyelashes_left": "eyelashes", "eyelashes_right": "eyelashes",
+}
+# Drawn but see-through: they neither occlude landmarks nor count in depth/segmentation passes.
+OVERLAY_REGIONS = ("lacrimal_left", "lacrimal_right", "eye_blend_left", "eye_blend_right",
+                   "eye_occlusion_left", "eye_occlusion_right", "eyelashes_left", "eyelashes_right")
+
+PRESETS = {
+    # samples, adaptive threshold, (max, diffuse, glossy, transmission, transparent) bounces, SSS method
+    "fast": dict(samples=8, threshold=0.1, bounces=(2, 1, 1, 2, 8), sss="BURLEY"),
+    "default": dict(samples=24, threshold=0.05, bounces=(4, 2, 2, 4, 12), sss="RANDOM_WALK"),
+    "high": dict(samples=128, threshold=0.01, bounces=(8, 4, 4, 8, 16), sss="RANDOM_WALK_SKIN"),
+}
+
+KEY_IRRADIANCE = 1.0  # W/m^2 for a light of intensity 1.0 ("a normal key light")
+LIGHT_DISTANCE = 1.5
+HDRI_MEAN = 0.3  # mean radiance every HDRI is scaled to (times hdri_strength)  # metres from the head
+
+
+def bundled_hdri_dir() -> Path:
+    return Path(bpy.utils.system_resource("DATAFILES", path="studiolights/world"))
+
+
+def bundled_hdris() -> list[str]:
+    """Stems of the CC0 HDRIs that ship inside bpy (city, courtyard, forest, ...)."""
+    return sorted(p.stem for p in bundled_hdri_dir().glob("*.exr"))
+
+
+class CyclesRenderer:
+    name = "cycles"
+    version = VERSION
+
+    def __init__(self, model: FaceModel, outputs=("rgb",), backgrounds: Path | None = None,
+                 hdris: Path | None = None, device: str = "auto", preset: str = "default",
+                 threads: int = 0, samples: int | None = None, denoise: bool = True, **_ignored):
+        if preset not in PRESETS:
+            raise FacegenError(f"unknown cycles preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+        self.model = model
+        self.outputs = tuple(outputs)
+        self.backgrounds = Path(backgrounds) if backgrounds else None
+        self.hdris = Path(hdris) if hdris else None
+        self.preset = dict(PRESETS[preset])
+        if samples:
+            self.preset["samples"] = int(samples)
+        self._tmp = Path(tempfile.mkdtemp(prefix="facegen-cycles-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+        self._images: dict[str, bpy.types.Image] = {}  # HDRIs and photos, kept few (see _image)
+        self._lights: list[bpy.types.Object] = []
+        self._means: dict[str, float] = {}
+        self._current_vertices: np.ndarray | None = None
+        self._build(device, threads, denoise)
+
+    # -- scene construction (once) ---------------------------------------------------------------
+
+    def _build(self, device: str, threads: int, denoise: bool) -> None:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        scene = self.scene = bpy.context.scene
+        scene.render.engine = "CYCLES"
+        self.device = bu.setup_device(scene, device)
+        c = scene.cycles
+        p = self.preset
+        c.samples = p["samples"]
+        c.use_adaptive_sampling = True
+        c.adaptive_threshold = p["threshold"]
+        c.max_bounces, c.diffuse_bounces, c.glossy_bounces, c.transmission_bounces, c.transparent_max_bounces = p["bounces"]
+        c.volume_bounces = 0
+        c.caustics_reflective = c.caustics_refractive = False
+        c.use_denoising = denoise
+        c.denoiser = "OPENIMAGEDENOISE"
+        c.denoising_input_passes = "RGB_ALBEDO_NORMAL"
+        c.denoising_prefilter = "FAST"
+        c.use_auto_tile = False
+        scene.render.use_persistent_data = True  # keep Cycles' scene between renders
+        if threads:
+            scene.render.threads_mode = "FIXED"
+            scene.render.threads = int(threads)
+        scene.render.film_transparent = False
+        scene.view_settings.view_transform = "Standard"
+        scene.view_settings.look = "None"
+        scene.render.image_settings.file_format = "PNG"
+
+        m = self.model
+        self.materials = self._build_materials()
+        overlay = np.isin(m.triangle_region, [m.region_names.index(r) for r in OVERLAY_REGIONS])
+        self.head = self._build_object("facegen_head", ~overlay)
+        self.overlay = self._build_object("facegen_overlay", overlay)
+
+        cam_data = bpy.data.cameras.new("facegen_camera")
+        self.camera = bpy.data.objects.new("facegen_camera", cam_data)
+        scene.collection.objects.link(self.camera)
+        scene.camera = self.camera
+
+        self._build_world()
+        self._build_compositor()
+
+    def _build_materials(self) -> dict[str, bpy.types.Material]:
+        sss = self.preset["sss"]
+        feats = mt.feature_image(self.model)
+        idx = {k: v[0] for k, v in MATERIALS.items()}
+        return {
+            "face": mt.skin_material("face", idx["face"], feats, sss),
+            "head_neck": mt.skin_material("head_neck", idx["head_neck"], None, sss),
+            "mouth": mt.simple_material("mouth", idx["mouth"], (0.06, 0.02, 0.02), 0.6),
+            "eye_socket": mt.simple_material("eye_socket", idx["eye_socket"], (0.45, 0.16, 0.14), 0.3, sss=0.3),
+            "gums_tongue": mt.simple_material("gums_tongue", idx["gums_tongue"], (0.5, 0.14, 0.14), 0.3, sss=0.5),
+            "teeth": mt.simple_material("teeth", idx["teeth"], (0.8, 0.74, 0.6), 0.25, sss=0.2, coat=0.5),
+            "sclera": mt.sclera_material("sclera", idx["sclera"]),
+            "iris": mt.iris_material("iris", idx["iris"]),
+            "lacrimal": mt.lacrimal_material("lacrimal", idx["lacrimal"]),
+            "eye_blend": mt.eye_blend_material("eye_blend", idx["eye_blend"]),
+            "eye_occlusion": mt.eye_occlusion_material("eye_occlusion", idx["eye_occlusion"]),
+            "eyelashes": mt.eyelash_material("eyelashes", idx["eyelashes"]),
+        }
+
+    def _build_object(self, name: str, tri_mask: np.ndarray) -> bpy.types.Object:
+        m = self.model
+        tris = m.triangles[tri_mask]
+        verts = np.unique(tris)
+        remap = np.full(m.num_vertices, -1, np.int64)
+        remap[verts] = np.arange(len(verts))
+        mesh = bpy.data.meshes.new(name)
+        mesh.from_pydata(bu.to_blender(m.neutral[verts]).tolist(), [], remap[tris].tolist())
+        uv = mesh.uv_layers.new(name="UVMap")
+        uv.data.foreach_set("uv", m.uvs[m.triangle_uvs[tri_mask]].astype(np.float32).ravel())
+        # Material slots in MATERIALS order; each triangle gets its region's slot.
+        keys = list(MATERIALS)
+        for k in keys:
+            mesh.materials.append(self.materials[k])
+        slot = np.array([keys.index(REGION_MATERIAL[r]) for r in m.region_names])
+        mesh.polygons.foreach_set("material_index", slot[m.triangle_region[tri_mask]].astype(np.int32))
+        mesh.shade_smooth()
+        # Rest-pose positions (cm) drive the procedural skin textures: seamless and pose independent.
+        rest = mesh.attributes.new("rest", "FLOAT_VECTOR", "POINT")
+        rest.data.foreach_set("vector", m.neutral[verts].astype(np.float32).ravel())
+        obj = bpy.data.objects.new(name, mesh)
+        self.scene.collection.objects.link(obj)
+        self.__dict__.setdefault("_vertex_ids", {})[name] = verts
+        return obj
+
+    def _build_world(self) -> None:
+        world = bpy.data.worlds.new("facegen_world")
+        self.scene.world = world
+        world.use_nodes = True
+        g = mt.Graph(world.node_tree)
+        self.world_graph = g
+        # Environment: HDRI (or a uniform colour), rotated about the vertical axis.
+        coord = g.node("ShaderNodeTexCoord")
+        mapping = g.node("ShaderNodeMapping", {"Vector": coord.outputs["Generated"]}, name="hdri_mapping")
+        env = g.node("ShaderNodeTexEnvironment", {"Vector": mapping.outputs[0]}, name="hdri")
+        use_hdri = g.value("use_hdri", 0.0)
+        env_col = g.mix(g.rgb("ambient_color", (0.3, 0.3, 0.3)), env.outputs["Color"], use_hdri)
+        env_bg = g.node("ShaderNodeBackground", {"Color": env_col, "Strength": g.value("world_strength", 1.0)})
+        # Backplate seen only by camera rays, in window (screen) coordinates.
+        win = coord.outputs["Window"]
+        sep = g.node("ShaderNodeSeparateXYZ", {0: win})
+        cx, cy = g.math("SUBTRACT", sep.outputs[0], 0.5), g.math("SUBTRACT", sep.outputs[1], 0.5)
+        t = g.math("ADD", g.math("ADD", g.math("MULTIPLY", cx, g.value("grad_cos", 1.0)),
+                                 g.math("MULTIPLY", cy, g.value("grad_sin", 0.0))), 0.5, clamp=True)
+        aspect = g.node("ShaderNodeCombineXYZ", {0: g.math("MULTIPLY", sep.outputs[0], g.value("aspect", 1.0)), 1: sep.outputs[1]})
+        noise = g.noise(aspect, 4.0, detail=5.0, w=g.value("noise_seed", 0.0)).outputs["Fac"]
+        c1, c2 = g.rgb("bg_color", (0.5, 0.5, 0.5)), g.rgb("bg_color2", (0.2, 0.2, 0.2))
+        plate = g.mix(c1, g.mix(c1, c2, t), g.value("is_gradient", 0.0))
+        plate = g.mix(plate, g.mix(c1, c2, g.smooth(noise, 0.3, 0.7)), g.value("is_noise", 0.0))
+        photo_vec = g.node("ShaderNodeMapping", {"Vector": win}, name="photo_mapping")
+        photo = g.node("ShaderNodeTexImage", {"Vector": photo_vec.outputs[0]}, name="photo", extension="EXTEND")
+        plate = g.mix(plate, photo.outputs["Color"], g.value("is_photo", 0.0))
+        plate_bg = g.node("ShaderNodeBackground", {"Color": plate, "Strength": 1.0})
+        cam_ray = g.node("ShaderNodeLightPath").outputs["Is Camera Ray"]
+        fac = g.math("MULTIPLY", cam_ray, g.value("use_plate", 1.0))
+        out = g.node("ShaderNodeOutputWorld")
+        g.set(out.inputs["Surface"], g.node("ShaderNodeMixShader", {0: fac, 1: env_bg, 2: plate_bg}))
+
+    def _build_compositor(self) -> None:
+        scene = self.scene
+        vl = scene.view_layers[0]
+        vl.use_pass_z = True
+        vl.use_pass_material_index = True
+        for name in ("brow", "lip"):
+            aov = vl.aovs.add()
+            aov.name, aov.type = name, "VALUE"
+        scene.use_nodes = True
+        tree = scene.node_tree
+        tree.nodes.clear()
+        rl = tree.nodes.new("CompositorNodeRLayers")
+        comp = tree.nodes.new("CompositorNodeComposite")
+        tree.links.new(rl.outputs["Image"], comp.inputs["Image"])
+        # Data passes packed in one RGB float EXR: z-depth (m), material index, brow + 2 * lip
+        # (brows and lips never overlap, so one channel carries both).
+        pack = tree.nodes.new("CompositorNodeCombineColor")
+        pack.mode = "RGB"
+        tree.links.new(rl.outputs["Depth"], pack.inputs[0])
+        tree.links.new(rl.outputs["IndexMA"], pack.inputs[1])
+        lip2 = tree.nodes.new("CompositorNodeMath")
+        lip2.operation = "MULTIPLY_ADD"
+        tree.links.new(rl.outputs["lip"], lip2.inputs[0])
+        lip2.inputs[1].default_value = 2.0
+        tree.links.new(rl.outputs["brow"], lip2.inputs[2])
+        tree.links.new(lip2.outputs[0], pack.inputs[2])
+        fo = tree.nodes.new("CompositorNodeOutputFile")
+        fo.base_path = str(self._tmp)
+        fo.format.file_format = "OPEN_EXR"
+        fo.format.color_depth = "32"
+        fo.format.color_mode = "RGB"
+        fo.format.exr_codec = "NONE"
+        fo.file_slots[0].path = "rgb"
+        fo.file_slots.new("data")
+        tree.links.new(rl.outputs["Image"], fo.inputs[0])
+        tree.links.new(pack.outputs[0], fo.inputs[1])
+        self._readback: dict[str, bpy.types.Image] = {}
+
+    # -- per-sample updates ------------------------------------------------------------------------
+
+    def _set_vertices(self, vertices: np.ndarray) -> None:
+        if self._current_vertices is not None and np.array_equal(self._current_vertices, vertices):
+            return
+        for obj in (self.head, self.overlay):
+            ids = self._vertex_ids[obj.name]
+            mesh = obj.data
+            mesh.vertices.foreach_set("co", bu.to_blender(vertices[ids]).astype(np.float32).ravel())
+            mesh.update()
+        self._current_vertices = np.array(vertices, copy=True)
+        bpy.context.view_layer.update()
+
+    def _set_appearance(self, params: SceneParams) -> None:
+        a = params.appearance
+        x = a.extra or {}
+        seed = float((params.seed * 7919 + params.index) % 1000)
+        for key in ("face", "head_neck"):
+            mat = self.materials[key]
+            mt.set_param(mat, "skin_albedo", a.skin_albedo)
+            mt.set_param(mat, "roughness", a.skin_roughness)
+            mt.set_param(mat, "redness", a.redness)
+            mt.set_param(mat, "freckles", a.freckles)
+            mt.set_param(mat, "lip_tint", a.lip_tint)
+            mt.set_param(mat, "brow_color", a.brow_color)
+            mt.set_param(mat, "brow_density", a.brow_density)
+            mt.set_param(mat, "brow_thickness", a.brow_thickness)
+            mt.set_param(mat, "seed", seed)
+        mt.set_param(self.materials["iris"], "iris_color", a.iris_color)
+        mt.set_param(self.materials["iris"], "pupil", x.get("pupil", 0.14))
+        mt.set_param(self.materials["iris"], "seed", seed)
+        mt.set_param(self.materials["sclera"], "sclera_redness", x.get("sclera_redness", 0.2))
+        mt.set_param(self.materials["eye_occlusion"], "occlusion", x.get("eye_occlusion", 0.25))
+        lash = x.get("lash_color", tuple(0.4 * c for c in a.brow_color))
+        mt.set_param(self.materials["eyelashes"], "lash_color", lash)
+
+    def _image(self, path: Path) -> bpy.types.Image:
+        """Load an HDRI or photo, keeping at most a few resident (memory stays flat over long runs)."""
+        key = str(path)
+        if key not in self._images:
+            while len(self._images) >= 10:
+                bpy.data.images.remove(self._images.pop(next(iter(self._images))))
+            img = self._images[key] = bpy.data.images.load(key)
+            if path.suffix.lower() in (".exr", ".hdr"):
+                img.colorspace_settings.name = "Linear Rec.709"
+        return self._images[key]
+
+    def _hdri_mean(self, img: bpy.types.Image) -> float:
+        if img.name not in self._means:
+            px = bu.image_pixels(img)
+            self._means[img.name] = max(float(px[..., :3].mean()), 1e-3)
+        return self._means[img.name]
+
+    def _hdri_path(self, name: str) -> Path:
+        for folder in [bundled_hdri_dir()] + ([self.hdris] if self.hdris else []):
+            for ext in (".exr", ".hdr"):
+                p = folder / (name + ext)
+                if p.exists():
+                    return p
+        raise FacegenError(f"HDRI {name!r} not found in bpy's studiolights ({', '.join(bundled_hdris())}) "
+                           f"nor in --hdris {self.hdris}; add {name}.exr/.hdr there or pick another name")
+
+    def _set_world(self, params: SceneParams) -> None:
+        L, bg = params.lighting, params.background
+        nodes = self.scene.world.node_tree.nodes
+
+        def val(name, v):
+            # Touch only what changed: any world edit makes Cycles re-sync the whole scene (~seconds).
+            v = v if not isinstance(v, tuple) else (*v[:3], 1.0)
+            sock = nodes["p_" + name].outputs[0]
+            if not np.allclose(np.atleast_1d(sock.default_value), np.atleast_1d(v), rtol=0, atol=1e-7):
+                sock.default_value = v
+
+        if L.hdri:
+            img = self._image(self._hdri_path(L.hdri))
+            if nodes["hdri"].image != img:
+                nodes["hdri"].image = img
+            # Model +z (towards the camera) is Blender -y; rotate the panorama about Blender's z.
+            rot = nodes["hdri_mapping"].inputs["Rotation"]
+            if abs(rot.default_value[2] - np.radians(L.hdri_rotation)) > 1e-7:
+                rot.default_value = (0.0, 0.0, np.radians(L.hdri_rotation))
+            val("use_hdri", 1.0)
+            # Normalised so every panorama gives a similar exposure at hdri_strength 1, ambient 0.3.
+            val("world_strength", L.hdri_strength * L.ambient / 0.3 * HDRI_MEAN / self._hdri_mean(nodes["hdri"].image))
+        else:
+            val("use_hdri", 0.0)
+            val("world_strength", 1.0)
+            val("ambient_color", (L.ambient,) * 3)
+        kind = bg.kind if not (bg.kind == "hdri" and not L.hdri) else "solid"
+        val("use_plate", 0.0 if kind == "hdri" else 1.0)
+        val("bg_color", bu.srgb_to_linear(bg.color))
+        val("bg_color2", bu.srgb_to_linear(bg.color2))
+        val("is_gradient", float(kind == "gradient"))
+        val("grad_cos", float(np.cos(np.radians(bg.angle))))
+        val("grad_sin", float(np.sin(np.radians(bg.angle))))
+        val("is_noise", float(kind == "noise"))
+        val("noise_seed", float(bg.seed % 10007))
+        w, h = params.image_size
+        val("aspect", w / h)
+        val("is_photo", float(kind == "photo"))
+        if kind == "photo":
+            if not self.backgrounds:
+                raise FacegenError(f"background photo {bg.photo!r} asked for but no --backgrounds DIR was given")
+            img = self._image(self.backgrounds / bg.photo)
+            nodes["photo"].image = img
+            # Cover the frame with the photo, centred, keeping its aspect (crop the excess).
+            pa, ia = img.size[0] / max(img.size[1], 1), w / h
+            sx, sy = (ia / pa, 1.0) if ia < pa else (1.0, pa / ia)
+            mp = nodes["photo_mapping"]
+            if tuple(mp.inputs["Scale"].default_value)[:2] != (sx, sy):
+                mp.inputs["Scale"].default_value = (sx, sy, 1.0)
+                mp.inputs["Location"].default_value = ((1 - sx) / 2, (1 - sy) / 2, 0.0)
+
+    def _set_lights(self, params: SceneParams, posed: PosedScene) -> None:
+        lights = params.lighting.lights
+        while len(self._lights) < len(lights):
+            data = bpy.data.lights.new(f"facegen_light{len(self._lights)}", "POINT")
+            obj = bpy.data.objects.new(data.name, data)
+            self.scene.collection.objects.link(obj)
+            self._lights.append(obj)
+        centre = np.asarray(posed.head_t, np.float64)
+        for i, obj in enumerate(self._lights):
+            obj.hide_render = i >= len(lights)
+            if obj.hide_render:
+                continue
+            li = lights[i]
+            d = bu.direction(li.azimuth, li.elevation)
+            kind = {"directional": "SUN", "point": "POINT", "area": "AREA"}.get(li.kind)
+            if kind is None:
+                raise FacegenError(f"unknown light kind {li.kind!r}; use directional, point or area")
+            obj.data.type = kind
+            data = obj.data  # the type change swaps the RNA subclass
+            data.color = tuple(li.color[:3])
+            size = max(li.size, 0.0) * bu.CM
+            irr = KEY_IRRADIANCE * li.intensity
+            d2 = LIGHT_DISTANCE**2
+            if kind == "SUN":
+                data.energy = irr
+                data.angle = np.radians(max(li.size, 0.0) * 0.5)  # size read as the sun's apparent size, degrees
+            elif kind == "POINT":
+                data.energy = irr * 4 * np.pi**2 * d2  # Cycles: E = P / (4 pi^2 d^2)
+                data.shadow_soft_size = size
+            else:
+                data.energy = irr * np.pi**2 * d2  # small area light facing the head: E ~ P / (pi^2 d^2)
+                data.shape = "SQUARE"
+                data.size = max(size, 0.05)
+            pos = bu.to_blender((centre + d * LIGHT_DISTANCE / bu.CM)[None])[0]
+            m = np.eye(4)
+            m[:3, :3] = bu.look_rotation(bu.MODEL_TO_BLENDER @ -d)
+            m[:3, 3] = pos
+            obj.matrix_world = Matrix(m.tolist())
+
+    def update(self, params: SceneParams, posed: PosedScene) -> None:
+        """Bring the resident scene to one sample (geometry, materials, lights, world, camera)."""
+        self._set_vertices(posed.vertices)
+        self._set_appearance(params)
+        self._set_lights(params, posed)
+        self._set_world(params)
+        bu.set_camera(self.camera, self.scene, posed.camera)
+        self.scene.cycles.seed = int((params.seed * 1000003 + params.index) % (2**31 - 1))
+
+    # -- rendering and readback -------------------------------------------------------------------
+
+    def _render(self) -> None:
+        for f in self._tmp.glob("*.exr"):
+            f.unlink()
+        bpy.ops.render.render(write_still=False)
+
+    def _read(self, slot: str, h: int, w: int) -> np.ndarray:
+        """(H, W, 3) float pixels of one compositor output written to the RAM temp dir this render.
+
+        One bpy image per slot, reloaded in place, so no datablocks accumulate over a long run."""
+        path = self._tmp / f"{slot}{self.scene.frame_current:04d}.exr"
+        if not path.exists():
+            raise FacegenError(f"cycles: the compositor did not write {path}")
+        img = self._readback.get(slot)
+        if img is None:
+            img = self._readback[slot] = bpy.data.images.load(str(path))
+            img.colorspace_settings.name = "Non-Color"  # raw floats: no colour transform on read
+            img.alpha_mode = "CHANNEL_PACKED"
+        else:
+            img.reload()
+        px = bu.image_pixels(img)[..., :3].copy()
+        if px.shape[:2] != (h, w):
+            raise FacegenError(f"cycles: {slot} pass is {px.shape[1]}x{px.shape[0]}, expected {w}x{h}")
+        return px
+
+    def render(self, params: SceneParams, scene: PosedScene) -> RenderResult:
+        self.update(params, scene)
+        self._render()
+        w, h = params.image_size
+        image = bu.srgb_encode(self._read("rgb", h, w))
+        data = self._read("data", h, w)
+        z = data[..., 0]
+        hit = z < 1e3
+        depth = np.where(hit, z / bu.CM, 0.0).astype(np.float32)
+        mat_index = np.where(hit, np.rint(data[..., 1]), 0).astype(np.int64)
+        seg = segmentation_from_passes(mat_index, data[..., 2])
+        # The face proper, as the raster backend defines it: everything drawn but the head/neck chart.
+        mask = (mat_index > 0) & (mat_index != MATERIALS["head_neck"][0])
+        return RenderResult(image=image, depth=depth, mask=mask,
+                            segmentation=seg if "segmentation" in self.outputs else None)
+
+    # -- labels ---------------------------------------------------------------------------------
+
+    def visibility(self, points_world: np.ndarray, scene: PosedScene, tolerance_cm: float = 0.25) -> np.ndarray:
+        """True where a point (world cm) is seen from the camera centre: Blender's BVH ray cast against
+        the opaque head (the see-through overlays, eyelashes included, do not occlude). A point counts
+        as hidden only behind a surface more than `tolerance_cm` in front of it, as in the raster
+        backend's depth test (labels.VISIBILITY_TOLERANCE_CM), so both label the same points."""
+        bvh = self._bvh(scene.vertices)
+        origin = bu.to_blender(scene.camera.centre[None])[0]
+        targets = bu.to_blender(points_world)
+        vis = np.zeros(len(targets), bool)
+        o = Vector(origin)
+        for i, p in enumerate(targets):
+            d = p - origin
+            dist = float(np.linalg.norm(d))
+            hit, *_ = bvh.ray_cast(o, Vector(d / dist), max(dist - tolerance_cm * bu.CM, 0.0))
+            vis[i] = hit is None
+        return vis
+
+    def _bvh(self, vertices: np.ndarray):
+        """Blender's BVH over the opaque head at these vertex positions (cached for the last pose).
+
+        Built from the arrays directly: the object's own ray_cast can answer from a stale cache
+        after its vertices move."""
+        from mathutils.bvhtree import BVHTree
+
+        key = vertices.__array_interface__["data"][0], vertices.shape, float(vertices[::997].sum())
+        if getattr(self, "_bvh_key", None) != key:
+            ids = self._vertex_ids[self.head.name]
+            if not hasattr(self, "_head_polys"):
+                polys = np.empty(len(self.head.data.polygons) * 3, np.int32)
+                self.head.data.polygons.foreach_get("vertices", polys)
+                self._head_polys = polys.reshape(-1, 3).tolist()
+            self._bvh_tree = BVHTree.FromPolygons(bu.to_blender(vertices[ids]).tolist(), self._head_polys)
+            self._bvh_key = key
+        return self._bvh_tree
+
+    def render_markers(self, params: SceneParams, scene: PosedScene, points_world: np.ndarray,
+                       radius_px: float = 1.5, samples: int = 64) -> np.ndarray:
+        """Render only small emissive discs (parallel to the image plane) centred on `points_world`,
+        through the same camera path as `render`; returns the (H, W) linear intensity. For tests."""
+        self.update(params, scene)
+        cam = scene.camera
+        pc = cam.to_camera(points_world)
+        ring = np.linspace(0, 2 * np.pi, 33)[:-1]
+        verts, faces = [], []
+        for k, p in enumerate(pc):
+            r = radius_px * p[2] / cam.K[0, 0]
+            circle = np.stack([p[0] + r * np.cos(ring), p[1] + r * np.sin(ring), np.full_like(ring, p[2])], 1)
+            world = (circle - cam.t) @ cam.R  # camera -> world
+            verts.extend(bu.to_blender(world).tolist())
+            faces.append(list(range(k * 32, k * 32 + 32)))
+        mesh = bpy.data.meshes.new("facegen_markers")
+        mesh.from_pydata(verts, [], faces)
+        mat = bpy.data.materials.new("facegen_marker")
+        mat.use_nodes = True
+        g = mt.Graph(mat.node_tree)
+        g.output(g.node("ShaderNodeEmission", {"Strength": 1.0, "Color": (1.0, 1.0, 1.0, 1.0)}))
+        mesh.materials.append(mat)
+        obj = bpy.data.objects.new("facegen_markers", mesh)
+        self.scene.collection.objects.link(obj)
+        hidden = [self.head, self.overlay] + self._lights
+        saved = [o.hide_render for o in hidden]
+        nodes = self.scene.world.node_tree.nodes
+        world_saved = [nodes[n].outputs[0].default_value for n in ("p_use_hdri", "p_world_strength", "p_use_plate", "p_is_photo", "p_is_gradient", "p_is_noise")]
+        c = self.scene.cycles
+        cs = (c.samples, c.use_denoising, c.use_adaptive_sampling)
+        try:
+            for o in hidden:
+                o.hide_render = True
+            for n in ("p_world_strength", "p_use_plate", "p_is_photo", "p_is_gradient", "p_is_noise", "p_use_hdri"):
+                nodes[n].outputs[0].default_value = 0.0
+            nodes["p_bg_color"].outputs[0].default_value = (0, 0, 0, 1)
+            c.samples, c.use_denoising, c.use_adaptive_sampling = samples, False, False
+            self._render()
+            w, h = params.image_size
+            out = self._read("rgb", h, w).mean(-1)
+        finally:
+            for o, s in zip(hidden, saved):
+                o.hide_render = s
+            for n, v in zip(("p_use_hdri", "p_world_strength", "p_use_plate", "p_is_photo", "p_is_gradient", "p_is_noise"), world_saved):
+                nodes[n].outputs[0].default_value = v
+            c.samples, c.use_denoising, c.use_adaptive_sampling = cs
+            bpy.data.objects.remove(obj)
+            bpy.data.meshes.remove(mesh)
+            bpy.data.materials.remove(mat)
+        return out
+
+    def object_count(self) -> int:
+        """Number of objects/meshes/materials/images in the Blender file (tests: the scene is built once)."""
+        d = bpy.data
+        return len(d.objects) + len(d.meshes) + len(d.materials) + len(d.images) + len(d.lights) + len(d.node_groups)
+
+    def close(self) -> None:
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+def segmentation_from_passes(mat_index: np.ndarray, brow_lip: np.ndarray) -> np.ndarray:
+    """Classes from the material-index pass, with brows and lips painted on the face taken from the
+    packed AOV channel (brow + 2 * lip; each averaged over the pixel, so 0.5 is the boundary)."""
+    lut = np.zeros(max(v[0] for v in MATERIALS.values()) + 1, np.uint8)
+    for pass_index, cls in MATERIALS.values():
+        lut[pass_index] = cls
+    seg = lut[np.clip(mat_index, 0, len(lut) - 1)]
+    face = mat_index == MATERIALS["face"][0]
+    seg[face & (brow_lip > 1.0)] = 4
+    seg[face & (brow_lip > 0.5) & (brow_lip <= 1.0)] = 2
+    return seg
