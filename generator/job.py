@@ -124,7 +124,7 @@ def prepare(s: JobSettings) -> JobContext:
     photos = tuple(sampling.list_files(Path(s.backgrounds), sampling.PHOTO_SUFFIXES, "--backgrounds")) \
         if s.backgrounds else ()
     hdri_dir = s.hdris or (str(sampling.bundled_hdri_dir()) if sampling.bundled_hdri_dir() else None)
-    hdri_names = tuple(sampling.list_files(Path(hdri_dir), sampling.HDRI_SUFFIXES, "--hdris")) if hdri_dir else ()
+    hdri_names = tuple(sampling.list_hdris(Path(hdri_dir))) if hdri_dir else ()
     cls = renderer_class(s.renderer)
     job = {
         "spec": spec.name,

@@ -31,27 +31,35 @@ from facegen.face_model import FaceModel  # noqa: E402
 from facegen.generator.scene import PosedScene, RenderResult, SceneParams  # noqa: E402
 
 # Segmentation classes (docs/rendering.md); each is one pyrender mesh so the SEG pass can tell them apart.
+# Segmentation classes: shared with the Cycles backend (docs/segmentation.md).
 SEGMENT_CLASSES = {
     "background": 0,
-    "face": 1,
-    "head_neck": 2,
-    "eyeball": 3,
-    "mouth_interior": 4,
-    "teeth": 5,
-    "eye_socket": 6,
+    "skin": 1,
+    "brows": 2,
+    "eyes": 3,
+    "lips": 4,
+    "teeth_mouth": 5,
+    "eyelashes": 6,  # not drawn by the raster backend
+    "head_neck": 7,
 }
-SEGMENT_REGIONS = {
+# What the raster backend draws, in parts that share a colour rule, and their segmentation class.
+# Brows and lips are painted on the face, so their classes are set per vertex (see _colours).
+PARTS = {
     "face": ("face",),
     "head_neck": ("head_neck",),
     "eyeball": ("sclera_left", "sclera_right", "iris_left", "iris_right"),
     "mouth_interior": ("mouth_socket", "gums_tongue"),
     "teeth": ("teeth",),
-    "eye_socket": ("eye_socket_left", "eye_socket_right", "lacrimal_left", "lacrimal_right"),
+    "eye_socket": ("eye_socket_left", "eye_socket_right"),
 }
-# The face-region mask: everything of the face proper (not the back of the head, neck, ears).
-MASK_CLASSES = ("face", "eyeball", "mouth_interior", "teeth", "eye_socket")
-NOT_DRAWN = ("eye_blend_left", "eye_blend_right", "eye_occlusion_left", "eye_occlusion_right",
-             "eyelashes_left", "eyelashes_right")
+PART_CLASS = {"face": "skin", "head_neck": "head_neck", "eyeball": "eyes", "mouth_interior": "teeth_mouth",
+              "teeth": "teeth_mouth", "eye_socket": "skin"}
+# See-through films and strands in ICT-FaceKit (tear film, eye blend, eye-occlusion shadow, lashes):
+# not drawn, so they neither occlude labels nor appear in depth or segmentation (as in Cycles).
+NOT_DRAWN = ("lacrimal_left", "lacrimal_right", "eye_blend_left", "eye_blend_right", "eye_occlusion_left",
+             "eye_occlusion_right", "eyelashes_left", "eyelashes_right")
+# The face-region mask: every class but background and head_neck (the face proper).
+MASK_EXCLUDES = (SEGMENT_CLASSES["background"], SEGMENT_CLASSES["head_neck"])
 
 # Fixed (linear RGB) colours of the parts that do not follow the skin.
 PART_COLOURS = {
@@ -100,7 +108,7 @@ class RasterRenderer:
         self.parts: list[tuple[str, np.ndarray, np.ndarray]] = []  # (class, global vertex ids, local tris)
         drawn_vertices, drawn_tris = [], []
         start = 0
-        for cls, regions in SEGMENT_REGIONS.items():
+        for cls, regions in PARTS.items():
             ids = [region_of[r] for r in regions]
             tri_mask = np.isin(model.triangle_region, ids)
             tris = model.triangles[tri_mask]
@@ -133,17 +141,22 @@ class RasterRenderer:
         self._base_colours = np.ones((n, 4), np.float32)
         for cls, colour in PART_COLOURS.items():
             self._base_colours[self._part_slice[cls], :3] = colour
+        for cls, sl in self._part_slice.items():
+            self._base_colours[sl, 3] = SEGMENT_CLASSES[PART_CLASS[cls]] / 255.0
+        lips = (self._skin_maps["lips"] > 0.5) & (np.arange(n) < self._part_slice["face"].stop)
+        self._skin_class = self._base_colours[:, 3].copy()  # skin / head_neck, lips painted on
+        self._skin_class[lips] = SEGMENT_CLASSES["lips"] / 255.0
+        self._class_alpha = np.zeros(n, np.float32)
         self._vertex_data = np.zeros((n, FLOATS_PER_VERTEX), np.float32)
 
     def _build_scene(self) -> None:
-        """One pyrender mesh per segmentation class when a segmentation pass is wanted (pyrender tells
-        classes apart by node), else just two (skin, everything else): pyrender's per-primitive
-        Python overhead (uniforms, lights) is a sizeable part of a frame on llvmpipe."""
+        """Two pyrender meshes (skin with the sampled roughness, everything else): pyrender's
+        per-primitive Python overhead (uniforms, lights) is a sizeable part of a frame on llvmpipe.
+        The segmentation pass tells classes apart by a per-vertex class id, not by node."""
         pr = self._pr
         self.scene = pr.Scene(bg_color=(0.0, 0.0, 0.0, 0.0), ambient_light=(0.3, 0.3, 0.3))
         classes = [cls for cls, _, _ in self.parts]
-        segmented = "segmentation" in self.outputs or "mask" in self.outputs
-        groups = [[c] for c in classes] if segmented else [["face", "head_neck"], classes[2:]]
+        groups = [["face", "head_neck"], classes[2:]]  # skin (sampled roughness) and the rest
         part = {cls: (verts, tris, sl) for (cls, verts, tris), sl in zip(self.parts, self._slices)}
         self.nodes, self.materials, self.primitives, self._group_slices = {}, {}, [], []
         for group in groups:
@@ -164,8 +177,6 @@ class RasterRenderer:
         self.camera_node = self.scene.add(self.camera, pose=np.eye(4))
         self.light_nodes = [self.scene.add(pr.DirectionalLight(color=np.ones(3), intensity=0.0), pose=np.eye(4))
                             for _ in range(3)]
-        self.seg_map = {self.nodes[cls]: np.full(3, SEGMENT_CLASSES[cls], np.uint8) for cls in classes} \
-            if segmented else {}
 
     def _ensure_context(self, width: int, height: int) -> None:
         if self._offscreen is not None and self._size == (width, height):
@@ -221,10 +232,10 @@ class RasterRenderer:
         image = cv2.copyTo(colour, (depth > 0).view(np.uint8), background)  # face over background
         segmentation = mask = None
         if "segmentation" in self.outputs or "mask" in self.outputs:
-            seg, _ = self._offscreen.render(self.scene, flags=pr.RenderFlags.SEG,
-                                            seg_node_map=self.seg_map)
-            segmentation = np.ascontiguousarray(seg[..., 0])
-            mask = np.isin(segmentation, [SEGMENT_CLASSES[c] for c in MASK_CLASSES])
+            # Second pass, unlit, class id per triangle (classes.vert/frag stand in for flat.*).
+            classes, _ = self._offscreen.render(self.scene, flags=pr.RenderFlags.FLAT)
+            segmentation = np.ascontiguousarray(classes[..., 0])
+            mask = (segmentation != MASK_EXCLUDES[0]) & (segmentation != MASK_EXCLUDES[1])
         return RenderResult(image=np.ascontiguousarray(image), depth=depth, mask=mask, segmentation=segmentation)
 
     def draw_only(self, params: SceneParams, scene: PosedScene):
@@ -285,6 +296,12 @@ class RasterRenderer:
         iris = np.asarray(app.iris_color, np.float32)
         out[eye, :3] = self._sclera_colour + m["iris"][eye, None] * (iris * m["iris_shade"][eye, None] - self._sclera_colour)
         out[self._part_slice["eye_socket"], :3] = skin * 0.8
+        # The segmentation class rides in alpha (the colour shader ignores it): brows and lips where
+        # their painted shape covers more than half, as the Cycles backend decides it.
+        alpha = self._class_alpha[sl]
+        alpha[:] = self._skin_class[sl]
+        alpha[(m["brows"][sl] * (m["brow_core"][sl] <= app.brow_thickness)) > 0.5] = SEGMENT_CLASSES["brows"] / 255.0
+        out[sl, 3] = alpha
         return out
 
     def _update_camera(self, scene: PosedScene) -> None:
@@ -346,14 +363,17 @@ SHADER_DIR = Path(__file__).resolve().parent / "shaders"
 
 
 def _lean_shader_cache():
-    """pyrender's shader cache, with facegen's lean mesh shaders in place of its PBR ones."""
+    """pyrender's shader cache, with facegen's lean mesh shaders in place of its PBR ones and the
+    class-id shaders in place of its flat ones (the segmentation pass)."""
     from pyrender.shader_program import ShaderProgramCache
 
     class LeanShaders(ShaderProgramCache):
         def get_program(self, vertex_shader, fragment_shader, geometry_shader=None, defines=None):
+            # os.path.join(shader_dir, absolute) is the absolute path: only these are replaced.
             if vertex_shader == "mesh.vert" and fragment_shader == "mesh.frag":
-                # os.path.join(shader_dir, absolute) is the absolute path: only these two are replaced.
                 vertex_shader, fragment_shader = str(SHADER_DIR / "mesh.vert"), str(SHADER_DIR / "mesh.frag")
+            elif vertex_shader == "flat.vert" and fragment_shader == "flat.frag":
+                vertex_shader, fragment_shader = str(SHADER_DIR / "classes.vert"), str(SHADER_DIR / "classes.frag")
             return super().get_program(vertex_shader, fragment_shader, geometry_shader, defines)
 
     return LeanShaders()
@@ -504,13 +524,14 @@ def _load_hdri(path: str) -> np.ndarray:
 
 def _hdri_view(params: SceneParams, width: int, height: int, hdris: Path | None) -> np.ndarray:
     """The part of the equirectangular HDRI behind the head (rotated), tone-mapped to sRGB."""
-    from facegen.generator.sampling import bundled_hdri_dir
+    from facegen.generator.sampling import bundled_hdri_dir, find_hdri
 
-    folder = hdris or bundled_hdri_dir()
     name = params.lighting.hdri
-    if folder is None or not name or not (Path(folder) / name).exists():
-        raise FacegenError(f"sample {params.index}: HDRI {name!r} not found (pass --hdris DIR)")
-    env = _load_hdri(str(Path(folder) / name))
+    path = find_hdri(name, [hdris, bundled_hdri_dir()]) if name else None
+    if path is None:
+        raise FacegenError(f"sample {params.index}: HDRI {name!r} not found in --hdris {hdris} or Blender's "
+                           "bundled studio lights; pass --hdris DIR holding NAME.exr or NAME.hdr")
+    env = _load_hdri(str(path))
     H, W = env.shape[:2]
     fov = 2 * np.arctan(18.0 / params.focal_mm)  # horizontal field of view
     span = max(int(W * fov / (2 * np.pi)), 8)

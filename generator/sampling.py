@@ -97,6 +97,20 @@ def bundled_hdri_dir() -> Path | None:
     return None
 
 
+def list_hdris(directory: Path | None) -> list[str]:
+    """HDRI names: file stems (`city` for city.exr), as `Lighting.hdri` stores them for every backend."""
+    return sorted({Path(n).stem for n in list_files(directory, HDRI_SUFFIXES, "--hdris")})
+
+
+def find_hdri(name: str, directories: list[Path | None]) -> Path | None:
+    """The file of HDRI `name` (stem) in the first directory that has it as .exr or .hdr."""
+    for d in directories:
+        for suffix in HDRI_SUFFIXES:
+            if d is not None and (Path(d) / (name + suffix)).exists():
+                return Path(d) / (name + suffix)
+    return None
+
+
 def list_files(directory: Path | None, suffixes: tuple[str, ...], what: str) -> list[str]:
     if directory is None:
         return []

@@ -143,7 +143,9 @@ def test_render_result_shapes_and_masks(face_model, renderer):
     drawn = result.depth > 0
     assert np.array_equal(drawn, result.segmentation > 0)  # colour and segmentation passes agree
     assert result.mask.any() and not result.mask[~drawn].any()
-    assert (result.segmentation == SEGMENT_CLASSES["face"]).sum() > 0.1 * drawn.sum()
+    assert (result.segmentation == SEGMENT_CLASSES["skin"]).sum() > 0.1 * drawn.sum()
+    present = set(np.unique(result.segmentation))
+    assert {SEGMENT_CLASSES[c] for c in ("skin", "eyes", "lips", "head_neck")} <= present, present
     z = result.depth[drawn]
     assert 0.5 * params.camera_distance < z.min() < z.max() < 1.5 * params.camera_distance
 

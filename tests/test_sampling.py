@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from facegen.errors import FacegenError
-from facegen.generator.sampling import SceneSampler, bundled_hdri_dir, list_files, load_config
+from facegen.generator.sampling import SceneSampler, bundled_hdri_dir, list_hdris, load_config
 from facegen.generator.scene import Appearance, SceneParams
 
 
 @pytest.fixture(scope="module")
 def sampler(face_model):
-    hdris = tuple(list_files(bundled_hdri_dir(), (".exr",), "hdris")) if bundled_hdri_dir() else ()
+    hdris = tuple(list_hdris(bundled_hdri_dir())) if bundled_hdri_dir() else ()
     return SceneSampler(face_model, load_config(), seed=11, photos=("a.jpg", "b.png"), hdris=hdris)
 
 
@@ -62,6 +62,7 @@ def test_distributions_are_plausible(face_model, sampler):
     assert {"solid", "gradient", "noise", "photo"} <= kinds
     if sampler.hdris:
         assert "hdri" in kinds and all(s.lighting.hdri in sampler.hdris for s in samples)
+        assert "city" in sampler.hdris  # names are stems, as the Cycles backend looks them up
     assert all(s.background.photo in ("a.jpg", "b.png") for s in samples if s.background.kind == "photo")
 
 
