@@ -25,7 +25,7 @@ def _outputs(ctx, param, value: str) -> tuple[str, ...]:
               help="Render processes; each renders whole shards with its own renderer.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Global seed; sample i draws from (seed, i), whatever the worker count.")
-@click.option("--renderer", default=DEFAULT_RENDERER, show_default=True, help="raster (pyrender) or cycles (Blender).")
+@click.option("--renderer", default=DEFAULT_RENDERER, show_default=True, help="cycles (Blender, photoreal) or raster (pyrender, fast).")
 @click.option("--config", type=click.Path(path_type=Path), default=None,
               help="YAML overriding any subset of assets/sampling.yaml (pose, expression, lighting...).")
 @click.option("--backgrounds", type=click.Path(path_type=Path), default=None,
@@ -40,7 +40,8 @@ def render(spec, n, out, size, shard_size, workers, seed, renderer, config, back
 
     \b
     Examples:
-      facegen render --spec dense490 --n 10000 --out data/d490
+      facegen render --spec dense490 --n 10000 --out data/d490                  # Cycles (photoreal)
+      facegen render --spec dense490 --n 10000 --out data/r490 --renderer raster --workers 2   # fast
       facegen render --spec ibug68 --n 2000 --out data/i68 --workers 2 --size 192
       facegen render --spec dense490 --n 500 --out data/bg --backgrounds ~/photos --outputs rgb,depth,segmentation
       facegen render --spec dense490 --n 100 --out data/frontal --config frontal.yaml

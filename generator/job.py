@@ -22,9 +22,9 @@ from facegen.errors import FacegenError
 from facegen.shards import (FORMAT_VERSION, MANIFEST, PARTIAL_SUFFIX, ShardWriter, read_manifest, shard_name,
                             write_manifest)
 
-# The renderer `facegen render` uses unless told otherwise. One constant: switch to "cycles" when
-# that backend lands.
-DEFAULT_RENDERER = "raster"
+# The renderer `facegen render` uses unless told otherwise: photoreal Cycles (generator/cycles.py);
+# `--renderer raster` is the fast pyrender backend. The one place to change the default.
+DEFAULT_RENDERER = "cycles"
 OUTPUTS = ("rgb", "depth", "segmentation", "mask")
 
 

@@ -16,7 +16,7 @@ from facegen.cli import main
 from facegen.errors import FacegenError
 from facegen.shards import PARTIAL_SUFFIX
 
-SMALL = dict(spec="ibug68", n=5, size=64, shard_size=2, seed=4, progress=False)
+SMALL = dict(spec="ibug68", n=5, size=64, shard_size=2, seed=4, renderer="raster", progress=False)
 
 
 def shard_bytes(folder: Path) -> dict[str, bytes]:
@@ -106,7 +106,7 @@ def test_a_folder_of_another_job_is_refused(rendered):
     (["--n", "3", "--outputs", "rgb,normals"], "normals"),
 ])
 def test_cli_errors_are_clear(tmp_path, args, message):
-    result = CliRunner().invoke(main, ["render", "--out", str(tmp_path / "x"), "--quiet", *args])
+    result = CliRunner().invoke(main, ["render", "--out", str(tmp_path / "x"), "--quiet", "--renderer", "raster", *args])
     assert result.exit_code == 2, result.output
     assert message in result.output
 
@@ -114,7 +114,8 @@ def test_cli_errors_are_clear(tmp_path, args, message):
 def test_cli_refuses_an_unwritable_folder(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    result = CliRunner().invoke(main, ["render", "--n", "2", "--spec", "ibug68", "--out", str(blocker / "sub"), "--quiet"])
+    result = CliRunner().invoke(main, ["render", "--n", "2", "--spec", "ibug68", "--renderer", "raster",
+                                         "--out", str(blocker / "sub"), "--quiet"])
     assert result.exit_code == 2 and "cannot write" in result.output
 
 
