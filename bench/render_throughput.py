@@ -137,7 +137,7 @@ def main() -> None:
     os.environ.setdefault("FACEGEN_HOME", str(REPO / ".cache" / "facegen-test"))
 
     print(f"raster renderer, {args.spec}, {args.size}x{args.size}, {args.n} images per worker, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+          f"{len(os.sched_getaffinity(0))} CPUs, load average {os.getloadavg()[0]:.1f} (other processes skew rates)")
     stages = breakdown(args)
     total = sum(v for k, v in stages.items() if k != "bare draw")
     print("\nper-sample time, 1 worker, stages run one after another (no overlap):")
@@ -145,8 +145,8 @@ def main() -> None:
         if name != "bare draw":
             print(f"  {name:<36} {1000 * seconds / args.n:7.2f} ms  {seconds / total:6.1%}")
     print(f"  {'total':<36} {1000 * total / args.n:7.2f} ms")
-    print(f"share of time outside the draw: {1 - stages['draw + readback'] / total:.1%}  (the job hides most of it: "
-          "it prepares sample i+1 and labels/writes sample i while llvmpipe draws)")
+    print(f"share of time outside the draw: {1 - stages['draw + readback'] / total:.1%}  (with a spare CPU the job "
+          "overlaps it with the draw: it prepares sample i+1 and labels/writes sample i while llvmpipe draws)")
     print("\nworkers   end to end   bare pyrender draw (same meshes, same processes)   ratio")
     for w in (int(x) for x in args.workers.split(",")):
         rate, bare = end_to_end(args, w)
