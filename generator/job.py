@@ -347,16 +347,22 @@ def run_job(s: JobSettings, progress: bool = True) -> Path:
 def _run_pool(ctx: JobContext, tasks, bar, finished) -> None:
     """Spawned workers render whole shards; the main process counts images and writes the manifest."""
     mp_ctx = mp.get_context("spawn")
-    progress_queue = mp_ctx.Manager().Queue()
-    with mp_ctx.Pool(min(ctx.settings.workers, len(tasks)), initializer=_init_worker,
-                     initargs=(ctx, progress_queue)) as pool:
-        pending = [pool.apply_async(_render_in_worker, (task,)) for task in tasks]
-        while pending:
-            _drain(progress_queue, bar, timeout=0.2)
-            for result in [r for r in pending if r.ready()]:
-                pending.remove(result)
-                finished(result.get())  # re-raises a worker's error here
-        _drain(progress_queue, bar, timeout=0.0)
+    with mp_ctx.Manager() as manager:
+        progress_queue = manager.Queue()
+        with mp_ctx.Pool(min(ctx.settings.workers, len(tasks)), initializer=_init_worker,
+                         initargs=(ctx, progress_queue)) as pool:
+            _collect(pool, tasks, progress_queue, bar, finished)
+
+
+def _collect(pool, tasks, progress_queue, bar, finished) -> None:
+    """Wait for the shards, counting finished images as workers report them."""
+    pending = [pool.apply_async(_render_in_worker, (task,)) for task in tasks]
+    while pending:
+        _drain(progress_queue, bar, timeout=0.2)
+        for result in [r for r in pending if r.ready()]:
+            pending.remove(result)
+            finished(result.get())  # re-raises a worker's error here
+    _drain(progress_queue, bar, timeout=0.0)
 
 
 def _drain(progress_queue, bar, timeout: float) -> None:
