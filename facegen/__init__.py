@@ -15,5 +15,23 @@ except PackageNotFoundError:  # running from a source tree without install
     __version__ = "0.0.0+src"
 
 from facegen.face_model import FaceModel, load_face_model  # noqa: E402
+from facegen.shards import load_shards, open_shards  # noqa: E402
 
-__all__ = ["FaceModel", "load_face_model", "__version__"]
+
+
+def load_spec(name_or_path: str):
+    """A landmark spec (built-in name or YAML path) compiled against the default face model."""
+    from facegen.specs import load_compiled
+
+    return load_compiled(name_or_path)
+
+
+def render(*args, **kwargs):
+    """Render labelled samples into HDF5 shards: `facegen.render("dense490", 1000, "out/d490", workers=2)`
+    (the Python form of `facegen render`; see `facegen.generator.job.render`)."""
+    from facegen.generator.job import render as _render
+
+    return _render(*args, **kwargs)
+
+
+__all__ = ["FaceModel", "load_face_model", "load_spec", "open_shards", "load_shards", "render", "__version__"]

@@ -50,16 +50,17 @@ class FaceModel:
 
     def mesh(self, identity: np.ndarray | None = None, expression: np.ndarray | None = None) -> np.ndarray:
         """Vertices (V, 3) for identity weights (K_id,) and expression weights (K_ex,); None = zeros."""
-        v = self.neutral.astype(np.float64, copy=True)
+        # float32 matrix-vector products (BLAS) over the flattened bases: a few ms for 26k vertices.
+        v = self.neutral.astype(np.float32, copy=True).reshape(-1)
         if identity is not None:
-            w = np.asarray(identity, np.float64)
-            v += np.einsum("k,kvc->vc", w, self.identity_basis[: len(w)], optimize=True)
+            w = np.asarray(identity, np.float32)
+            v += w @ self.identity_basis[: len(w)].reshape(len(w), -1)
         if expression is not None:
-            w = np.asarray(expression, np.float64)
+            w = np.asarray(expression, np.float32)
             nz = np.flatnonzero(w)  # expressions are sparse: touch only the active shapes
             if nz.size:
-                v += np.einsum("k,kvc->vc", w[nz], self.expression_basis[nz], optimize=True)
-        return v.astype(np.float32)
+                v += w[nz] @ self.expression_basis[nz].reshape(nz.size, -1)
+        return v.reshape(-1, 3)
 
     def expression_index(self, name: str) -> int:
         try:

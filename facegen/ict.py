@@ -109,12 +109,12 @@ def _parse_vertices(data: bytes, name: str, expected: int | None) -> np.ndarray:
         flat = np.array(b" ".join(vlines).split(), dtype=np.float64)
     except ValueError as e:
         raise FacegenError(f"{name}: malformed vertex line ({e}); the file is damaged. {GET_ICT}") from None
-    if flat.size != 3 * len(vlines):
-        raise FacegenError(f"{name}: vertex lines must have exactly 3 coordinates; the file is damaged.")
     if expected is not None and len(vlines) != expected:
         raise FacegenError(
             f"{name}: {len(vlines)} vertices, expected {expected} (truncated or not ICT topology). {GET_ICT}"
         )
+    if flat.size != 3 * len(vlines):
+        raise FacegenError(f"{name}: vertex lines must have exactly 3 coordinates; the file is damaged.")
     return flat.reshape(-1, 3)
 
 
@@ -179,10 +179,16 @@ def import_ict(path: Path | str | None = None, progress=None) -> FaceModel:
     if progress:
         progress(1, total, NEUTRAL)
 
+    n_faces = neutral_bytes.count(b"\nf ")
+
     def deltas(files: list[str], done0: int) -> np.ndarray:
         out = np.empty((len(files), n_vert, 3), np.float32)
         for k, f in enumerate(files):
-            out[k] = _parse_vertices(src.read(f), f, n_vert) - neutral
+            data = src.read(f)
+            out[k] = _parse_vertices(data, f, n_vert) - neutral
+            faces = data.count(b"\nf ")
+            if faces != n_faces:  # vertices come first: a cut file loses its faces
+                raise FacegenError(f"{f}: {faces} faces, expected {n_faces} (truncated). {GET_ICT}")
             if progress:
                 progress(done0 + k + 1, total, f)
         return out

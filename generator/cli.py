@@ -1,0 +1,96 @@
+"""`facegen render | inspect | preview`: the generator's commands (routed here by facegen/cli.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from facegen.errors import FacegenError
+from facegen.generator.job import DEFAULT_RENDERER, OUTPUTS, JobSettings, run_job
+
+
+def _outputs(ctx, param, value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+@click.command()
+@click.option("--spec", default="dense490", show_default=True,
+              help="Landmark spec: ibug68, dense243, dense490, dense1001 or a YAML file.")
+@click.option("--n", "n", type=int, required=True, help="Number of images to render.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder (created).")
+@click.option("--size", type=int, default=256, show_default=True, help="Image width and height in pixels.")
+@click.option("--shard-size", type=int, default=1000, show_default=True, help="Images per HDF5 shard.")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Render processes; each renders whole shards with its own renderer.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Global seed; sample i draws from (seed, i), whatever the worker count.")
+@click.option("--renderer", default=DEFAULT_RENDERER, show_default=True, help="raster (pyrender) or cycles (Blender).")
+@click.option("--config", type=click.Path(path_type=Path), default=None,
+              help="YAML overriding any subset of assets/sampling.yaml (pose, expression, lighting...).")
+@click.option("--backgrounds", type=click.Path(path_type=Path), default=None,
+              help="Folder of background photos (jpg/png); enables the 'photo' background kind.")
+@click.option("--hdris", type=click.Path(path_type=Path), default=None,
+              help="Folder of .exr/.hdr environment maps (default: the 8 bundled with Blender).")
+@click.option("--outputs", default="rgb", show_default=True, callback=_outputs,
+              help=f"Comma-separated per-pixel outputs: {', '.join(OUTPUTS)}.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def render(spec, n, out, size, shard_size, workers, seed, renderer, config, backgrounds, hdris, outputs, quiet):
+    """Render labelled synthetic faces into HDF5 shards (resumable).
+
+    \b
+    Examples:
+      facegen render --spec dense490 --n 10000 --out data/d490
+      facegen render --spec ibug68 --n 2000 --out data/i68 --workers 2 --size 192
+      facegen render --spec dense490 --n 500 --out data/bg --backgrounds ~/photos --outputs rgb,depth,segmentation
+      facegen render --spec dense490 --n 100 --out data/frontal --config frontal.yaml
+
+    Interrupted? Run the same command again: finished shards are kept as they are and only the
+    missing ones are rendered. A folder that holds a different job (spec, seed, config, renderer,
+    size...) is refused. Read the shards with `facegen.open_shards(DIR)` or plain h5py
+    (docs/shard-format.md); look at them with `facegen inspect DIR` and `facegen preview DIR`.
+    """
+    settings = JobSettings(spec=spec, n=n, out=str(out), size=size, shard_size=shard_size, workers=workers,
+                           seed=seed, renderer=renderer, config=str(config) if config else None,
+                           backgrounds=str(backgrounds) if backgrounds else None,
+                           hdris=str(hdris) if hdris else None, outputs=outputs)
+    folder = run_job(settings, progress=not quiet)
+    click.echo(f"{n} images in {folder} (read with facegen.open_shards({str(folder)!r}))")
+
+
+@click.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+def inspect(directory: Path) -> None:
+    """Summarise a shard folder: counts, spec, renderer, seed, label and pose statistics.
+
+    \b
+    Example:
+      facegen inspect data/d490
+    """
+    from facegen.generator.report import summarise
+
+    click.echo(summarise(directory))
+
+
+@click.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="PNG to write.")
+@click.option("--n", "n", type=int, default=16, show_default=True, help="Samples to show.")
+@click.option("--cols", type=int, default=4, show_default=True, help="Columns of the grid.")
+@click.option("--start", type=int, default=0, show_default=True, help="First sample index.")
+@click.option("--scale", type=float, default=2.0, show_default=True, help="Upscale each image (landmarks stay crisp).")
+def preview(directory: Path, output: Path, n: int, cols: int, start: int, scale: float) -> None:
+    """Draw a contact sheet of samples with their landmarks.
+
+    Visible points are green, self-occluded points red, out-of-frame points are not drawn.
+
+    \b
+    Example:
+      facegen preview data/d490 -o grid.png --n 16 --cols 4
+    """
+    from facegen.generator.report import contact_sheet
+
+    if n < 1 or cols < 1:
+        raise FacegenError("--n and --cols must be at least 1")
+    path = contact_sheet(directory, output, n=n, cols=cols, start=start, scale=scale)
+    click.echo(f"wrote {path}")

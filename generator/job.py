@@ -1,0 +1,351 @@
+"""The render job: sample -> pose -> render -> label -> write, in shards, resumable.
+
+Shard k holds samples [k * shard_size, min((k + 1) * shard_size, n)). Workers (spawned processes:
+OpenGL/EGL and bpy contexts do not survive fork) each build the model, spec and renderer once and
+render whole shards. The main process owns the manifest and the progress bar. A re-run of the same
+command renders only the shards that are missing; finished shards are never rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import multiprocessing as mp
+import os
+import queue
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from facegen.errors import FacegenError
+from facegen.shards import (FORMAT_VERSION, MANIFEST, PARTIAL_SUFFIX, ShardWriter, read_manifest, shard_name,
+                            write_manifest)
+
+# The renderer `facegen render` uses unless told otherwise. One constant: switch to "cycles" when
+# that backend lands.
+DEFAULT_RENDERER = "raster"
+OUTPUTS = ("rgb", "depth", "segmentation", "mask")
+
+
+@dataclass
+class JobSettings:
+    """Everything a render command was given (paths as strings so it pickles into workers)."""
+
+    spec: str = "dense490"
+    n: int = 1000
+    out: str = "out"
+    size: int = 256
+    shard_size: int = 1000
+    workers: int = 1
+    seed: int = 0
+    renderer: str = DEFAULT_RENDERER
+    config: str | None = None
+    backgrounds: str | None = None
+    hdris: str | None = None
+    outputs: tuple[str, ...] = ("rgb",)
+    model_path: str | None = None
+
+    def shard_ranges(self) -> list[tuple[int, int, int]]:
+        """(shard index, first sample, sample count) of every shard of the job."""
+        return [(k, start, min(self.shard_size, self.n - start))
+                for k, start in enumerate(range(0, self.n, self.shard_size))]
+
+
+def render(spec: str = "dense490", n: int = 1000, out: str | Path = "out", *, size: int = 256,
+           shard_size: int = 1000, workers: int = 1, seed: int = 0, renderer: str = DEFAULT_RENDERER,
+           config: str | Path | None = None, backgrounds: str | Path | None = None,
+           hdris: str | Path | None = None, outputs=("rgb",), progress: bool = True) -> Path:
+    """Render `n` labelled samples of landmark spec `spec` into HDF5 shards in `out` (resumable).
+
+    The Python form of `facegen render`; returns the output folder."""
+    settings = JobSettings(spec=str(spec), n=int(n), out=str(out), size=int(size), shard_size=int(shard_size),
+                           workers=int(workers), seed=int(seed), renderer=renderer,
+                           config=str(config) if config else None,
+                           backgrounds=str(backgrounds) if backgrounds else None,
+                           hdris=str(hdris) if hdris else None, outputs=tuple(outputs))
+    return run_job(settings, progress=progress)
+
+
+# -- validation and the job's identity ---------------------------------------------------------------
+
+def validate(s: JobSettings) -> None:
+    if s.n < 1:
+        raise FacegenError(f"--n {s.n}: nothing to render; give the number of images, e.g. --n 1000")
+    if s.shard_size < 1:
+        raise FacegenError(f"--shard-size {s.shard_size}: must be at least 1 (default 1000)")
+    if s.workers < 1:
+        raise FacegenError(f"--workers {s.workers}: must be at least 1")
+    if not 16 <= s.size <= 4096:
+        raise FacegenError(f"--size {s.size}: choose an image size between 16 and 4096 pixels")
+    unknown = [o for o in s.outputs if o not in OUTPUTS]
+    if unknown:
+        raise FacegenError(f"--outputs: unknown {', '.join(unknown)}; choose from {', '.join(OUTPUTS)}")
+    if "rgb" not in s.outputs:
+        raise FacegenError("--outputs must include rgb")
+    from facegen.generator.scene import RENDERERS
+
+    if s.renderer not in RENDERERS:
+        raise FacegenError(f"--renderer {s.renderer!r}: choose one of {', '.join(RENDERERS)}")
+
+
+def renderer_class(name: str):
+    from facegen.generator.scene import RENDERERS
+
+    module_name, cls_name = RENDERERS[name].split(":")
+    try:
+        return getattr(importlib.import_module(module_name), cls_name)
+    except ImportError as e:
+        raise FacegenError(f"renderer {name!r} is not available here ({e})") from None
+
+
+@dataclass
+class JobContext:
+    """What every process needs: the loaded model, compiled spec, config and asset lists."""
+
+    settings: JobSettings
+    model: object
+    spec: object
+    config: dict
+    photos: tuple[str, ...]
+    hdri_names: tuple[str, ...]
+    hdri_dir: str | None
+    job: dict = field(default_factory=dict)  # the manifest's `job`: the resume key
+
+
+def prepare(s: JobSettings) -> JobContext:
+    from facegen.face_model import load_face_model
+    from facegen.generator import sampling
+    from facegen.specs import compile_spec, load_spec
+
+    model = load_face_model(s.model_path)
+    spec = compile_spec(load_spec(s.spec), model)
+    config = sampling.load_config(s.config)
+    photos = tuple(sampling.list_files(Path(s.backgrounds), sampling.PHOTO_SUFFIXES, "--backgrounds")) \
+        if s.backgrounds else ()
+    hdri_dir = s.hdris or (str(sampling.bundled_hdri_dir()) if sampling.bundled_hdri_dir() else None)
+    hdri_names = tuple(sampling.list_files(Path(hdri_dir), sampling.HDRI_SUFFIXES, "--hdris")) if hdri_dir else ()
+    cls = renderer_class(s.renderer)
+    job = {
+        "spec": spec.name,
+        "spec_hash": spec.hash,
+        "seed": s.seed,
+        "config_hash": sampling.config_hash(config),
+        "renderer": s.renderer,
+        "renderer_version": str(cls.version),
+        "model_hash": model.hash,
+        "image_size": [s.size, s.size],
+        "shard_size": s.shard_size,
+        "outputs": list(s.outputs),
+        "backgrounds": _names_hash(photos),
+        "hdris": _names_hash(hdri_names),
+    }
+    return JobContext(s, model, spec, config, photos, hdri_names, hdri_dir, job)
+
+
+def _names_hash(names: tuple[str, ...]) -> str:
+    """Which asset files a job drew from (names only: a folder may move between runs)."""
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16] if names else ""
+
+
+def prepare_folder(out: Path, job: dict, n: int) -> dict:
+    """Create or check the output folder; returns the manifest to continue from."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".facegen-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise FacegenError(f"--out {out}: cannot write there ({e.strerror}); choose a folder you can write to") from None
+    manifest = read_manifest(out)
+    if manifest is None:
+        stray = [p.name for p in out.iterdir() if p.name.startswith("shard-")]
+        if stray:
+            raise FacegenError(f"--out {out}: holds shards ({stray[0]}, ...) but no {MANIFEST}; "
+                               "use an empty folder or the one the job was started in")
+        manifest = {"format_version": FORMAT_VERSION, "job": job, "num_samples": n, "shards": []}
+    else:
+        old = manifest.get("job", {})
+        for key in job:
+            if old.get(key) != job[key]:
+                raise FacegenError(
+                    f"--out {out} holds a different job: {key} is {old.get(key)!r} there but {job[key]!r} now. "
+                    "Use another --out folder, or repeat the original command to resume it.")
+        manifest["num_samples"] = n
+    for stale in out.glob(f"*{PARTIAL_SUFFIX}"):  # half-written by a killed run: redo them
+        stale.unlink()
+    write_manifest(out, manifest)
+    return manifest
+
+
+# -- the per-process worker ---------------------------------------------------------------------------
+
+@dataclass
+class Worker:
+    """Renders whole shards; built once per process (model, spec, sampler, renderer, labeller)."""
+
+    ctx: JobContext
+
+    def __post_init__(self) -> None:
+        from facegen.generator.labels import Labeller
+        from facegen.generator.sampling import SceneSampler
+        from facegen.generator.scene import create_renderer
+
+        s = self.ctx.settings
+        self.sampler = SceneSampler(self.ctx.model, self.ctx.config, s.seed, (s.size, s.size),
+                                    photos=self.ctx.photos, hdris=self.ctx.hdri_names)
+        self.renderer = create_renderer(s.renderer, self.ctx.model, outputs=s.outputs, backgrounds=s.backgrounds,
+                                        hdris=self.ctx.hdri_dir)
+        self.labeller = Labeller(self.ctx.spec, self.ctx.model)
+
+    def sample(self, index: int) -> dict:
+        """One sample, as the shard writer takes it."""
+        from facegen.generator.scene import pose_scene
+
+        params = self.sampler.sample(index)
+        scene = pose_scene(params, self.ctx.model)
+        result = self.renderer.render(params, scene)
+        labels = self.labeller(params, scene, result.depth)
+        sample = {
+            "image": result.image, "landmarks_2d": labels.points_2d, "landmarks_3d": labels.points_3d,
+            "visibility": labels.visibility, "in_frame": labels.in_frame, "head_pose": labels.head_pose,
+            "K": labels.K, "camera_R": labels.camera_R, "camera_t": labels.camera_t,
+            "identity": params.identity, "expression": params.expression, "sample_index": index,
+            "params": params.to_dict(),
+        }
+        if "depth" in self.ctx.settings.outputs:
+            sample["depth"] = result.depth
+        if "segmentation" in self.ctx.settings.outputs:
+            sample["segmentation"] = result.segmentation
+        if "mask" in self.ctx.settings.outputs:
+            sample["mask"] = result.mask
+        return sample
+
+    def render_shard(self, shard_index: int, first: int, count: int, tick=None) -> dict:
+        s, spec, model = self.ctx.settings, self.ctx.spec, self.ctx.model
+        from facegen import __version__
+        from facegen.generator.sampling import config_yaml
+
+        path = Path(s.out) / shard_name(shard_index)
+        attrs = {
+            "first_index": first, "facegen_version": __version__, "spec_name": spec.name,
+            "spec_yaml": spec.yaml_text, "spec_hash": spec.hash, "landmark_names": list(spec.names),
+            "landmark_groups": {g: [int(i) for i in idx] for g, idx in spec.groups.items()},
+            "flip_map": np.asarray(spec.flip, np.int64), "ibug68": np.asarray(spec.ibug68, np.int64),
+            "model_hash": model.hash, "renderer": s.renderer, "renderer_version": self.ctx.job["renderer_version"],
+            "seed": s.seed, "config_yaml": config_yaml(self.ctx.config), "config_hash": self.ctx.job["config_hash"],
+            "image_size": [s.size, s.size], "outputs": list(s.outputs),
+        }
+        writer = ShardWriter(path, count, (s.size, s.size), spec.num_points, model.num_identity,
+                             model.num_expressions, attrs, outputs=s.outputs)
+        with writer:
+            for index in range(first, first + count):
+                writer.add(self.sample(index))
+                if tick is not None:
+                    tick(1)
+        return {"file": path.name, "first_index": first, "num_samples": count, "sha256": _sha256(path)}
+
+    def close(self) -> None:
+        self.renderer.close()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# Worker processes: one Worker per process, progress through a queue.
+_WORKER: Worker | None = None
+_PROGRESS = None
+
+
+def _init_worker(ctx: JobContext, progress_queue) -> None:
+    global _WORKER, _PROGRESS
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    _WORKER = Worker(ctx)
+    _PROGRESS = progress_queue
+
+
+def _render_in_worker(task: tuple[int, int, int]) -> dict:
+    return _WORKER.render_shard(*task, tick=_PROGRESS.put)
+
+
+# -- the job --------------------------------------------------------------------------------------------
+
+def run_job(s: JobSettings, progress: bool = True) -> Path:
+    validate(s)
+    out = Path(s.out)
+    ctx = prepare(s)
+    manifest = prepare_folder(out, ctx.job, s.n)
+    tasks = pending_shards(s, manifest, out)
+    if not tasks:
+        return out
+    from tqdm import tqdm
+
+    done_before = s.n - sum(count for _, _, count in tasks)
+    bar = tqdm(total=s.n, initial=done_before, unit="img", desc=f"render {ctx.spec.name}", disable=not progress,
+               smoothing=0.05, dynamic_ncols=True)
+
+    def finished(entry: dict) -> None:
+        manifest["shards"] = sorted([e for e in manifest["shards"] if e["file"] != entry["file"]] + [entry],
+                                    key=lambda e: e["first_index"])
+        write_manifest(out, manifest)
+
+    try:
+        if s.workers == 1 or len(tasks) == 1:
+            worker = Worker(ctx)
+            try:
+                for task in tasks:
+                    finished(worker.render_shard(*task, tick=bar.update))
+            finally:
+                worker.close()
+        else:
+            _run_pool(ctx, tasks, bar, finished)
+    finally:
+        bar.close()
+    return out
+
+
+def _run_pool(ctx: JobContext, tasks, bar, finished) -> None:
+    """Spawned workers render whole shards; the main process counts images and writes the manifest."""
+    mp_ctx = mp.get_context("spawn")
+    progress_queue = mp_ctx.Manager().Queue()
+    with mp_ctx.Pool(min(ctx.settings.workers, len(tasks)), initializer=_init_worker,
+                     initargs=(ctx, progress_queue)) as pool:
+        pending = [pool.apply_async(_render_in_worker, (task,)) for task in tasks]
+        while pending:
+            _drain(progress_queue, bar, timeout=0.2)
+            for result in [r for r in pending if r.ready()]:
+                pending.remove(result)
+                finished(result.get())  # re-raises a worker's error here
+        _drain(progress_queue, bar, timeout=0.0)
+
+
+def _drain(progress_queue, bar, timeout: float) -> None:
+    try:
+        bar.update(progress_queue.get(timeout=timeout) if timeout else progress_queue.get_nowait())
+        while True:
+            bar.update(progress_queue.get_nowait())
+    except queue.Empty:
+        pass
+
+
+def pending_shards(s: JobSettings, manifest: dict, out: Path) -> list[tuple[int, int, int]]:
+    """Shards still to render: missing, or recorded with another sample count (the job grew)."""
+    done = {e["file"]: e for e in manifest["shards"]}
+    tasks = []
+    for k, first, count in s.shard_ranges():
+        entry = done.get(shard_name(k))
+        if entry and entry["num_samples"] == count and (out / entry["file"]).exists():
+            continue
+        (out / shard_name(k)).unlink(missing_ok=True)  # finished but unrecorded (killed before the manifest)
+        tasks.append((k, first, count))
+    # Drop records of shards beyond a shrunken job.
+    keep = {shard_name(k) for k, _, _ in s.shard_ranges()}
+    manifest["shards"] = [e for e in manifest["shards"] if e["file"] in keep and e["file"] not in
+                          {shard_name(k) for k, _, _ in tasks}]
+    return tasks
+

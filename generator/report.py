@@ -1,0 +1,107 @@
+"""Looking at shards: the `inspect` summary and the `preview` contact sheet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from facegen.errors import FacegenError
+from facegen.shards import open_shards, read_manifest
+
+VISIBLE = (60, 220, 60)  # RGB
+OCCLUDED = (230, 50, 50)
+
+
+def summarise(directory: Path) -> str:
+    shards = open_shards(directory)
+    a = shards.attrs
+    manifest = read_manifest(Path(directory)) or {}
+    vis = shards.read_all("visibility").astype(bool)
+    inf = shards.read_all("in_frame").astype(bool)
+    pose = shards.read_all("head_pose")
+    lines = [
+        f"{directory}: {len(shards)} samples in {len(shards.files)} shards"
+        + (f" (job: {manifest.get('num_samples')} samples)" if manifest else ""),
+        f"spec       {a.get('spec_name')} ({shards.num_landmarks} points, sha256 {str(a.get('spec_hash'))[:12]})",
+        f"renderer   {a.get('renderer')} v{a.get('renderer_version')}   seed {a.get('seed')}   "
+        f"image {a.get('image_size')}   outputs {a.get('outputs')}",
+        f"model      {str(a.get('model_hash'))[:16]}   config {str(a.get('config_hash'))[:12]}",
+        "",
+        f"labels     visible {vis.mean():.1%}   in frame {inf.mean():.1%}   "
+        f"visible when in frame {vis.sum() / max(inf.sum(), 1):.1%}",
+    ]
+    names = shards.landmark_names
+    groups = ({g: np.asarray(ix) for g, ix in json.loads(a["landmark_groups"]).items()}
+              if "landmark_groups" in a else _groups(shards.spec_yaml, names))
+    if groups:
+        lines.append("per group  " + "   ".join(
+            f"{g} {vis[:, idx].mean():.0%}" for g, idx in groups.items()))
+    lines.append("")
+    lines.append("head pose (deg)   p1     p10    p50    p90    p99   |  histogram")
+    for i, label in enumerate(("yaw", "pitch", "roll")):
+        p = np.percentile(pose[:, i], [1, 10, 50, 90, 99])
+        lines.append(f"  {label:<14}" + "".join(f"{x:7.1f}" for x in p) + "   |  " + _spark(pose[:, i]))
+    lines.append(f"  distance (cm)   {np.percentile(pose[:, 5], 1):.1f} .. {np.percentile(pose[:, 5], 99):.1f}")
+    shards.close()
+    return "\n".join(lines)
+
+
+def _groups(spec_yaml: str, names: list[str]) -> dict[str, np.ndarray]:
+    """Point indices per group, from the spec text stored in the shard."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(spec_yaml) or {}
+    except yaml.YAMLError:
+        return {}
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(doc.get("points", []) or []):
+        if isinstance(p, dict) and "group" in p and i < len(names):
+            groups.setdefault(str(p["group"]), []).append(i)
+    return {g: np.array(idx) for g, idx in groups.items()}
+
+
+def _spark(values: np.ndarray, lo: float = -90, hi: float = 90, bins: int = 18) -> str:
+    """A one-line histogram over [lo, hi] (10-degree bins)."""
+    counts, _ = np.histogram(np.clip(values, lo, hi), bins=bins, range=(lo, hi))
+    ramp = " .:-=+*#%@"
+    top = max(counts.max(), 1)
+    return f"{lo:+.0f} " + "".join(ramp[int(np.ceil(c / top * (len(ramp) - 1)))] for c in counts) + f" {hi:+.0f}"
+
+
+def contact_sheet(directory: Path, output: Path, n: int = 16, cols: int = 4, start: int = 0,
+                  scale: float = 2.0) -> Path:
+    """A grid of `n` samples from `start` with landmarks: visible green, occluded red."""
+    import cv2
+
+    shards = open_shards(directory)
+    if start >= len(shards):
+        raise FacegenError(f"--start {start}: the folder has only {len(shards)} samples")
+    indices = range(start, min(start + n, len(shards)))
+    tiles = []
+    for i in indices:
+        s = shards.read(i, keys=("image", "landmarks_2d", "visibility", "in_frame"))
+        image = cv2.resize(s["image"], None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+        # Pixel centres are at integers: a point (u, v) lands at (u + 0.5) * scale - 0.5 when upscaled.
+        pts = (s["landmarks_2d"] + 0.5) * scale - 0.5
+        radius = max(1, int(round(scale * 0.75)))
+        for (u, v), vis, inf in zip(pts, s["visibility"], s["in_frame"]):
+            if inf:
+                cv2.circle(image, (int(round(u * 4)), int(round(v * 4))), radius * 4, VISIBLE if vis else OCCLUDED,
+                           -1, lineType=cv2.LINE_AA, shift=2)
+        cv2.putText(image, str(i), (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        tiles.append(image)
+    shards.close()
+    h, w = tiles[0].shape[:2]
+    rows = (len(tiles) + cols - 1) // cols
+    sheet = np.full((rows * h, min(cols, len(tiles)) * w, 3), 32, np.uint8)
+    for k, tile in enumerate(tiles):
+        r, c = divmod(k, cols)
+        sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = tile
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(output), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
+        raise FacegenError(f"-o {output}: cannot write the image (use a .png path in a writable folder)")
+    return output

@@ -1,0 +1,306 @@
+"""Scene sampling: every random choice of one sample, drawn into a `SceneParams` record.
+
+The distributions live in YAML (`assets/sampling.yaml`; `--config FILE` overrides a subset). Each
+sample's RNG is `np.random.default_rng([seed, index])`, so sample i is the same whatever the worker
+count or order, and any sample can be drawn again from (seed, index) alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from facegen.errors import FacegenError
+from facegen.face_model import FaceModel
+from facegen.generator.scene import Appearance, Background, Light, Lighting, SceneParams
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "assets" / "sampling.yaml"
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+HDRI_SUFFIXES = (".exr", ".hdr")
+
+IRIS_COLOURS = {  # linear RGB
+    "brown": (0.16, 0.07, 0.025),
+    "hazel": (0.30, 0.20, 0.07),
+    "green": (0.16, 0.25, 0.10),
+    "blue": (0.18, 0.30, 0.50),
+    "grey": (0.30, 0.32, 0.34),
+}
+
+
+# -- configuration ---------------------------------------------------------------------------------
+
+def load_config(path: Path | str | None = None) -> dict:
+    """The default sampling config, deep-merged with the overrides in `path` (validated)."""
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    if path is None:
+        return config
+    path = Path(path)
+    try:
+        override = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise FacegenError(f"--config {path}: no such file") from None
+    except yaml.YAMLError as e:
+        raise FacegenError(f"--config {path}: not valid YAML ({e})") from None
+    if not isinstance(override, dict):
+        raise FacegenError(f"--config {path}: expected a mapping of sections, got {type(override).__name__}")
+    return _merge(config, override, where=str(path))
+
+
+def _merge(base: dict, override: dict, where: str, prefix: str = "") -> dict:
+    """Deep merge; every key of `override` must exist in `base` (groups may be added/removed)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        dotted = f"{prefix}{key}"
+        if prefix == "expression.groups." or (prefix == "expression." and key == "groups" and value is None):
+            out[key] = value  # a new group (or a replaced one) is allowed; checked by the sampler
+            continue
+        if key not in base:
+            known = ", ".join(sorted(base))
+            raise FacegenError(f"{where}: unknown key {dotted!r}; known keys here: {known}")
+        if isinstance(base[key], dict) and isinstance(value, dict):
+            out[key] = _merge(base[key], value, where, dotted + ".")
+        elif isinstance(base[key], dict) != isinstance(value, dict):
+            raise FacegenError(f"{where}: {dotted!r} must be {'a mapping' if isinstance(base[key], dict) else 'a value'}")
+        else:
+            out[key] = value
+    return out
+
+
+def config_yaml(config: dict) -> str:
+    """Canonical YAML text of a config (what shards store and hash)."""
+    return yaml.safe_dump(config, sort_keys=True)
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+# -- asset lists (names only; the renderer opens the files) ---------------------------------------
+
+def bundled_hdri_dir() -> Path | None:
+    """bpy's bundled studio-light HDRIs (`bpy/<ver>/datafiles/studiolights/world`), found without
+    importing bpy (importing it costs seconds and a Blender context)."""
+    spec = importlib.util.find_spec("bpy")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for root in spec.submodule_search_locations:
+        found = sorted(Path(root).glob("*/datafiles/studiolights/world"))
+        if found:
+            return found[-1]
+    return None
+
+
+def list_files(directory: Path | None, suffixes: tuple[str, ...], what: str) -> list[str]:
+    if directory is None:
+        return []
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FacegenError(f"{what} {directory}: no such directory")
+    names = sorted(p.name for p in directory.iterdir() if p.suffix.lower() in suffixes)
+    if not names:
+        raise FacegenError(f"{what} {directory}: no {'/'.join(suffixes)} files found")
+    return names
+
+
+# -- the sampler ------------------------------------------------------------------------------------
+
+@dataclass
+class SceneSampler:
+    """Draws `SceneParams` for sample `index` of a job with global `seed`."""
+
+    model: FaceModel
+    config: dict
+    seed: int
+    image_size: tuple[int, int] = (256, 256)
+    photos: tuple[str, ...] = ()  # background photo names (from --backgrounds DIR)
+    hdris: tuple[str, ...] = ()  # HDRI names (bundled or from --hdris DIR)
+
+    def __post_init__(self) -> None:
+        self._groups = self._compile_groups()
+        names = self.model.expression_names
+        self._eye = {k: names.index(k) for k in names if k.startswith("eyeLook")}
+        self._pupils = [names.index(k) for k in ("PupilDilate_L", "PupilDilate_R") if k in names]
+
+    def _compile_groups(self) -> list[tuple[str, dict, list[list[int]]]]:
+        """Each group's shapes as lists of expression indices ([L, R] for a pair, [i] otherwise)."""
+        names = self.model.expression_names
+        groups = []
+        for gname, g in (self.config["expression"].get("groups") or {}).items():
+            missing = {"prob", "weight", "shapes"} - set(g)
+            if missing:
+                raise FacegenError(f"sampling config: expression group {gname!r} lacks {', '.join(sorted(missing))}")
+            shapes = []
+            for s in g["shapes"]:
+                if s in names:
+                    shapes.append([names.index(s)])
+                elif f"{s}_L" in names and f"{s}_R" in names:
+                    shapes.append([names.index(f"{s}_L"), names.index(f"{s}_R")])
+                else:
+                    raise FacegenError(f"sampling config: group {gname!r} names unknown expression {s!r}; "
+                                       f"known: {', '.join(names)}")
+            groups.append((gname, g, shapes))
+        return groups
+
+    def sample(self, index: int) -> SceneParams:
+        rng = np.random.default_rng([self.seed, index])
+        c = self.config
+        # Fixed draw order: each part uses its own child generator, so adding a field to one part
+        # never shifts the random numbers of another.
+        r_id, r_ex, r_gaze, r_pose, r_cam, r_light, r_bg, r_app = rng.spawn(8)
+        identity = self._identity(r_id)
+        expression = self._expression(r_ex)
+        gaze = self._gaze(r_gaze, expression)
+        rotation = self._head_rotation(r_pose)
+        focal_mm, distance, translation = self._camera(r_cam)
+        return SceneParams(
+            index=int(index), seed=int(self.seed), identity=identity, expression=expression, gaze=gaze,
+            head_rotation=rotation, head_translation=translation, focal_mm=focal_mm,
+            camera_distance=distance, image_size=tuple(self.image_size),
+            lighting=self._lighting(r_light), background=self._background(r_bg),
+            appearance=self._appearance(r_app))
+
+    # Each helper reads one config section.
+
+    def _identity(self, rng) -> np.ndarray:
+        c = self.config["identity"]
+        k = min(int(c["num_modes"]), self.model.num_identity)
+        w = np.zeros(self.model.num_identity, np.float32)
+        w[:k] = rng.standard_normal(k) * float(c["scale"])
+        return w
+
+    def _expression(self, rng) -> np.ndarray:
+        c = self.config["expression"]
+        w = np.zeros(self.model.num_expressions, np.float64)
+        neutral = rng.random() < c["neutral_prob"]
+        for _, g, shapes in self._groups:
+            fires = rng.random() < g["prob"]
+            strength = rng.uniform(*g["weight"])
+            chosen = [shapes[rng.integers(len(shapes))]] if g.get("one_of") else shapes
+            if not fires or neutral:
+                continue
+            for idx in chosen:
+                s = strength * rng.uniform(*c["shape_jitter"])
+                if len(idx) == 2 and rng.random() >= c["symmetric_prob"]:
+                    w[idx[0]] = max(w[idx[0]], s)
+                    w[idx[1]] = max(w[idx[1]], s + rng.normal(0, c["asymmetry_std"]))
+                else:
+                    for i in idx:
+                        w[i] = max(w[i], s)
+        if self._pupils:
+            w[self._pupils] = rng.uniform(*c["pupil_dilate"])
+        return np.clip(w, 0.0, 1.0).astype(np.float32)
+
+    def _gaze(self, rng, expression: np.ndarray) -> tuple[float, float]:
+        """Draw eye yaw/pitch and fold them into the eyeLook* weights of `expression` (in place)."""
+        c = self.config["gaze"]
+        yaw = float(np.clip(rng.normal(0, c["yaw_std"]), -c["clip"], c["clip"]))
+        pitch = float(np.clip(rng.normal(0, c["pitch_std"]), -c["clip"], c["clip"]))
+        h, v = min(abs(yaw) / c["full_yaw"], 1.0), min(abs(pitch) / c["full_pitch"], 1.0)
+        e = self._eye
+        if yaw > 0:  # towards +x: the left eye looks out, the right eye looks in
+            expression[e["eyeLookOut_L"]], expression[e["eyeLookIn_R"]] = h, h
+        else:
+            expression[e["eyeLookIn_L"]], expression[e["eyeLookOut_R"]] = h, h
+        key = "eyeLookDown" if pitch > 0 else "eyeLookUp"
+        expression[e[f"{key}_L"]], expression[e[f"{key}_R"]] = v, v
+        return (yaw, pitch)
+
+    def _head_rotation(self, rng) -> tuple[float, float, float]:
+        c = self.config["head_pose"]
+        wide = rng.random() < c["yaw_wide_prob"]
+        yaw = rng.uniform(-c["yaw_max"], c["yaw_max"]) if wide else rng.normal(0, c["yaw_std"])
+        yaw = float(np.clip(yaw, -c["yaw_max"], c["yaw_max"]))
+        pitch = float(np.clip(rng.normal(0, c["pitch_std"]), -c["pitch_max"], c["pitch_max"]))
+        roll = float(np.clip(rng.normal(0, c["roll_std"]), -c["roll_max"], c["roll_max"]))
+        return (yaw, pitch, roll)
+
+    def _camera(self, rng) -> tuple[float, float, tuple[float, float, float]]:
+        """Focal length, then the distance at which the face fills `face_fraction` of the frame."""
+        c = self.config["camera"]
+        focal_mm = float(rng.uniform(*c["focal_mm"]))
+        fraction = float(rng.uniform(*c["face_fraction"]))
+        distance = focal_mm / 36.0 * c["face_size"] / fraction  # focal_px / W * size / share
+        shift = rng.uniform(-c["shift"], c["shift"], size=2)
+        cm_per_frame = distance * 36.0 / focal_mm  # frame width at the head, in cm
+        tx, ty = shift * cm_per_frame
+        ox, oy, oz = c["centre_offset"]
+        return focal_mm, float(distance), (float(tx + ox), float(ty + oy), float(oz))
+
+    def _lighting(self, rng) -> Lighting:
+        c = self.config["lighting"]
+        n = int(rng.integers(c["num_lights"][0], c["num_lights"][1] + 1))
+        lights = []
+        for i in range(n):
+            key = i == 0
+            intensity = rng.uniform(*(c["key_intensity"] if key else c["fill_intensity"]))
+            lights.append(Light(
+                kind="directional",
+                azimuth=float(rng.uniform(-c["azimuth_max"], c["azimuth_max"])),
+                elevation=float(rng.uniform(*c["elevation"])),
+                intensity=float(intensity),
+                color=kelvin_to_rgb(rng.uniform(*c["color_temperature"])),
+                size=float(rng.uniform(0.0, 30.0)),
+            ))
+        hdri = self.hdris[rng.integers(len(self.hdris))] if self.hdris else ""
+        return Lighting(ambient=float(rng.uniform(*c["ambient"])), lights=lights, hdri=str(hdri),
+                        hdri_rotation=float(rng.uniform(*c["hdri_rotation"])),
+                        hdri_strength=float(rng.uniform(*c["hdri_strength"])))
+
+    def _background(self, rng) -> Background:
+        weights = dict(self.config["background"]["kinds"])
+        if not self.photos:
+            weights.pop("photo", None)
+        if not self.hdris:
+            weights.pop("hdri", None)
+        kinds = sorted(weights)
+        p = np.array([weights[k] for k in kinds], np.float64)
+        kind = kinds[rng.choice(len(kinds), p=p / p.sum())]
+        colour = tuple(float(x) for x in rng.uniform(0.05, 0.95, 3))
+        colour2 = tuple(float(x) for x in rng.uniform(0.05, 0.95, 3))
+        photo = self.photos[rng.integers(len(self.photos))] if self.photos else ""
+        return Background(kind=kind, color=colour, color2=colour2, angle=float(rng.uniform(0, 360)),
+                          photo=str(photo) if kind == "photo" else "", seed=int(rng.integers(2**31)))
+
+    def _appearance(self, rng) -> Appearance:
+        c = self.config["appearance"]
+        tone = rng.random()
+        dark, light = np.array(c["skin_dark"]), np.array(c["skin_light"])
+        albedo = dark + (light - dark) * tone  # linear interpolation between measured extremes
+        albedo = albedo * (1.0 + rng.normal(0, c["skin_hue_jitter"], 3))
+        iris_names = sorted(c["iris"])
+        p = np.array([c["iris"][k] for k in iris_names], np.float64)
+        iris_name = iris_names[rng.choice(len(iris_names), p=p / p.sum())]
+        iris = np.array(IRIS_COLOURS[iris_name]) * rng.uniform(0.8, 1.2, 3)
+        # Brows: darker than the skin; lighter brows are more likely on lighter skin.
+        brow_level = rng.uniform(0.03, 0.15 + 0.35 * tone * rng.random())
+        brow = np.array([1.0, 0.8, 0.6]) * brow_level
+        freckles = float(rng.uniform(0.2, 1.0)) if rng.random() < c["freckles_prob"] else 0.0
+        return Appearance(
+            skin_albedo=tuple(float(x) for x in np.clip(albedo, 0.01, 0.95)),
+            skin_roughness=float(rng.uniform(*c["skin_roughness"])),
+            iris_color=tuple(float(x) for x in np.clip(iris, 0, 1)),
+            brow_color=tuple(float(x) for x in brow),
+            brow_density=float(rng.uniform(*c["brow_density"])),
+            brow_thickness=float(rng.uniform(*c["brow_thickness"])),
+            lip_tint=float(rng.uniform(*c["lip_tint"])),
+            redness=float(rng.uniform(*c["redness"])),
+            freckles=freckles,
+            extra={"iris": iris_name, "skin_tone": float(tone)},
+        )
+
+
+def kelvin_to_rgb(kelvin: float) -> tuple[float, float, float]:
+    """Approximate linear RGB of a black body at `kelvin`, normalised to max 1 (Tanner Helland's fit)."""
+    t = kelvin / 100.0
+    r = 255.0 if t <= 66 else 329.698727446 * (t - 60) ** -0.1332047592
+    g = 99.4708025861 * np.log(t) - 161.1195681661 if t <= 66 else 288.1221695283 * (t - 60) ** -0.0755148492
+    b = 255.0 if t >= 66 else (0.0 if t <= 19 else 138.5177312231 * np.log(t - 10) - 305.0447927307)
+    rgb = np.clip([r, g, b], 0, 255) / 255.0
+    return tuple(float(x) for x in rgb / rgb.max())
