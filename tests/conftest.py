@@ -43,6 +43,6 @@ def face_model():
 @pytest.fixture(scope="session")
 def toy_shards(tmp_path_factory) -> Path:
     """48 toy faces (64 px, 68 points) as valid facegen shards, for trainer tests."""
-    from toy_shards import write_toy_shards
+    from tests.toy_shards import write_toy_shards
 
     return write_toy_shards(tmp_path_factory.mktemp("toy") / "shards", 48, size=64)

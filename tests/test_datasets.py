@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from toy_shards import REAL_MINI, write_toy_shards
+from tests.toy_shards import REAL_MINI, write_toy_shards
 from facegen.errors import FacegenError
 from facegen.trainer.annotations import read_pts, write_pts
 from facegen.trainer.datasets import FaceSynthetics, PtsFolder, Real300W, ShardDataset, split_indices
