@@ -25,14 +25,14 @@ def test_render_train_eval_predict(tmp_path, face_model):
     if not REAL_MINI.is_dir():
         pytest.skip(f"{REAL_MINI} is absent (it sits beside the checkout as ../shared/data/real300w-mini)")
     data, run = tmp_path / "i68", tmp_path / "run"
-    _run(["render", "--spec", "ibug68", "--n", "48", "--out", str(data), "--renderer", "raster", "--size", "128",
+    _run(["render", "--spec", "ibug68", "--n", "32", "--out", str(data), "--renderer", "raster", "--size", "128",
           "--quiet"])
     out = _run(["train", "--data", str(data), "--model", "hourglass", "--model-arg", "stacks=1",
-                "--model-arg", "channels=32", "--model-arg", "depth=3", "--input-size", "64", "--steps", "40",
-                "--batch-size", "8", "--lr", "2e-3", "--workers", "0", "--val-fraction", "0.1", "--val-every", "20",
+                "--model-arg", "channels=32", "--model-arg", "depth=3", "--input-size", "64", "--steps", "30",
+                "--batch-size", "8", "--lr", "2e-3", "--workers", "0", "--val-fraction", "0.1", "--val-every", "15",
                 "--seed", "0", "--out", str(run)])
     summary = json.loads(out[out.index("{\n"):])
-    assert summary["steps"] == 40
+    assert summary["steps"] == 30
     assert summary["last_loss"] < 0.9 * summary["first_loss"], summary  # training lowers the loss
     assert (run / "best.pt").exists() and (run / "last.pt").exists()
 
