@@ -70,7 +70,7 @@ class Predictor:
             crops, mats = [], []
             for img, box in zip(images[start:start + batch_size], boxes[start:start + batch_size]):
                 s = self.transform({"image": img, "landmarks": np.zeros((1, 2), np.float32), "box": box})
-                crops.append(torch.from_numpy(np.ascontiguousarray(s["image"])).permute(2, 0, 1))
+                crops.append(torch.from_numpy(np.ascontiguousarray(s["image"].transpose(2, 0, 1))))
                 mats.append(s["matrix"])
             x = torch.stack(crops).to(self.device).float() / 255.0
             pred = self.model(x)["landmarks"].float().cpu().numpy()
