@@ -51,11 +51,12 @@ def test_heatmap_loss_is_minimal_at_the_matching_logits():
     cells = (target + 0.5) / 4 - 0.5
     good = torch.log(gaussian_heatmaps(cells, 16, 16, 1.5) + 1e-30)
     bad = torch.log(gaussian_heatmaps(cells + 2, 16, 16, 1.5) + 1e-30)
-    loss = LandmarkLoss(heatmap_weight=1.0)
     out = lambda h: {"heatmaps": [h], "landmarks": m.decode(h), "stride": 4}
-    lg, pg = loss(out(good), target, 64, m)
-    lb, pb = loss(out(bad), target, 64, m)
-    assert pg["heatmap"] < 1e-6 and pg["coord"] < 0.05 and lb > lg
+    for kind in ("kl", "mse", "awing"):
+        loss = LandmarkLoss(heatmap=kind, heatmap_weight=1.0)
+        lg, pg = loss(out(good), target, 64, m)
+        lb, pb = loss(out(bad), target, 64, m)
+        assert pg["heatmap"] < 1e-5 and pg["coord"] < 0.05 and lb > lg, kind
 
 
 def test_coordinate_and_heatmap_losses_zero_at_target():

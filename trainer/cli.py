@@ -32,7 +32,8 @@ def _fail(e: Exception) -> None:
 @click.option("--val-every", default=0, show_default=True, help="Validate every N steps (0: each epoch).")
 @click.option("--val-real", default=None, type=click.Path(), help="Real .pts folder scored in iBUG-68 terms.")
 @click.option("--coord-loss", type=click.Choice(["l1", "wing", "rmse"]), default="l1", show_default=True)
-@click.option("--heatmap-loss", type=click.Choice(["mse", "awing"]), default="mse", show_default=True)
+@click.option("--heatmap-loss", type=click.Choice(["kl", "mse", "awing"]), default="kl", show_default=True,
+              help="Hourglass: KL of the softmax heatmap to a gaussian, or MSE / adaptive wing on peak-scaled maps.")
 @click.option("--heatmap-weight", default=1.0, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")

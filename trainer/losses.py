@@ -1,4 +1,4 @@
-"""Losses: heatmap MSE / adaptive wing, coordinate L1 / wing / RMSE, and the combination the trainer uses.
+"""Losses: heatmap KL / MSE / adaptive wing, coordinate L1 / wing / RMSE, and the combination the trainer uses.
 
 Coordinate losses work in percent of the input crop (px / S * 100), so the wing's (w=10, eps=2) constants
 mean the same thing at every input size.
@@ -46,7 +46,15 @@ def adaptive_wing(pred: torch.Tensor, target: torch.Tensor, alpha: float = 2.1, 
     return loss.mean()
 
 
+def heatmap_kl(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """KL(target || softmax) per map, summed over space and averaged over maps: zero at the target, and its
+    gradient on the logits (p - t) does not vanish when the prediction is far off (MSE through a softmax does)."""
+    t = target.clamp_min(0)
+    return (t * (torch.log(t.clamp_min(1e-12)) - log_probs)).sum((-2, -1)).mean()
+
+
 HEATMAP_LOSSES = {"mse": heatmap_mse, "awing": adaptive_wing}
+DISTRIBUTION_LOSSES = {"kl": heatmap_kl}
 
 
 def gaussian_heatmaps(points: torch.Tensor, height: int, width: int, sigma: float = 1.5) -> torch.Tensor:
@@ -63,15 +71,16 @@ class LandmarkLoss:
     """Coordinate loss on the decoded landmarks (every hourglass stack: intermediate supervision), plus a
     heatmap loss against gaussian targets for heatmap models (weight 0 turns it off)."""
     coord: str = "l1"
-    heatmap: str = "mse"
+    heatmap: str = "kl"
     heatmap_weight: float = 1.0
     sigma: float = 1.5
 
     def __post_init__(self) -> None:
         if self.coord not in COORD_LOSSES:
             raise ValueError(f"unknown coordinate loss {self.coord!r}; choose one of {', '.join(COORD_LOSSES)}")
-        if self.heatmap not in HEATMAP_LOSSES:
-            raise ValueError(f"unknown heatmap loss {self.heatmap!r}; choose one of {', '.join(HEATMAP_LOSSES)}")
+        if self.heatmap not in HEATMAP_LOSSES and self.heatmap not in DISTRIBUTION_LOSSES:
+            raise ValueError(f"unknown heatmap loss {self.heatmap!r}; choose one of "
+                             f"{', '.join([*DISTRIBUTION_LOSSES, *HEATMAP_LOSSES])}")
 
     def __call__(self, output: dict, target: torch.Tensor, size: int, model=None) -> tuple[torch.Tensor, dict]:
         scale = 100.0 / size
@@ -91,9 +100,15 @@ class LandmarkLoss:
                 tgt = tgt / tgt.sum((-2, -1), keepdim=True).clamp_min(1e-12)
                 peak = tgt.amax((-2, -1), keepdim=True).clamp_min(1e-12)
                 beta = getattr(model, "beta", 1.0)
-                hm_fn = HEATMAP_LOSSES[self.heatmap]
-                probs = [torch.softmax(x.float().reshape(b, l, -1) * beta, -1).reshape(b, l, h, w) for x in heatmaps]
-                parts["heatmap"] = self.heatmap_weight * sum(hm_fn(p / peak, tgt / peak) for p in probs) / len(probs)
+                logp = [torch.log_softmax(x.float().reshape(b, l, -1) * beta, -1).reshape(b, l, h, w)
+                        for x in heatmaps]
+                if self.heatmap in DISTRIBUTION_LOSSES:
+                    fn = DISTRIBUTION_LOSSES[self.heatmap]
+                    terms = [fn(lp, tgt) for lp in logp]
+                else:
+                    fn = HEATMAP_LOSSES[self.heatmap]
+                    terms = [fn(lp.exp() / peak, tgt / peak) for lp in logp]
+                parts["heatmap"] = self.heatmap_weight * sum(terms) / len(terms)
         else:
             parts["coord"] = coord_fn(output["landmarks"].float() * scale, target * scale)
         total = sum(parts.values())

@@ -47,7 +47,7 @@ class TrainConfig:
     val_every: int = 0  # steps; 0 = once per epoch
     val_real: str | None = None
     coord_loss: str = "l1"
-    heatmap_loss: str = "mse"
+    heatmap_loss: str = "kl"
     heatmap_weight: float = 1.0
     seed: int = 0
     device: str = "auto"
