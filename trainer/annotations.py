@@ -104,8 +104,8 @@ def derive_subsets(subsets: dict[str, list[int]], count: int) -> dict[str, list[
             out[split] = sorted(set().union(*[have[p] for p in parts]))
     for k, v in have.items():
         out.setdefault(k, list(v))
-    if out.get("full") == out["all"]:
-        del out["all"]  # one name for one set
+    if any(k != "all" and v == out["all"] for k, v in out.items()):
+        del out["all"]  # one name for one set (full, private...)
     return out
 
 
