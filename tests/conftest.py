@@ -38,3 +38,11 @@ def face_model():
     if not path.exists():
         import_ict(require_shared("assets", "ict-facekit", "ICT-FaceKit-master.zip")).save(path)
     return load_face_model(path)
+
+
+@pytest.fixture(scope="session")
+def toy_shards(tmp_path_factory) -> Path:
+    """48 toy faces (64 px, 68 points) as valid facegen shards, for trainer tests."""
+    from tests.toy_shards import write_toy_shards
+
+    return write_toy_shards(tmp_path_factory.mktemp("toy") / "shards", 48, size=64)

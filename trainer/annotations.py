@@ -1,0 +1,215 @@
+"""Landmark annotation files: 300-W `.pts` and JSON lists, and the 300-W folder layout.
+
+No torch here: the scorer imports this and nothing heavier.
+
+`.pts` files are 1-based (Matlab) pixel centres; the project's convention puts the centre of the
+top-left pixel at (0, 0) (docs/shard-format.md). `read_pts` subtracts 1 and `write_pts` adds it back:
+this is the only place the conversion happens.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from facegen.errors import FacegenError
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def read_pts(path: Path | str) -> np.ndarray:
+    """Read a 300-W `.pts` file -> (L, 2) float32 in the project's 0-based convention."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise FacegenError(f"{path}: cannot read landmark file ({e.strerror})") from None
+    try:
+        body = text[text.index("{") + 1:text.index("}")]
+        pts = np.array([[float(v) for v in line.split()] for line in body.strip().splitlines() if line.strip()],
+                       np.float32)
+    except ValueError:
+        raise FacegenError(f"{path}: not a .pts file (expected 'n_points: N' and points between braces)") from None
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise FacegenError(f"{path}: expected two numbers per line, got shape {pts.shape}")
+    return pts - 1.0
+
+
+def write_pts(path: Path | str, points: np.ndarray) -> None:
+    """Write (L, 2) points in the project's convention as a 1-based 300-W `.pts` file."""
+    points = np.asarray(points, np.float64) + 1.0
+    lines = ["version: 1", f"n_points:  {len(points)}", "{"] + [f"{x:.6f} {y:.6f}" for x, y in points] + ["}"]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def find_image(pts_path: Path) -> Path | None:
+    """The image that goes with a `.pts`: same stem beside it, or 300-VW's `annot/` -> `imgs/`."""
+    candidates = [pts_path.parent]
+    if pts_path.parent.name == "annot":
+        candidates.append(pts_path.parent.parent / "imgs")
+    for folder in candidates:
+        for ext in IMAGE_EXTS:
+            for e in (ext, ext.upper()):
+                p = folder / (pts_path.stem + e)
+                if p.exists():
+                    return p
+    return None
+
+
+# -- the 300-W layout -------------------------------------------------------------------------------
+
+#  subset name -> folders (relative to the 300-W root) whose .pts belong to it
+W300_FOLDERS: dict[str, tuple[str, ...]] = {
+    "train": ("afw", "helen/trainset", "lfpw/trainset"),
+    "helen": ("helen/testset",),
+    "lfpw": ("lfpw/testset",),
+    "ibug": ("ibug",),
+    "indoor": ("300W/01_Indoor",),
+    "outdoor": ("300W/02_Outdoor",),
+}
+#  the standard splits as unions of the folders above (sizes on the official release)
+W300_SPLITS: dict[str, tuple[str, ...]] = {
+    "train": ("train",),            # 3148
+    "common": ("helen", "lfpw"),    # 554
+    "challenging": ("ibug",),       # 135
+    "full": ("helen", "lfpw", "ibug"),  # 689
+    "private": ("indoor", "outdoor"),   # 600
+}
+W300_SIZES = {"train": 3148, "common": 554, "challenging": 135, "full": 689, "private": 600}
+
+
+def w300_group(relpath: str) -> str | None:
+    """Which 300-W folder group a path relative to the root falls in (None: outside the layout)."""
+    rel = relpath.replace("\\", "/")
+    for name, folders in W300_FOLDERS.items():
+        if any(rel == f or rel.startswith(f + "/") for f in folders):
+            return name
+    return None
+
+
+def derive_subsets(subsets: dict[str, list[int]], count: int) -> dict[str, list[int]]:
+    """Add the standard unions: common = helen + lfpw, challenging = ibug, full = common + challenging,
+    private = indoor + outdoor; and `all`. Keeps the order: all, standard splits, then the rest."""
+    out: dict[str, list[int]] = {"all": list(range(count))}
+    have = {k: v for k, v in subsets.items() if v}
+    for split, parts in W300_SPLITS.items():
+        if split in have:
+            out[split] = list(have[split])
+        elif all(p in have for p in parts) and split != "train":
+            out[split] = sorted(set().union(*[have[p] for p in parts]))
+    for k, v in have.items():
+        out.setdefault(k, list(v))
+    if any(k != "all" and v == out["all"] for k, v in out.items()):
+        del out["all"]  # one name for one set (full, private...)
+    return out
+
+
+# -- landmark sets (what the scorer compares) ---------------------------------------------------------
+
+@dataclass
+class LandmarkSet:
+    """Named landmark arrays with optional subsets (indices into `names`)."""
+    names: list[str]
+    points: np.ndarray                      # (N, L, 2) float64, project convention
+    subsets: dict[str, list[int]] = field(default_factory=dict)
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def index(self) -> dict[str, int]:
+        return {n: i for i, n in enumerate(self.names)}
+
+
+def _json_entries(path: Path) -> tuple[list[str], list]:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise FacegenError(f"{path}: not valid JSON ({e})") from None
+    if isinstance(data, dict) and "predictions" in data:
+        data = data["predictions"]
+    if isinstance(data, dict):  # {name: landmarks}
+        return list(data), list(data.values())
+    if not isinstance(data, list):
+        raise FacegenError(f"{path}: expected a JSON list of {{'imgpath'|'image': ..., 'landmarks': [[x, y], ...]}}")
+    names, points = [], []
+    for i, entry in enumerate(data):
+        if not isinstance(entry, dict) or "landmarks" not in entry:
+            raise FacegenError(f"{path}: entry {i} has no 'landmarks'")
+        names.append(str(entry.get("imgpath") or entry.get("image") or entry.get("name") or i))
+        points.append(entry["landmarks"])
+    return names, points
+
+
+def _db_info_beside(path: Path) -> Path | None:
+    """SPIGA keeps `{db}_db_info.json` beside `{db}_test.json`; find it by the shared prefix."""
+    for info in sorted(path.parent.glob("*_db_info.json")):
+        prefix = info.name[: -len("_db_info.json")]
+        if path.name.startswith(prefix + "_"):
+            return info
+    return None
+
+
+def read_subsets(path: Path | str) -> dict[str, list[int]]:
+    """Subsets from a SPIGA `*_db_info.json` (`test_subsets`) or a plain {name: [indices]} JSON."""
+    path = Path(path)
+    if not path.exists():
+        raise FacegenError(f"{path}: no such subsets file")
+    data = json.loads(path.read_text())
+    data = data.get("test_subsets", data)
+    return {str(k): [int(i) for i in v] for k, v in data.items()}
+
+
+def load_landmark_set(path: Path | str, subsets: Path | str | None = None) -> LandmarkSet:
+    """A folder of `.pts` (recursive; names are paths relative to it without suffix) or a JSON list.
+
+    Subsets: an explicit file, else a SPIGA `*_db_info.json` beside a JSON, else the 300-W layout."""
+    path = Path(path)
+    if not path.exists():
+        raise FacegenError(f"{path}: no such file or folder (expected a folder of .pts or a JSON list)")
+    found: dict[str, list[int]] = {}
+    if path.is_dir():
+        files = sorted(path.rglob("*.pts"))
+        if not files:
+            raise FacegenError(f"{path}: no .pts files in this folder or below")
+        names = [f.relative_to(path).with_suffix("").as_posix() for f in files]
+        arrays = [read_pts(f) for f in files]
+        for i, n in enumerate(names):
+            g = w300_group(n)
+            if g:
+                found.setdefault(g, []).append(i)
+    else:
+        names, arrays = _json_entries(path)
+        info = _db_info_beside(path)
+        if info is not None and subsets is None:
+            found = read_subsets(info)
+    if subsets is not None:
+        found = read_subsets(subsets)
+    shapes = {np.shape(a) for a in arrays}
+    if len(shapes) != 1:
+        raise FacegenError(f"{path}: landmark counts differ between entries ({sorted(shapes)})")
+    points = np.asarray(arrays, np.float64)
+    if points.ndim != 3 or points.shape[2] != 2:
+        raise FacegenError(f"{path}: expected (x, y) pairs, got an array of shape {points.shape}")
+    for k, idx in found.items():
+        bad = [i for i in idx if not 0 <= i < len(names)]
+        if bad:
+            raise FacegenError(f"subset {k!r} names image {bad[0]} but {path} holds {len(names)}")
+    return LandmarkSet(names=names, points=points, subsets=derive_subsets(found, len(names)), source=str(path))
+
+
+def align(pred: LandmarkSet, gt: LandmarkSet) -> np.ndarray:
+    """Predictions in ground-truth order: matched by name, or by position when names are not shared."""
+    index = pred.index()
+    missing = [n for n in gt.names if n not in index]
+    if not missing:
+        return pred.points[[index[n] for n in gt.names]]
+    if len(pred) == len(gt) and len(missing) == len(gt):
+        return pred.points  # no names in common: same order (e.g. numbered lists)
+    raise FacegenError(f"{pred.source}: no prediction for {len(missing)} of {len(gt)} ground-truth images "
+                       f"(first: {missing[0]!r}); predictions must name the same images")

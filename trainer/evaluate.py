@@ -1,0 +1,97 @@
+"""Predict on 300-W (or any .pts folder) with a checkpoint, then score: `facegen eval`.
+
+Predicting and scoring stay separate: predictions are written as a `.pts` folder (and JSON) first, then
+`score.py` compares them with the ground truth exactly as `facegen score` would.
+
+Dense specs are scored on iBUG-68 through `to_ibug68`, the seam where a learned adapter can plug in: any
+object with `__call__(pred (N, L, 2)) -> (N, 68, 2)` can be passed as `adapter`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from facegen.errors import FacegenError
+from facegen.trainer.annotations import LandmarkSet, derive_subsets, w300_group, write_pts
+from facegen.trainer.datasets import PtsFolder, Real300W
+from facegen.trainer.predictor import Predictor, SpecInfo
+from facegen.trainer.score import score, write_report
+from facegen.trainer.transforms import landmark_box
+
+Adapter = Callable[[np.ndarray], np.ndarray]
+
+
+class NearestSubsetAdapter:
+    """iBUG-68 from a spec's points by the spec's nearest-point correspondence (`ibug68` indices)."""
+
+    def __init__(self, spec: SpecInfo):
+        if spec.ibug68 is not None:
+            self.index = np.asarray(spec.ibug68, np.int64)
+        elif len(spec.flip_map) == 68:
+            self.index = np.arange(68)  # an iBUG-68 spec without an explicit map: identity
+        else:
+            raise FacegenError(f"spec {spec.name!r} has {len(spec.flip_map)} points and no iBUG-68 correspondence; "
+                               "it cannot be scored on 300-W")
+
+    def __call__(self, pred: np.ndarray) -> np.ndarray:
+        return np.asarray(pred)[..., self.index, :]
+
+
+def to_ibug68(pred: np.ndarray, spec: SpecInfo, adapter: Adapter | None = None) -> np.ndarray:
+    """Predictions in a spec's points (..., L, 2) -> iBUG-68 (..., 68, 2). The default adapter takes the
+    spec's nearest point for each iBUG point; a learned adapter replaces it here."""
+    return (adapter or NearestSubsetAdapter(spec))(pred)
+
+
+def open_eval_dataset(dataset: str, root: Path | str, split: str = "full") -> PtsFolder:
+    if dataset == "300w":
+        return Real300W(root, split)
+    if dataset == "folder":
+        return PtsFolder(root)
+    raise FacegenError(f"unknown dataset {dataset!r}; use 300w (official layout) or folder (any .pts folder)")
+
+
+def predict_folder(predictor: Predictor, ds: PtsFolder, box: str = "gt") -> np.ndarray:
+    """(N, L, 2) predictions for every image; the crop comes from the ground-truth landmark box (300-W
+    protocol) or a face detector (`box='detector'`, falls back to the GT box when nothing is found)."""
+    images, boxes = [], []
+    for i in range(len(ds)):
+        raw = ds.raw(i)
+        b = landmark_box(raw["landmarks"])
+        if box == "detector":
+            from facegen.trainer.predict import best_face_for
+            b = best_face_for(raw["image"], b)
+        images.append(raw["image"])
+        boxes.append(b)
+    return predictor.predict(images, boxes)
+
+
+def ground_truth_set(ds: PtsFolder) -> LandmarkSet:
+    groups: dict[str, list[int]] = {}
+    for i, n in enumerate(ds.names):
+        g = w300_group(n)
+        if g:
+            groups.setdefault(g, []).append(i)
+    return LandmarkSet(names=list(ds.names), points=ds.ground_truth().astype(np.float64),
+                       subsets=derive_subsets(groups, len(ds)), source=str(ds.root))
+
+
+def evaluate(predictor: Predictor, ds: PtsFolder, out: Path | str | None = None, box: str = "gt",
+             adapter: Adapter | None = None, **score_kw) -> dict:
+    """Predict, map to iBUG-68, write predictions (`predictions/*.pts`, `predictions.json`), score."""
+    pred = to_ibug68(predict_folder(predictor, ds, box), predictor.spec, adapter)
+    pred_set = LandmarkSet(names=list(ds.names), points=pred.astype(np.float64), source="predictions")
+    gt = ground_truth_set(ds)
+    report = score(pred_set, gt, **score_kw)
+    if out is not None:
+        out = Path(out)
+        for n, p in zip(ds.names, pred):
+            write_pts(out / "predictions" / f"{n}.pts", p)
+        (out / "predictions.json").write_text(json.dumps(
+            [{"image": n, "landmarks": p.tolist()} for n, p in zip(ds.names, pred)]))
+        write_report(report, gt, out)
+    return report

@@ -1,0 +1,100 @@
+"""A checkpoint alone can predict: `load_checkpoint(path) -> Predictor`.
+
+Checkpoints embed the training config, the model's construction arguments and the landmark spec (YAML,
+names, flip map, iBUG-68 correspondence), so nothing else is needed at prediction time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from facegen.errors import FacegenError
+from facegen.trainer.models import create_model
+from facegen.trainer.transforms import apply_matrix, build_transforms, invert
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise FacegenError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    return torch.device(device)
+
+
+@dataclass
+class SpecInfo:
+    """What a checkpoint remembers of its landmark spec."""
+    name: str
+    yaml: str
+    names: list[str]
+    flip_map: np.ndarray
+    ibug68: np.ndarray | None  # (68,) spec point for each iBUG-68 point, or None
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "yaml": self.yaml, "names": list(self.names), "flip_map": self.flip_map.tolist(),
+                "ibug68": None if self.ibug68 is None else self.ibug68.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SpecInfo":
+        return cls(d.get("name", ""), d.get("yaml", ""), list(d.get("names", [])), np.asarray(d["flip_map"], np.int64),
+                   None if d.get("ibug68") is None else np.asarray(d["ibug68"], np.int64))
+
+
+class Predictor:
+    """Crop a face from a box, run the model, map landmarks back to the image."""
+
+    def __init__(self, model: torch.nn.Module, spec: SpecInfo, input_size: int, crop_scale: float,
+                 gray: bool, device: torch.device, config: dict | None = None):
+        self.model = model.to(device).eval()
+        self.spec, self.input_size, self.crop_scale, self.gray = spec, input_size, crop_scale, gray
+        self.device = device
+        self.config = config or {}
+        self.transform = build_transforms(input_size, crop_scale, train=False, gray=gray)
+
+    @property
+    def num_landmarks(self) -> int:
+        return len(self.spec.flip_map)
+
+    @torch.no_grad()
+    def predict(self, images: Sequence[np.ndarray], boxes: Sequence[Sequence[float]], batch_size: int = 16) -> np.ndarray:
+        """RGB uint8 images and face boxes (x0, y0, x1, y1) -> (N, L, 2) landmarks in image pixels.
+
+        The box plays the role of the landmark box in training (the crop is scale x its longer side)."""
+        out = []
+        for start in range(0, len(images), batch_size):
+            crops, mats = [], []
+            for img, box in zip(images[start:start + batch_size], boxes[start:start + batch_size]):
+                s = self.transform({"image": img, "landmarks": np.zeros((1, 2), np.float32), "box": box})
+                crops.append(torch.from_numpy(np.ascontiguousarray(s["image"].transpose(2, 0, 1))))
+                mats.append(s["matrix"])
+            x = torch.stack(crops).to(self.device).float() / 255.0
+            pred = self.model(x)["landmarks"].float().cpu().numpy()
+            out += [apply_matrix(p, invert(m)) for p, m in zip(pred, mats)]
+        return np.stack(out) if out else np.zeros((0, self.num_landmarks, 2), np.float32)
+
+    def predict_one(self, image: np.ndarray, box: Sequence[float]) -> np.ndarray:
+        return self.predict([image], [box])[0]
+
+
+def load_checkpoint(path: Path | str, device: str = "auto") -> Predictor:
+    """Build a Predictor from a checkpoint written by `facegen train`."""
+    path = Path(path)
+    if not path.exists():
+        raise FacegenError(f"{path}: no such checkpoint (train writes last.pt and best.pt in its --out folder)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # torch raises many types for a bad file
+        raise FacegenError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if "model_state" not in ckpt or "spec" not in ckpt:
+        raise FacegenError(f"{path}: not a facegen checkpoint (no model_state/spec)")
+    arch = ckpt["arch"]
+    model = create_model(arch["name"], arch["num_landmarks"], **arch["kwargs"])
+    model.load_state_dict(ckpt["model_state"])
+    cfg = ckpt.get("config", {})
+    return Predictor(model, SpecInfo.from_dict(ckpt["spec"]), int(cfg.get("input_size", 256)),
+                     float(cfg.get("crop_scale", 1.25)), bool(cfg.get("gray", False)), pick_device(device), cfg)
