@@ -60,9 +60,11 @@ OVERLAY_REGIONS = ("lacrimal_left", "lacrimal_right", "eye_blend_left", "eye_ble
 PRESETS = {
     # samples, adaptive threshold, (max, diffuse, glossy, transmission, transparent) bounces, SSS method,
     # OIDN quality, world importance-map resolution. Measured s/image: docs/rendering-cycles.md.
-    "fast": dict(samples=4, threshold=0.1, bounces=(3, 1, 1, 3, 8), sss="BURLEY", oidn="FAST", world_map=64),
-    "default": dict(samples=12, threshold=0.05, bounces=(4, 2, 1, 4, 8), sss="BURLEY", oidn="BALANCED", world_map=128),
-    "high": dict(samples=96, threshold=0.01, bounces=(8, 4, 4, 8, 16), sss="RANDOM_WALK_SKIN", oidn="HIGH", world_map=512),
+    # Path tracing is ~0.25 s per sample per 256^2 image on 2 cores, so the default buys its speed with
+    # few samples + OIDN (albedo/normal guided) and short paths (one diffuse bounce is enough for skin).
+    "fast": dict(samples=2, threshold=0.1, bounces=(2, 1, 1, 2, 6), sss="BURLEY", oidn="FAST", world_map=64),
+    "default": dict(samples=4, threshold=0.05, bounces=(3, 1, 1, 3, 8), sss="BURLEY", oidn="BALANCED", world_map=128),
+    "high": dict(samples=64, threshold=0.01, bounces=(8, 4, 4, 8, 16), sss="RANDOM_WALK_SKIN", oidn="HIGH", world_map=512),
 }
 
 KEY_IRRADIANCE = 1.0  # W/m^2 for a light of intensity 1.0 ("a normal key light")
