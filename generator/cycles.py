@@ -2,8 +2,8 @@
 
 `CyclesRenderer(model, outputs=("rgb", "depth", "segmentation"), preset="default", ...)` builds the
 scene once: two mesh objects (opaque head; transparent overlays: tear film, eye blend, eye occlusion,
-eyelashes), one material per region, a light pool, a world with HDRI + backplate, a compositor that
-feeds the readback. `render(params, posed)` then only writes vertex positions, material inputs,
+eyelashes), one material per region, a light pool, a world that only lights (HDRI or ambient), a compositor that
+feeds the readback; the backplate is composited in numpy under a transparent film. `render(params, posed)` then only writes vertex positions, material inputs,
 lights, world and camera, renders, and reads the pixels back in memory (RGB through the compositor's
 Viewer node; depth / material index / brow and lip AOVs through one float EXR in a RAM-backed temp
 dir, and only when depth or segmentation is asked for).
