@@ -2,8 +2,8 @@
 
 `CyclesRenderer(model, outputs=("rgb", "depth", "segmentation"), preset="default", ...)` builds the
 scene once: two mesh objects (opaque head; transparent overlays: tear film, eye blend, eye occlusion,
-eyelashes), one material per region, a light pool, a world with HDRI + backplate, a compositor that
-feeds the readback. `render(params, posed)` then only writes vertex positions, material inputs,
+eyelashes), one material per region, a light pool, a world that only lights (HDRI or ambient), a compositor that
+feeds the readback; the backplate is composited in numpy under a transparent film. `render(params, posed)` then only writes vertex positions, material inputs,
 lights, world and camera, renders, and reads the pixels back in memory (RGB through the compositor's
 Viewer node; depth / material index / brow and lip AOVs through one float EXR in a RAM-backed temp
 dir, and only when depth or segmentation is asked for).
@@ -33,7 +33,7 @@ from facegen.generator.scene import PosedScene, RenderResult, SceneParams
 
 log = logging.getLogger("facegen.cycles")
 
-VERSION = "1"
+VERSION = "2"  # 2: composited backplate, new presets and hair/occlusion materials
 
 SEG_CLASSES = {
     0: "background", 1: "skin", 2: "brows", 3: "eyes", 4: "lips", 5: "teeth_mouth", 6: "eyelashes", 7: "head_neck",
@@ -58,10 +58,13 @@ OVERLAY_REGIONS = ("lacrimal_left", "lacrimal_right", "eye_blend_left", "eye_ble
                    "eye_occlusion_left", "eye_occlusion_right", "eyelashes_left", "eyelashes_right")
 
 PRESETS = {
-    # samples, adaptive threshold, (max, diffuse, glossy, transmission, transparent) bounces, SSS method
-    "fast": dict(samples=8, threshold=0.1, bounces=(2, 1, 1, 2, 8), sss="BURLEY"),
-    "default": dict(samples=24, threshold=0.05, bounces=(4, 2, 2, 4, 12), sss="RANDOM_WALK"),
-    "high": dict(samples=128, threshold=0.01, bounces=(8, 4, 4, 8, 16), sss="RANDOM_WALK_SKIN"),
+    # samples, adaptive threshold, (max, diffuse, glossy, transmission, transparent) bounces, SSS method,
+    # OIDN quality, world importance-map resolution. Measured s/image: docs/rendering-cycles.md.
+    # Path tracing is ~0.25 s per sample per 256^2 image on 2 cores, so the default buys its speed with
+    # few samples + OIDN (albedo/normal guided) and short paths (one diffuse bounce is enough for skin).
+    "fast": dict(samples=2, threshold=0.1, bounces=(2, 1, 1, 2, 6), sss="BURLEY", oidn="FAST", world_map=64),
+    "default": dict(samples=4, threshold=0.05, bounces=(3, 1, 1, 3, 8), sss="BURLEY", oidn="BALANCED", world_map=128),
+    "high": dict(samples=64, threshold=0.01, bounces=(8, 4, 4, 8, 16), sss="RANDOM_WALK_SKIN", oidn="HIGH", world_map=512),
 }
 
 KEY_IRRADIANCE = 1.0  # W/m^2 for a light of intensity 1.0 ("a normal key light")
@@ -120,12 +123,20 @@ class CyclesRenderer:
         c.denoiser = "OPENIMAGEDENOISE"
         c.denoising_input_passes = "RGB_ALBEDO_NORMAL"
         c.denoising_prefilter = "FAST"
+        c.denoising_quality = p["oidn"]
         c.use_auto_tile = False
-        scene.render.use_persistent_data = True  # keep Cycles' scene between renders
+        c.debug_use_spatial_splits = False
+        # Keep Cycles' synced scene (meshes, BVH, shaders, images) between renders: each render then
+        # only re-syncs what changed (vertex positions, a few node values) instead of everything.
+        scene.render.use_persistent_data = True
         if threads:
             scene.render.threads_mode = "FIXED"
             scene.render.threads = int(threads)
-        scene.render.film_transparent = False
+        # The backplate is not part of the Cycles scene: the film is transparent and the background
+        # is alpha-composited in numpy (`backplate`). Background edits then never touch the world
+        # (a world edit re-syncs the world and rebuilds its importance map) and the world shader stays
+        # a plain environment lookup, cheap to evaluate for every escaped ray.
+        scene.render.film_transparent = True
         scene.view_settings.view_transform = "Standard"
         scene.view_settings.look = "None"
         scene.render.image_settings.file_format = "PNG"
@@ -189,37 +200,23 @@ class CyclesRenderer:
         return obj
 
     def _build_world(self) -> None:
+        """The world only lights the scene: an HDRI (rotated about the vertical axis) or a uniform colour."""
         world = bpy.data.worlds.new("facegen_world")
         self.scene.world = world
         world.use_nodes = True
+        # The importance map is rebuilt whenever the world changes (every sample here); at Blender's
+        # default 1024 that costs ~1.3 s per image on 2 cores, at 64-512 it is a few ms to 0.1 s.
+        world.cycles.sampling_method = "MANUAL"
+        world.cycles.sample_map_resolution = self.preset["world_map"]
         g = mt.Graph(world.node_tree)
         self.world_graph = g
-        # Environment: HDRI (or a uniform colour), rotated about the vertical axis.
         coord = g.node("ShaderNodeTexCoord")
         mapping = g.node("ShaderNodeMapping", {"Vector": coord.outputs["Generated"]}, name="hdri_mapping")
         env = g.node("ShaderNodeTexEnvironment", {"Vector": mapping.outputs[0]}, name="hdri")
         use_hdri = g.value("use_hdri", 0.0)
         env_col = g.mix(g.rgb("ambient_color", (0.3, 0.3, 0.3)), env.outputs["Color"], use_hdri)
         env_bg = g.node("ShaderNodeBackground", {"Color": env_col, "Strength": g.value("world_strength", 1.0)})
-        # Backplate seen only by camera rays, in window (screen) coordinates.
-        win = coord.outputs["Window"]
-        sep = g.node("ShaderNodeSeparateXYZ", {0: win})
-        cx, cy = g.math("SUBTRACT", sep.outputs[0], 0.5), g.math("SUBTRACT", sep.outputs[1], 0.5)
-        t = g.math("ADD", g.math("ADD", g.math("MULTIPLY", cx, g.value("grad_cos", 1.0)),
-                                 g.math("MULTIPLY", cy, g.value("grad_sin", 0.0))), 0.5, clamp=True)
-        aspect = g.node("ShaderNodeCombineXYZ", {0: g.math("MULTIPLY", sep.outputs[0], g.value("aspect", 1.0)), 1: sep.outputs[1]})
-        noise = g.noise(aspect, 4.0, detail=5.0, w=g.value("noise_seed", 0.0)).outputs["Fac"]
-        c1, c2 = g.rgb("bg_color", (0.5, 0.5, 0.5)), g.rgb("bg_color2", (0.2, 0.2, 0.2))
-        plate = g.mix(c1, g.mix(c1, c2, t), g.value("is_gradient", 0.0))
-        plate = g.mix(plate, g.mix(c1, c2, g.smooth(noise, 0.3, 0.7)), g.value("is_noise", 0.0))
-        photo_vec = g.node("ShaderNodeMapping", {"Vector": win}, name="photo_mapping")
-        photo = g.node("ShaderNodeTexImage", {"Vector": photo_vec.outputs[0]}, name="photo", extension="EXTEND")
-        plate = g.mix(plate, photo.outputs["Color"], g.value("is_photo", 0.0))
-        plate_bg = g.node("ShaderNodeBackground", {"Color": plate, "Strength": 1.0})
-        cam_ray = g.node("ShaderNodeLightPath").outputs["Is Camera Ray"]
-        fac = g.math("MULTIPLY", cam_ray, g.value("use_plate", 1.0))
-        out = g.node("ShaderNodeOutputWorld")
-        g.set(out.inputs["Surface"], g.node("ShaderNodeMixShader", {0: fac, 1: env_bg, 2: plate_bg}))
+        g.set(g.node("ShaderNodeOutputWorld").inputs["Surface"], env_bg)
 
     def _build_compositor(self) -> None:
         scene = self.scene
@@ -251,7 +248,7 @@ class CyclesRenderer:
         fo.base_path = str(self._tmp)
         fo.format.file_format = "OPEN_EXR"
         fo.format.color_depth = "32"
-        fo.format.color_mode = "RGB"
+        fo.format.color_mode = "RGBA"  # alpha: coverage for compositing the backplate
         fo.format.exr_codec = "NONE"
         fo.file_slots[0].path = "rgb"
         fo.file_slots.new("data")
@@ -322,11 +319,11 @@ class CyclesRenderer:
                            f"nor in --hdris {self.hdris}; add {name}.exr/.hdr there or pick another name")
 
     def _set_world(self, params: SceneParams) -> None:
-        L, bg = params.lighting, params.background
+        L = params.lighting
         nodes = self.scene.world.node_tree.nodes
 
         def val(name, v):
-            # Touch only what changed: any world edit makes Cycles re-sync the whole scene (~seconds).
+            # Touch only what changed: a world edit re-syncs the world and rebuilds its importance map.
             v = v if not isinstance(v, tuple) else (*v[:3], 1.0)
             sock = nodes["p_" + name].outputs[0]
             if not np.allclose(np.atleast_1d(sock.default_value), np.atleast_1d(v), rtol=0, atol=1e-7):
@@ -341,36 +338,51 @@ class CyclesRenderer:
             if abs(rot.default_value[2] - np.radians(L.hdri_rotation)) > 1e-7:
                 rot.default_value = (0.0, 0.0, np.radians(L.hdri_rotation))
             val("use_hdri", 1.0)
-            # Normalised so every panorama gives a similar exposure at hdri_strength 1, ambient 0.3.
-            val("world_strength", L.hdri_strength * L.ambient / 0.3 * HDRI_MEAN / self._hdri_mean(nodes["hdri"].image))
+            val("world_strength", self._hdri_strength(L))
         else:
             val("use_hdri", 0.0)
             val("world_strength", 1.0)
             val("ambient_color", (L.ambient,) * 3)
+
+    def _hdri_strength(self, L) -> float:
+        """Normalised so every panorama gives a similar exposure at hdri_strength 1, ambient 0.3."""
+        return L.hdri_strength * L.ambient / 0.3 * HDRI_MEAN / self._hdri_mean(self._image(self._hdri_path(L.hdri)))
+
+    def backplate(self, params: SceneParams, camera) -> np.ndarray:
+        """(H, W, 3) linear RGB behind the head, composited in numpy under the transparent film."""
+        bg, L = params.background, params.lighting
         kind = bg.kind if not (bg.kind == "hdri" and not L.hdri) else "solid"
-        val("use_plate", 0.0 if kind == "hdri" else 1.0)
-        val("bg_color", bu.srgb_to_linear(bg.color))
-        val("bg_color2", bu.srgb_to_linear(bg.color2))
-        val("is_gradient", float(kind == "gradient"))
-        val("grad_cos", float(np.cos(np.radians(bg.angle))))
-        val("grad_sin", float(np.sin(np.radians(bg.angle))))
-        val("is_noise", float(kind == "noise"))
-        val("noise_seed", float(bg.seed % 10007))
-        w, h = params.image_size
-        val("aspect", w / h)
-        val("is_photo", float(kind == "photo"))
+        w, h = camera.width, camera.height
+        if kind == "hdri":
+            img = self._image(self._hdri_path(L.hdri))
+            return hdri_view(self._hdri_pixels(img), camera, L.hdri_rotation) * self._hdri_strength(L)
         if kind == "photo":
             if not self.backgrounds:
                 raise FacegenError(f"background photo {bg.photo!r} asked for but no --backgrounds DIR was given")
-            img = self._image(self.backgrounds / bg.photo)
-            nodes["photo"].image = img
-            # Cover the frame with the photo, centred, keeping its aspect (crop the excess).
-            pa, ia = img.size[0] / max(img.size[1], 1), w / h
-            sx, sy = (ia / pa, 1.0) if ia < pa else (1.0, pa / ia)
-            mp = nodes["photo_mapping"]
-            if tuple(mp.inputs["Scale"].default_value)[:2] != (sx, sy):
-                mp.inputs["Scale"].default_value = (sx, sy, 1.0)
-                mp.inputs["Location"].default_value = ((1 - sx) / 2, (1 - sy) / 2, 0.0)
+            return photo_plate(self._photo(self.backgrounds / bg.photo), w, h)
+        return procedural_plate(bg, w, h)
+
+    def _hdri_pixels(self, img) -> np.ndarray:
+        key = ("px", img.name)
+        if key not in self._means:
+            self._means.clear() if len(self._means) > 40 else None
+            self._means[key] = bu.image_pixels(img)[..., :3].copy()
+        return self._means[key]
+
+    def _photo(self, path: Path) -> np.ndarray:
+        """A background photo as linear float RGB (a few kept in memory)."""
+        import cv2
+
+        cache = self.__dict__.setdefault("_photos", {})
+        key = str(path)
+        if key not in cache:
+            while len(cache) >= 8:
+                cache.pop(next(iter(cache)))
+            im = cv2.imread(key, cv2.IMREAD_COLOR)
+            if im is None:
+                raise FacegenError(f"cannot read background photo {path}")
+            cache[key] = srgb_decode(im[..., ::-1])
+        return cache[key]
 
     def _set_lights(self, params: SceneParams, posed: PosedScene) -> None:
         lights = params.lighting.lights
@@ -428,7 +440,7 @@ class CyclesRenderer:
         bpy.ops.render.render(write_still=False)
 
     def _read(self, slot: str, h: int, w: int) -> np.ndarray:
-        """(H, W, 3) float pixels of one compositor output written to the RAM temp dir this render.
+        """(H, W, 4) float pixels of one compositor output written to the RAM temp dir this render.
 
         One bpy image per slot, reloaded in place, so no datablocks accumulate over a long run."""
         path = self._tmp / f"{slot}{self.scene.frame_current:04d}.exr"
@@ -441,7 +453,7 @@ class CyclesRenderer:
             img.alpha_mode = "CHANNEL_PACKED"
         else:
             img.reload()
-        px = bu.image_pixels(img)[..., :3].copy()
+        px = bu.image_pixels(img).copy()
         if px.shape[:2] != (h, w):
             raise FacegenError(f"cycles: {slot} pass is {px.shape[1]}x{px.shape[0]}, expected {w}x{h}")
         return px
@@ -450,7 +462,10 @@ class CyclesRenderer:
         self.update(params, scene)
         self._render()
         w, h = params.image_size
-        image = bu.srgb_encode(self._read("rgb", h, w))
+        rgba = self._read("rgb", h, w)
+        # Premultiplied film + backplate "under" it.
+        linear = rgba[..., :3] + (1.0 - rgba[..., 3:4]) * self.backplate(params, scene.camera)
+        image = bu.srgb_encode(linear)
         data = self._read("data", h, w)
         z = data[..., 0]
         hit = z < 1e3
@@ -525,25 +540,22 @@ class CyclesRenderer:
         self.scene.collection.objects.link(obj)
         hidden = [self.head, self.overlay] + self._lights
         saved = [o.hide_render for o in hidden]
-        nodes = self.scene.world.node_tree.nodes
-        world_saved = [nodes[n].outputs[0].default_value for n in ("p_use_hdri", "p_world_strength", "p_use_plate", "p_is_photo", "p_is_gradient", "p_is_noise")]
+        strength = self.scene.world.node_tree.nodes["p_world_strength"].outputs[0]
+        world_saved = strength.default_value
         c = self.scene.cycles
         cs = (c.samples, c.use_denoising, c.use_adaptive_sampling)
         try:
             for o in hidden:
                 o.hide_render = True
-            for n in ("p_world_strength", "p_use_plate", "p_is_photo", "p_is_gradient", "p_is_noise", "p_use_hdri"):
-                nodes[n].outputs[0].default_value = 0.0
-            nodes["p_bg_color"].outputs[0].default_value = (0, 0, 0, 1)
+            strength.default_value = 0.0  # black world; the backplate is not composited here
             c.samples, c.use_denoising, c.use_adaptive_sampling = samples, False, False
             self._render()
             w, h = params.image_size
-            out = self._read("rgb", h, w).mean(-1)
+            out = self._read("rgb", h, w)[..., :3].mean(-1)
         finally:
             for o, s in zip(hidden, saved):
                 o.hide_render = s
-            for n, v in zip(("p_use_hdri", "p_world_strength", "p_use_plate", "p_is_photo", "p_is_gradient", "p_is_noise"), world_saved):
-                nodes[n].outputs[0].default_value = v
+            strength.default_value = world_saved
             c.samples, c.use_denoising, c.use_adaptive_sampling = cs
             bpy.data.objects.remove(obj)
             bpy.data.meshes.remove(mesh)
@@ -571,3 +583,71 @@ def segmentation_from_passes(mat_index: np.ndarray, brow_lip: np.ndarray) -> np.
     seg[face & (brow_lip > 1.0)] = 4
     seg[face & (brow_lip > 0.5) & (brow_lip <= 1.0)] = 2
     return seg
+
+
+# -- backplates (numpy, composited under the transparent film) -----------------------------------
+
+
+def srgb_decode(srgb_u8: np.ndarray) -> np.ndarray:
+    x = srgb_u8.astype(np.float32) / 255.0
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def procedural_plate(bg, w: int, h: int) -> np.ndarray:
+    """Solid, linear gradient or smooth two-colour noise, in linear RGB (window coords, y up)."""
+    c1 = np.array(bu.srgb_to_linear(bg.color), np.float32)
+    c2 = np.array(bu.srgb_to_linear(bg.color2), np.float32)
+    if bg.kind == "gradient":
+        x = (np.arange(w) + 0.5) / w - 0.5
+        y = 0.5 - (np.arange(h) + 0.5) / h
+        a = np.radians(bg.angle)
+        t = np.clip(x[None, :] * np.cos(a) + y[:, None] * np.sin(a) + 0.5, 0.0, 1.0)[..., None]
+        return (c1 * (1 - t) + c2 * t).astype(np.float32)
+    if bg.kind == "noise":
+        import cv2
+
+        rng = np.random.default_rng(bg.seed)
+        n = np.zeros((h, w), np.float32)
+        amp, total = 1.0, 0.0
+        for cells in (4, 8, 16, 32, 64):  # fractal value noise: smooth octaves, upsampled bicubically
+            grid = rng.random((cells * h // max(w, h) + 2, cells * w // max(w, h) + 2)).astype(np.float32)
+            n += amp * cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC)
+            total += amp
+            amp *= 0.5
+        n /= total
+        t = np.clip((n - 0.35) / 0.3, 0.0, 1.0)
+        t = (t * t * (3 - 2 * t))[..., None]
+        return (c1 * (1 - t) + c2 * t).astype(np.float32)
+    return np.broadcast_to(c1, (h, w, 3)).astype(np.float32)
+
+
+def photo_plate(photo: np.ndarray, w: int, h: int) -> np.ndarray:
+    """Cover the frame with the photo, centred, keeping its aspect (the excess is cropped)."""
+    import cv2
+
+    ph, pw = photo.shape[:2]
+    s = max(w / pw, h / ph)
+    cw, ch = min(pw, int(round(w / s))), min(ph, int(round(h / s)))
+    x0, y0 = (pw - cw) // 2, (ph - ch) // 2
+    return cv2.resize(photo[y0:y0 + ch, x0:x0 + cw], (w, h), interpolation=cv2.INTER_AREA)
+
+
+def hdri_view(env: np.ndarray, camera, rotation_deg: float) -> np.ndarray:
+    """What the camera sees of an equirectangular panorama (top row first), the same lookup as the
+    world's Environment texture: pixel ray -> Blender direction -> rotated about z -> (u, v)."""
+    import cv2
+
+    w, h = camera.width, camera.height
+    u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    rays = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(camera.K).T  # OpenCV camera
+    d = rays @ camera.R @ bu.MODEL_TO_BLENDER.T  # camera -> model world -> Blender world
+    a = np.radians(rotation_deg)
+    x = np.cos(a) * d[..., 0] - np.sin(a) * d[..., 1]
+    y = np.sin(a) * d[..., 0] + np.cos(a) * d[..., 1]
+    z = d[..., 2]
+    eu = -np.arctan2(y, x) / (2 * np.pi) + 0.5
+    ev = np.arctan2(z, np.hypot(x, y)) / np.pi + 0.5
+    H, W = env.shape[:2]
+    mx = (eu * W - 0.5).astype(np.float32) % W
+    my = ((1.0 - ev) * H - 0.5).astype(np.float32)
+    return cv2.remap(env, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)

@@ -261,18 +261,20 @@ def skin_material(name: str, pass_index: int, features: "bpy.types.Image | None"
     # Brows: a shape mask (per-sample thickness) times elongated hair strands (per-sample density).
     width = g.math("MULTIPLY", brow_thickness, g.math("SUBTRACT", 1.0, g.math("MULTIPLY", brow_t, 0.3)))
     shape = g.smooth(brow_d, g.math("MULTIPLY", width, 0.55), width, 1.0, 0.0)
-    strands_vec = g.node("ShaderNodeMapping", {"Vector": uv, "Scale": (70.0, 900.0, 1.0)}).outputs[0]
-    strands = g.noise(strands_vec, 1.0, detail=1.0, w=seed).outputs["Fac"]
-    hair = g.smooth(strands, g.math("SUBTRACT", 0.62, g.math("MULTIPLY", brow_density, 0.3)), 0.62)
-    brow = g.math("MULTIPLY", shape, g.math("ADD", hair, g.math("MULTIPLY", brow_density, 0.35)), clamp=True)
-    col = g.mix(col, brow_color, brow)
+    # Hair strokes: noise stretched along the brow (u) and squeezed across it (v), slightly slanted
+    # upwards, so the strokes run like brow hair; density thickens them, colour is the sampled brow's.
+    strands_vec = g.node("ShaderNodeMapping", {"Vector": uv, "Scale": (60.0, 1400.0, 1.0), "Rotation": (0.0, 0.0, 0.25)}).outputs[0]
+    strands = g.noise(strands_vec, 1.0, detail=2.0, w=seed).outputs["Fac"]
+    hair = g.smooth(strands, g.math("SUBTRACT", 0.56, g.math("MULTIPLY", brow_density, 0.12)), 0.6)
+    brow = g.math("MULTIPLY", shape, g.math("ADD", g.math("MULTIPLY", hair, 0.75), g.math("MULTIPLY", brow_density, 0.3)), clamp=True)
+    col = g.mix(col, g.mul_rgb(brow_color, (0.8, 0.8, 0.8, 1.0)), brow)
 
     # Roughness / specular variation: T-zone shinier, lips glossier, brow hair matte.
     rvar = g.noise(rest, 0.5, w=g.math("ADD", seed, 11.0)).outputs["Fac"]
     r = g.math("ADD", rough, g.math("MULTIPLY", g.math("SUBTRACT", rvar, 0.5), 0.2))
     r = g.math("SUBTRACT", r, g.math("MULTIPLY", lip_amt, 0.2))
-    r = g.math("ADD", r, g.math("MULTIPLY", brow, 0.25), clamp=True)
-    spec = g.math("ADD", 0.4, g.math("MULTIPLY", rvar, 0.3))
+    r = g.math("ADD", g.math("MAXIMUM", r, 0.38), g.math("MULTIPLY", brow, 0.3), clamp=True)
+    spec = g.math("MULTIPLY", g.math("ADD", 0.4, g.math("MULTIPLY", rvar, 0.2)), g.math("SUBTRACT", 1.0, g.math("MULTIPLY", brow, 0.7)))
 
     # Pores and fine wrinkles: Voronoi cells plus fine noise in UV space (tiny, cm-scale charts).
     pores = g.node("ShaderNodeTexVoronoi", {"Vector": uv, "Scale": 450.0}, feature="F1", voronoi_dimensions="2D").outputs["Distance"]
@@ -283,7 +285,7 @@ def skin_material(name: str, pass_index: int, features: "bpy.types.Image | None"
 
     bsdf = _principled(
         g, col, r,
-        **{"Subsurface Weight": g.math("SUBTRACT", 1.0, g.math("MULTIPLY", brow, 0.8)),
+        **{"Subsurface Weight": g.math("SUBTRACT", 1.0, g.math("MULTIPLY", brow, 0.95)),
            "Subsurface Radius": (1.0, 0.35, 0.2), "Subsurface Scale": 0.004,
            "Specular IOR Level": spec, "Normal": bump.outputs["Normal"], "IOR": 1.4},
     )
@@ -371,8 +373,10 @@ def eye_occlusion_material(name: str, pass_index: int):
     uv = g.node("ShaderNodeUVMap").outputs["UV"]
     sep = g.node("ShaderNodeSeparateXYZ", {0: uv})
     u_fade = g.math("SINE", g.math("MULTIPLY", sep.outputs[0], 3.14159))
-    v2 = g.math("POWER", sep.outputs[1], 2.0)  # darkest under the upper lid
-    fac = g.math("MULTIPLY", strength, g.math("MULTIPLY", g.math("ADD", 0.15, g.math("MULTIPLY", v2, 0.85)), g.math("POWER", u_fade, 0.5)), clamp=True)
+    # Mostly transparent: a soft shadow hugging the lid line (high v), fading fast away from it.
+    v_edge = g.math("POWER", sep.outputs[1], 4.0)
+    fac = g.math("MULTIPLY", g.math("MULTIPLY", strength, 0.6),
+                 g.math("MULTIPLY", g.math("ADD", 0.05, g.math("MULTIPLY", v_edge, 0.95)), g.math("POWER", u_fade, 0.7)), clamp=True)
     dark = g.node("ShaderNodeBsdfDiffuse", {"Color": (0.02, 0.008, 0.006, 1.0)})
     clear = g.node("ShaderNodeBsdfTransparent")
     g.output(g.node("ShaderNodeMixShader", {0: fac, 1: clear, 2: dark}))
@@ -380,13 +384,24 @@ def eye_occlusion_material(name: str, pass_index: int):
 
 
 def eyelash_material(name: str, pass_index: int):
-    """Eyelash strips: dark hair with strand-shaped transparency."""
+    """Eyelash strips: thin dark strands, mostly transparent. Across the strip (u) a hash per strand
+    slot picks which slots hold a hair and how thick it is; along the strip (v) the hair tapers."""
     m, g = _new(name, pass_index)
     color = g.rgb("lash_color", (0.02, 0.015, 0.012))
     uv = g.node("ShaderNodeUVMap").outputs["UV"]
-    strands = g.noise(g.node("ShaderNodeMapping", {"Vector": uv, "Scale": (400.0, 8.0, 1.0)}).outputs[0], 1.0, detail=1.0).outputs["Fac"]
-    alpha = g.smooth(strands, 0.56, 0.64, 0.0, 0.9)  # sparse strands, not a solid strip
-    hair = _principled(g, color, 0.4, **{"Coat Weight": 0.3})
+    sep = g.node("ShaderNodeSeparateXYZ", {0: uv})
+    slots = g.math("MULTIPLY", sep.outputs[0], 260.0)
+    cell = g.math("FLOOR", slots)
+    frac = g.math("FRACT", slots)
+    rnd = g.node("ShaderNodeTexWhiteNoise", {"Vector": g.node("ShaderNodeCombineXYZ", {0: cell}).outputs[0]},
+                 noise_dimensions="3D").outputs["Value"]
+    centre = g.math("ABSOLUTE", g.math("SUBTRACT", frac, 0.5))
+    thick = g.math("ADD", 0.08, g.math("MULTIPLY", rnd, 0.12))
+    strand = g.smooth(centre, thick, g.math("MULTIPLY", thick, 0.4), 0.0, 1.0)
+    present = g.smooth(rnd, 0.35, 0.4)  # about 60% of the slots hold a hair
+    taper = g.math("POWER", g.math("SINE", g.math("MULTIPLY", sep.outputs[1], 3.14159)), 0.6)
+    alpha = g.math("MULTIPLY", g.math("MULTIPLY", strand, present), g.math("MULTIPLY", taper, 0.85), clamp=True)
+    hair = _principled(g, color, 0.45, **{"Coat Weight": 0.2})
     clear = g.node("ShaderNodeBsdfTransparent")
     g.output(g.node("ShaderNodeMixShader", {0: alpha, 1: clear, 2: hair}))
     return m
