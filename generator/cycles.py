@@ -29,6 +29,7 @@ from facegen.errors import FacegenError
 from facegen.face_model import FaceModel
 from facegen.generator import blender_util as bu
 from facegen.generator import materials as mt
+from facegen.generator.labels import VISIBILITY_TOLERANCE_CM, in_frame_mask, visible_from_depths
 from facegen.generator.scene import PosedScene, RenderResult, SceneParams
 
 log = logging.getLogger("facegen.cycles")
@@ -479,22 +480,31 @@ class CyclesRenderer:
 
     # -- labels ---------------------------------------------------------------------------------
 
-    def visibility(self, points_world: np.ndarray, scene: PosedScene, tolerance_cm: float = 0.25) -> np.ndarray:
-        """True where a point (world cm) is seen from the camera centre: Blender's BVH ray cast against
-        the opaque head (the see-through overlays, eyelashes included, do not occlude). A point counts
-        as hidden only behind a surface more than `tolerance_cm` in front of it, as in the raster
-        backend's depth test (labels.VISIBILITY_TOLERANCE_CM), so both label the same points."""
+    def visibility(self, points_world: np.ndarray, scene: PosedScene,
+                   tolerance_cm: float = VISIBILITY_TOLERANCE_CM) -> np.ndarray:
+        """Visibility of points (world cm) from Blender's own ray casting against the opaque head (the
+        see-through overlays, eyelashes included, do not occlude): rays through the 4x4 pixel centres
+        around each point measure the depth there, and the one visibility rule of
+        `labels.visible_from_depths` decides, exactly as the raster backend does with its depth buffer."""
+        cam = scene.camera
+        pc = cam.to_camera(points_world)
+        uv = cam.project_camera(pc)
+        offsets = np.arange(-1, 3)
+        cols = np.clip(np.floor(uv[:, 0]).astype(np.int64)[:, None] + offsets, 0, cam.width - 1)
+        rows = np.clip(np.floor(uv[:, 1]).astype(np.int64)[:, None] + offsets, 0, cam.height - 1)
+        pix = np.stack(np.broadcast_arrays(cols[:, None, :], rows[:, :, None]), -1).reshape(-1, 2)
+        rays_cam = np.linalg.solve(cam.K, np.c_[pix, np.ones(len(pix))].T).T  # z = 1 per ray
+        dirs = bu.to_blender(rays_cam @ cam.R) / bu.CM  # camera -> world directions, Blender axes
         bvh = self._bvh(scene.vertices)
-        origin = bu.to_blender(scene.camera.centre[None])[0]
-        targets = bu.to_blender(points_world)
-        vis = np.zeros(len(targets), bool)
-        o = Vector(origin)
-        for i, p in enumerate(targets):
-            d = p - origin
-            dist = float(np.linalg.norm(d))
-            hit, *_ = bvh.ray_cast(o, Vector(d / dist), max(dist - tolerance_cm * bu.CM, 0.0))
-            vis[i] = hit is None
-        return vis
+        origin = Vector(bu.to_blender(cam.centre[None])[0])
+        depth = np.zeros(len(pix))
+        for k, d in enumerate(dirs):
+            length = float(np.linalg.norm(d))
+            hit, *_ = bvh.ray_cast(origin, Vector(d / length))
+            if hit is not None:  # camera z of the hit: distance along the ray / length of a z=1 ray
+                depth[k] = (hit - origin).length / bu.CM / length
+        vis = visible_from_depths(pc[:, 2], depth.reshape(len(pc), -1), tolerance_cm)
+        return vis & in_frame_mask(uv, pc[:, 2], cam.width, cam.height)
 
     def _bvh(self, vertices: np.ndarray):
         """Blender's BVH over the opaque head at these vertex positions (cached for the last pose).

@@ -158,6 +158,11 @@ def depth_test(uv: np.ndarray, z: np.ndarray, depth: np.ndarray,
     farthest neighbour is not in front of it is on the drawn surface or beside an edge of it. Both
     count as visible: on a surface seen edge-on the depth jumps by centimetres per pixel, and contour
     points sit exactly there."""
-    d = neighbour_depths(uv, depth, ring=1)
+    return visible_from_depths(z, neighbour_depths(uv, depth, ring=1), tolerance)
+
+
+def visible_from_depths(z: np.ndarray, d: np.ndarray, tolerance: float = VISIBILITY_TOLERANCE_CM) -> np.ndarray:
+    """The visibility rule on the depths `d` (N, k) seen at the pixel centres around each point
+    (0 = nothing drawn), whichever renderer measured them (depth buffer or ray casting)."""
     on_outline = (d == 0).any(axis=1)
     return on_outline | (z <= d.max(axis=1) + tolerance)
