@@ -14,9 +14,11 @@ tear film), 4 lips, 5 teeth and mouth interior, 6 eyelashes, 7 head/neck (ears, 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -438,7 +440,8 @@ class CyclesRenderer:
     def _render(self) -> None:
         for f in self._tmp.glob("*.exr"):
             f.unlink()
-        bpy.ops.render.render(write_still=False)
+        with _blender_stdout_silenced():
+            bpy.ops.render.render(write_still=False)
 
     def _read(self, slot: str, h: int, w: int) -> np.ndarray:
         """(H, W, 4) float pixels of one compositor output written to the RAM temp dir this render.
@@ -661,3 +664,23 @@ def hdri_view(env: np.ndarray, camera, rotation_deg: float) -> np.ndarray:
     mx = (eu * W - 0.5).astype(np.float32) % W
     my = ((1.0 - ev) * H - 0.5).astype(np.float32)
     return cv2.remap(env, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+
+
+@contextlib.contextmanager
+def _blender_stdout_silenced():
+    """Blender prints a status line per render phase from C straight to file descriptor 1; over
+    thousands of images that buries the progress bar. Point fd 1 at /dev/null while it renders
+    (FACEGEN_BLENDER_LOG=1 keeps the log)."""
+    if os.environ.get("FACEGEN_BLENDER_LOG"):
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
