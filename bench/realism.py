@@ -6,8 +6,8 @@ our iBUG-68 labels, per renderer. A benchmark, not a project dependency:
 
     .venv/bin/python bench/realism.py --renderers cycles,raster --n 300 [--size 256] [--preset fast]
 
-Labels: `facegen.specs` ibug68 located on the posed mesh (the contour jaw follows the silhouette), or
-the model's own 68 landmark vertices when the specs package is unavailable.
+Scenes come from the project's sampler (assets/sampling.yaml), labels from the ibug68 spec located
+on the posed mesh (the contour jaw follows the silhouette), as in a shard.
 """
 
 from __future__ import annotations
@@ -26,14 +26,11 @@ from facegen.generator.scene import create_renderer, pose_scene  # noqa: E402
 
 
 def labeller(model):
-    try:
-        from facegen.specs import compile_spec, load_spec
+    """The ibug68 labels a shard would store for this sample (contour jaw on the silhouette)."""
+    from facegen.specs import compile_spec, load_spec
 
-        spec = compile_spec(load_spec("ibug68"), model)
-        return lambda posed: posed.camera.project(spec.locate(posed.vertices, posed.camera.centre))
-    except Exception as e:  # specs not merged here
-        print(f"(ibug68 spec unavailable: {e}; using the model's landmark vertices)")
-        return lambda posed: posed.camera.project(posed.vertices[model.landmarks68])
+    spec = compile_spec(load_spec("ibug68"), model)
+    return lambda posed: posed.camera.project(spec.locate(posed.vertices, posed.camera.centre))
 
 
 def main():
@@ -44,7 +41,7 @@ def main():
     ap.add_argument("--renderers", default="cycles,raster")
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--preset", default="fast")
+    ap.add_argument("--preset", default="default")
     a = ap.parse_args()
     detector = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
