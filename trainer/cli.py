@@ -41,7 +41,17 @@ def _fail(e: Exception) -> None:
 @click.option("--resume", default=None, type=click.Path(), help="Continue from a last.pt.")
 def train(data, model, model_arg, out, epochs, steps, batch_size, lr, input_size, crop_scale, gray, augment, workers,
           val_fraction, val_every, val_real, coord_loss, heatmap_loss, heatmap_weight, seed, device, no_amp, resume):
-    """Train a landmark detector on shards; writes last.pt, best.pt and history.json to --out."""
+    """Train a landmark detector on shards; writes last.pt, best.pt and history.json to --out.
+
+    \b
+    Examples:
+      facegen train --data data/i68 --model hourglass --out runs/hg
+      facegen train --data data/i68 --model resnet18 --input-size 128 --gray --steps 2000 --out runs/r18
+      facegen train --data data/d490 --data data/d490b --val-real ../shared/data/real300w-mini --out runs/d490
+      facegen train --data data/i68 --resume runs/hg/last.pt --out runs/hg
+
+    A checkpoint embeds its config and landmark spec: `facegen eval` and `facegen predict` need nothing else.
+    """
     from facegen.trainer.train import TrainConfig, train as run
 
     kwargs = {}
@@ -79,7 +89,16 @@ def _print_report(report: dict) -> None:
 @click.option("--out", default=None, type=click.Path(), help="Write predictions, metrics, CED plots here.")
 @click.option("--device", default="auto", show_default=True)
 def evaluate(checkpoint, dataset, root, split, box, out, device):
-    """Predict with a checkpoint on 300-W (or any .pts folder) and score per subset."""
+    """Predict with a checkpoint on 300-W (or any .pts folder) and score per subset.
+
+    \b
+    Examples:
+      facegen eval --checkpoint runs/hg/best.pt --dataset 300w --root ~/data/300W --out runs/hg/eval
+      facegen eval --checkpoint runs/hg/best.pt --dataset folder --root ../shared/data/real300w-mini
+
+    Faces are cropped from the ground-truth box (the 300-W protocol); dense specs are scored on their
+    iBUG-68 nearest-point subset.
+    """
     from facegen.trainer.evaluate import evaluate as run, open_eval_dataset
     from facegen.trainer.predictor import load_checkpoint
 
@@ -101,7 +120,15 @@ def evaluate(checkpoint, dataset, root, split, box, out, device):
 @click.option("--auc-method", type=click.Choice(["spiga", "ced"]), default="spiga", show_default=True)
 @click.option("--out", default=None, type=click.Path(), help="Write metrics.json, metrics.md, ced_*.png here.")
 def score(predictions, ground_truth, subsets, norms, thresholds, auc_method, out):
-    """Score predictions against ground truth: NME, AUC, FR, CED (knows nothing of models)."""
+    """Score predictions against ground truth: NME, AUC, FR, CED (knows nothing of models).
+
+    \b
+    Examples:
+      facegen score --predictions preds/ --ground-truth ~/data/300W/ibug --out scores/      # .pts folders
+      S=../shared/data/spiga-300w
+      facegen score --predictions $S/300wpublic_results_300wpublic_test.json \\
+                    --ground-truth $S/300wpublic_test.json --subsets $S/300wpublic_db_info.json --out scores/
+    """
     from facegen.trainer.score import score_files, write_report
 
     try:
@@ -120,7 +147,13 @@ def score(predictions, ground_truth, subsets, norms, thresholds, auc_method, out
 @click.option("-o", "--out", default="predictions", show_default=True, type=click.Path())
 @click.option("--device", default="auto", show_default=True)
 def predict(source, checkpoint, out, device):
-    """Detect faces in IMAGE, DIR or VIDEO, predict landmarks, write overlays and JSON."""
+    """Detect faces in IMAGE, DIR or VIDEO, predict landmarks, write overlays and JSON.
+
+    \b
+    Examples:
+      facegen predict photo.jpg --checkpoint runs/hg/best.pt -o out/
+      facegen predict clip.mp4 --checkpoint runs/hg/best.pt -o out/     # overlay mp4 + per-frame JSON
+    """
     from facegen.trainer.predict import run_predict
     from facegen.trainer.predictor import load_checkpoint
 
