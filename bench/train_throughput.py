@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from facegen.trainer.datasets import ShardDataset, loader_worker_init
+from facegen.trainer.datasets import ShardDataset
 from facegen.trainer.losses import LandmarkLoss
 from facegen.trainer.models import create_model
 from facegen.trainer.transforms import build_transforms
@@ -55,7 +55,7 @@ def bench_stage(ds: ShardDataset, n: int) -> dict:
 
 def bench_loader(ds: ShardDataset, workers: int, batch: int, batches: int) -> float:
     loader = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers, persistent_workers=workers > 0,
-                        drop_last=True, worker_init_fn=loader_worker_init if workers else None)
+                        drop_last=True)
     it = iter(loader)
     next(it)  # start-up (fork, first opens) is not throughput
     count, t = 0, time.perf_counter()

@@ -25,14 +25,6 @@ from facegen.errors import FacegenError
 from facegen.shards import open_shards
 from facegen.trainer.annotations import W300_FOLDERS, W300_SPLITS, find_image, read_pts
 
-
-def loader_worker_init(_worker_id: int) -> None:
-    """DataLoader workers run one sample at a time each: let OpenCV and torch use one thread apiece
-    instead of every worker spawning a pool per core (oversubscription slows the loader)."""
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-
-
 # iBUG-68 horizontal flip partner of each point (0-based)
 IBUG68_FLIP = np.array([16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 26, 25, 24, 23, 22, 21, 20, 19,
                         18, 17, 27, 28, 29, 30, 35, 34, 33, 32, 31, 45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40,

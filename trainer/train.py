@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from facegen.errors import FacegenError
-from facegen.trainer.datasets import ShardDataset, loader_worker_init, split_indices
+from facegen.trainer.datasets import ShardDataset, split_indices
 from facegen.trainer.losses import LandmarkLoss
 from facegen.trainer.models import create_model
 from facegen.trainer.predictor import Predictor, SpecInfo, pick_device
@@ -106,8 +106,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     if len(train_ds) == 0:
         raise FacegenError(f"{cfg.data}: no training samples after holding out {cfg.val_fraction:.0%}")
     gen = torch.Generator().manual_seed(cfg.seed)
-    loader_kw = dict(num_workers=cfg.workers, persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda",
-                     worker_init_fn=loader_worker_init if cfg.workers > 0 else None)
+    loader_kw = dict(num_workers=cfg.workers, persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
     train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, generator=gen,
                               drop_last=len(train_ds) >= cfg.batch_size, **loader_kw)
     val_loader = DataLoader(val_ds, batch_size=cfg.batch_size, num_workers=0) if len(val_ds) else None
