@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import h5py
 import numpy as np
+from isal import isal_zlib
 
 from facegen.errors import FacegenError
 
@@ -24,9 +24,12 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 PARTIAL_SUFFIX = ".partial"
 
-# gzip level 1: images compress almost as well as at 4-6 and encode several times faster (the
-# encoder runs once per sample inside the render loop).
-COMPRESSION = dict(compression="gzip", compression_opts=1)
+# Per-image chunks use HDF5's standard gzip (deflate) filter, so any HDF5 reader decodes them. The
+# deflate streams themselves are made and read by ISA-L (python-isal): at its level 2 it writes them
+# about 4x faster than zlib's fastest level at a few per cent more bytes, and inflates them about 2x
+# faster; both run once per sample (in the render loop and in the training loader).
+COMPRESSION = dict(compression="gzip", compression_opts=1)  # what the file records; decoders ignore it
+DEFLATE_LEVEL = 2  # isal_zlib levels are 0-3
 
 
 def shard_name(shard_index: int) -> str:
@@ -136,9 +139,16 @@ class ShardWriter:
 
 
 def _gzip(array: np.ndarray) -> bytes:
-    """One chunk compressed exactly as HDF5's deflate filter would (zlib stream), written directly:
+    """One chunk compressed as HDF5's deflate filter stores it (a zlib stream), written directly:
     skips h5py's per-write selection and filter-pipeline overhead."""
-    return zlib.compress(array.tobytes(), COMPRESSION["compression_opts"])
+    return isal_zlib.compress(array.tobytes(), DEFLATE_LEVEL)
+
+
+def inflate_chunk(raw: bytes, size: int) -> bytes:
+    """The inverse of `_gzip` for a chunk of `size` bytes (any zlib stream: also chunks h5py wrote)."""
+    # bufsize = the exact size: starting small grows the output by repeated reallocation, which costs
+    # as much again as the inflate itself.
+    return isal_zlib.decompress(raw, bufsize=size)
 
 
 def _attr_value(value: Any) -> Any:

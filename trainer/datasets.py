@@ -12,7 +12,6 @@ worker count, and augmentation differs between epochs even with persistent worke
 from __future__ import annotations
 
 import os
-import zlib
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -22,7 +21,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from facegen.errors import FacegenError
-from facegen.shards import open_shards
+from facegen.shards import inflate_chunk, open_shards
 from facegen.trainer.annotations import W300_FOLDERS, W300_SPLITS, find_image, read_pts
 
 # iBUG-68 horizontal flip partner of each point (0-based)
@@ -76,8 +75,9 @@ class LandmarkDataset(Dataset):
         chw = np.stack(cv2.split(img)) if img.shape[2] > 1 else img.transpose(2, 0, 1).copy()
         out = {"image": torch.from_numpy(chw),
                "landmarks": torch.from_numpy(lm),
-               "visibility": torch.from_numpy(np.asarray(sample.get("visibility", np.ones(len(lm))), np.float32)),
-               "matrix": torch.from_numpy(np.asarray(sample.get("matrix", np.eye(3)), np.float32)),
+               "visibility": torch.from_numpy(np.asarray(sample["visibility"] if "visibility" in sample
+                                                         else np.ones(len(lm)), np.float32)),
+               "matrix": torch.from_numpy(np.asarray(sample["matrix"] if "matrix" in sample else np.eye(3), np.float32)),
                "index": int(i)}
         return out
 
@@ -86,6 +86,7 @@ class LandmarkDataset(Dataset):
         state.pop("_rng_state", None)
         state.pop("_rng_pid", None)
         state.pop("_label_cache", None)
+        state.pop("_image_cache", None)
         return state
 
 
@@ -136,15 +137,28 @@ class ShardDataset(LandmarkDataset):
         return cache[k]
 
     def _image(self, k: int, j: int) -> np.ndarray:
-        """One image. Shards store one gzip chunk per image: read the chunk's bytes and inflate them with zlib
-        directly, skipping h5py's per-read selection machinery (about half the cost of a plain read)."""
-        d = self.shards._file(k)["image"]
-        if (d.chunks == (1, *d.shape[1:]) and d.compression == "gzip" and not d.shuffle and not d.fletcher32
-                and d.scaleoffset is None):
-            mask, raw = d.id.read_direct_chunk((j,) + (0,) * (d.ndim - 1))
+        """One image. Shards store one gzip chunk per image: read the chunk's bytes and inflate them directly
+        (ISA-L, facegen.shards.inflate_chunk), skipping h5py's per-read selection machinery and its zlib."""
+        d, shape, direct = self._image_dataset(k)
+        if direct:
+            mask, raw = d.id.read_direct_chunk((j,) + (0,) * len(shape))
             if mask == 0:
-                return np.frombuffer(zlib.decompress(raw), np.uint8).reshape(d.shape[1:])
+                return np.frombuffer(inflate_chunk(raw, int(np.prod(shape))), np.uint8).reshape(shape)
         return d[j]
+
+    def _image_dataset(self, k: int):
+        """Shard k's image dataset and whether its chunks can be inflated directly, looked up once per
+        process (each h5py property is a call into HDF5: together they cost as much as the read)."""
+        pid, cache = self.__dict__.get("_image_cache", (None, None))
+        if pid != os.getpid():  # a forked worker opens its own handles (ShardSet._file does the same)
+            cache = {}
+            self.__dict__["_image_cache"] = (os.getpid(), cache)
+        if k not in cache:
+            d = self.shards._file(k)["image"]
+            direct = (d.chunks == (1, *d.shape[1:]) and d.compression == "gzip" and not d.shuffle
+                      and not d.fletcher32 and d.scaleoffset is None)
+            cache[k] = (d, d.shape[1:], direct)
+        return cache[k]
 
     def raw(self, i: int) -> dict:
         k, j = self.shards.locate(int(self.indices[i]))

@@ -16,6 +16,7 @@ Every transform is `t(sample, rng) -> sample` with `rng` a numpy Generator (dete
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -44,13 +45,14 @@ def about_center(size: int, angle_deg: float = 0.0, scale: float = 1.0, flip: bo
                  shift: Sequence[float] = (0.0, 0.0)) -> np.ndarray:
     """3x3 map of a size x size image onto itself: flip, scale and rotate about the centre, then shift (px)."""
     c = (size - 1) / 2.0  # the image centre in pixel-centre coordinates
-    a = np.deg2rad(angle_deg)
+    a = math.radians(angle_deg)
     f = -1.0 if flip else 1.0
-    r = np.array([[np.cos(a) * scale * f, -np.sin(a) * scale], [np.sin(a) * scale * f, np.cos(a) * scale]])
-    m = np.eye(3)
-    m[:2, :2] = r
-    m[:2, 2] = np.array([c, c]) + np.asarray(shift, np.float64) - r @ np.array([c, c])
-    return m
+    r00, r01 = math.cos(a) * scale * f, -math.sin(a) * scale
+    r10, r11 = math.sin(a) * scale * f, math.cos(a) * scale
+    # Scalar arithmetic: this runs per sample in the loader, where small numpy calls add up.
+    return np.array([[r00, r01, c + float(shift[0]) - (r00 + r01) * c],
+                     [r10, r11, c + float(shift[1]) - (r10 + r11) * c],
+                     [0.0, 0.0, 1.0]])
 
 
 def apply_matrix(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
@@ -90,7 +92,8 @@ class FaceCrop:
         side = max(box[2] - box[0], box[3] - box[1], 1.0) * self.scale
         if self.jitter:
             center = center + rng.uniform(-self.jitter, self.jitter, 2) * side
-        sample["matrix"] = crop_matrix(center, side, self.size) @ sample.get("matrix", np.eye(3))
+        crop = crop_matrix(center, side, self.size)
+        sample["matrix"] = crop @ sample["matrix"] if "matrix" in sample else crop
         sample["size"] = self.size
         return sample
 
@@ -138,7 +141,7 @@ class Warp:
     border: int = cv2.BORDER_CONSTANT
 
     def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
-        m = sample.get("matrix", np.eye(3))
+        m = sample["matrix"] if "matrix" in sample else np.eye(3)
         size = sample.get("size") or sample["image"].shape[1]
         image = cv2.warpAffine(sample["image"], m[:2], (size, size), flags=cv2.INTER_LINEAR, borderMode=self.border)
         if image.ndim == 2:
@@ -152,7 +155,8 @@ class Warp:
 
 @dataclass
 class ColorJitter:
-    """Brightness, contrast and saturation factors in 1 +- the given ranges (uint8 arithmetic in cv2: fast)."""
+    """Brightness, contrast and saturation factors in 1 +- the given ranges, applied together as one 3x4
+    colour matrix (cv2.transform on uint8, saturating): a fifth of the cost of doing them one by one."""
     brightness: float = 0.3
     contrast: float = 0.3
     saturation: float = 0.3
@@ -165,13 +169,15 @@ class ColorJitter:
         b = 1 + rng.uniform(-self.brightness, self.brightness)
         c = 1 + rng.uniform(-self.contrast, self.contrast)
         s = 1 + rng.uniform(-self.saturation, self.saturation)
-        if img.shape[-1] == 3:
-            gray = cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
-            img = cv2.addWeighted(img, s, gray, 1 - s, 0)  # saturation: blend with gray (saturating)
-        mean = float(img.mean())
-        # contrast about the mean, then brightness: x' = b * (c * (x - mean) + mean)
-        out = cv2.addWeighted(img, c * b, img, 0, b * (1 - c) * mean)
-        sample["image"] = out.reshape(sample["image"].shape)
+        channels = img.shape[-1] if img.ndim == 3 else 1
+        if channels == 3:  # saturation: blend with the luminance (BT.601 weights, as cv2's RGB2GRAY)
+            saturate = s * np.eye(3) + (1 - s) * np.tile([0.299, 0.587, 0.114], (3, 1))
+        else:
+            saturate = np.eye(channels)
+        mean = float(np.mean(cv2.mean(img)[:channels]))  # contrast pivots on the mean level
+        # x' = b * (c * (S x - mean) + mean), the mean of S x being the mean of x (S keeps grey levels)
+        matrix = np.hstack([b * c * saturate, np.full((channels, 1), b * (1 - c) * mean)])
+        sample["image"] = cv2.transform(img, matrix).reshape(img.shape)
         return sample
 
 
@@ -189,17 +195,34 @@ class GaussianBlur:
 
 @dataclass
 class GaussianNoise:
+    """Additive Gaussian pixel noise with a random standard deviation (grey levels).
+
+    The noise is a random window of a per-process bank of 2^21 N(0, 1) draws (a different offset each
+    time, so neighbouring samples get unrelated noise): drawing 200k fresh normals costs ~0.8 ms per
+    256 px image, a third of the loader's budget per sample; a window costs ~0.15 ms."""
     std: tuple[float, float] = (2.0, 10.0)
     p: float = 0.2
+    bank_size: int = 1 << 21
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         if rng.random() < self.p:
             img = sample["image"]
-            noise = np.empty(img.shape, np.int16)
-            cv2.setRNGSeed(int(rng.integers(2 ** 31)))  # cv2.randn is much faster than numpy; keep it seeded
-            cv2.randn(noise, 0.0, float(rng.uniform(*self.std)))
-            sample["image"] = cv2.add(img, noise, dtype=cv2.CV_8U).reshape(img.shape)
+            bank = self._bank(rng, img.size)
+            start = int(rng.integers(0, len(bank) - img.size + 1))
+            noise = bank[start:start + img.size].reshape(img.shape)
+            sample["image"] = cv2.addWeighted(img, 1.0, noise, float(rng.uniform(*self.std)), 0.0,
+                                              dtype=cv2.CV_8U).reshape(img.shape)
         return sample
+
+    def _bank(self, rng: np.random.Generator, min_size: int) -> np.ndarray:
+        bank = self.__dict__.get("_noise")
+        if bank is None or len(bank) < min_size:  # first use in this process (drawn from its rng)
+            bank = rng.standard_normal(max(self.bank_size, 2 * min_size), np.float32)
+            self.__dict__["_noise"] = bank
+        return bank
+
+    def __getstate__(self) -> dict:  # workers draw their own bank
+        return {k: v for k, v in self.__dict__.items() if k != "_noise"}
 
 
 @dataclass
