@@ -31,7 +31,7 @@ def _settings(args, out: str):
 
 def _timed_shard(args, out: str, shard: int, workers: int, barrier, results) -> None:
     """One worker process: build everything, wait for the others, render one shard end to end
-    (timed), then draw the same meshes again with nothing else to do (timed: the bare draw)."""
+    (timed), then draw the same meshes again with nothing else to do (timed: the bare draws)."""
     from facegen.generator.job import Worker, prepare
 
     settings = _settings(args, out)
@@ -43,21 +43,24 @@ def _timed_shard(args, out: str, shard: int, workers: int, barrier, results) -> 
     worker.render_shard(shard, shard * args.n, args.n)
     end_to_end = time.perf_counter() - t0
     barrier.wait()
-    r, bare = worker.renderer, 0.0
+    r, bare, lean = worker.renderer, 0.0, 0.0
     for index in range(shard * args.n, (shard + 1) * args.n):
         params, scene = worker.prepare(index)
-        r._update_vertices(scene.vertices, params)
-        r._update_camera(scene)
-        r._update_lights(params)
+        r.upload(params, scene)
         t0 = time.perf_counter()
-        r.draw_only(params, scene)  # pyrender's render(): draw, wait, read colour and depth back
-        bare += time.perf_counter() - t0
-    results.put((end_to_end, bare))
+        r.draw_only(params, scene)  # pyrender's OffscreenRenderer.render(): draw, wait, read colour and depth
+        t1 = time.perf_counter()
+        r.draw()  # facegen's draw and readback of the same buffers
+        r.read()
+        t2 = time.perf_counter()
+        bare, lean = bare + t1 - t0, lean + t2 - t1
+    results.put((end_to_end, bare, lean))
     worker.close()
 
 
-def end_to_end(args, workers: int) -> tuple[float, float]:
-    """(end-to-end, bare draw) images per second with `workers` processes of args.n images each."""
+def end_to_end(args, workers: int) -> tuple[float, float, float]:
+    """(end-to-end, bare pyrender draw, facegen draw) images per second with `workers` processes of
+    args.n images each."""
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(workers), ctx.Queue()
     with tempfile.TemporaryDirectory() as out:
@@ -67,14 +70,12 @@ def end_to_end(args, workers: int) -> tuple[float, float]:
         times = [results.get() for _ in procs]
         for p in procs:
             p.join()
-    return workers * args.n / max(t[0] for t in times), sum(args.n / t[1] for t in times)
+    return (workers * args.n / max(t[0] for t in times), sum(args.n / t[1] for t in times),
+            sum(args.n / t[2] for t in times))
 
 
 def breakdown(args) -> dict[str, float]:
-    """In-process, one worker: seconds per stage over args.n samples, and the bare draw alone."""
-    import cv2
-    import numpy as np
-
+    """In-process, one worker, stages one after another: seconds per stage over args.n samples."""
     from facegen.generator.job import Worker, prepare
     from facegen.generator.scene import pose_scene
     from facegen.shards import ShardWriter
@@ -87,25 +88,20 @@ def breakdown(args) -> dict[str, float]:
         r = worker.renderer
         stages = dict.fromkeys(["sample", "pose (mesh)", "upload (normals, colours, buffers)", "draw + readback",
                                 "background", "labels", "write (gzip, HDF5)"], 0.0)
-        draw_only = []
         writer = ShardWriter(Path(out) / "s.h5", args.n, (args.size, args.size), ctx.spec.num_points,
                              ctx.model.num_identity, ctx.model.num_expressions, {}, outputs=("rgb",))
-        from facegen.generator.raster import background_image
-
         for i in range(args.n):
             t = [time.perf_counter()]
             params = worker.sampler.sample(i)
             t.append(time.perf_counter())
             scene = pose_scene(params, ctx.model)
             t.append(time.perf_counter())
-            r._update_vertices(scene.vertices, params)
-            r._update_camera(scene)
-            r._update_lights(params)
+            r.upload(params, scene)
             t.append(time.perf_counter())
-            colour, depth = r.draw_only(params, scene)
+            r.draw()
+            colour, depth = r.read()
             t.append(time.perf_counter())
-            bg = background_image(params, args.size, args.size, r.backgrounds, r.hdris)
-            image = cv2.copyTo(colour, (depth > 0).view(np.uint8), np.ascontiguousarray(bg))
+            image = r.compose(params, colour, depth)
             t.append(time.perf_counter())
             labels = worker.labeller(params, scene, depth)
             t.append(time.perf_counter())
@@ -117,13 +113,8 @@ def breakdown(args) -> dict[str, float]:
             t.append(time.perf_counter())
             for name, a, b in zip(stages, t[:-1], t[1:]):
                 stages[name] += b - a
-            # The bare draw of the same mesh, buffers already on the GPU: what a renderer-only loop costs.
-            t0 = time.perf_counter()
-            r.draw_only(params, scene)
-            draw_only.append(time.perf_counter() - t0)
         writer.close()
         worker.close()
-    stages["bare draw"] = float(sum(draw_only))
     return stages
 
 
@@ -139,18 +130,20 @@ def main() -> None:
     print(f"raster renderer, {args.spec}, {args.size}x{args.size}, {args.n} images per worker, "
           f"{len(os.sched_getaffinity(0))} CPUs, load average {os.getloadavg()[0]:.1f} (other processes skew rates)")
     stages = breakdown(args)
-    total = sum(v for k, v in stages.items() if k != "bare draw")
+    total = sum(stages.values())
     print("\nper-sample time, 1 worker, stages run one after another (no overlap):")
     for name, seconds in stages.items():
-        if name != "bare draw":
-            print(f"  {name:<36} {1000 * seconds / args.n:7.2f} ms  {seconds / total:6.1%}")
+        print(f"  {name:<36} {1000 * seconds / args.n:7.2f} ms  {seconds / total:6.1%}")
     print(f"  {'total':<36} {1000 * total / args.n:7.2f} ms")
     print(f"share of time outside the draw: {1 - stages['draw + readback'] / total:.1%}  (with a spare CPU the job "
           "overlaps it with the draw: it prepares sample i+1 and labels/writes sample i while llvmpipe draws)")
-    print("\nworkers   end to end   bare pyrender draw (same meshes, same processes)   ratio")
+    print("\nbare draws of the same meshes in the same processes: pyrender = OffscreenRenderer.render() (draw, "
+          "blit, read back,\nlinearise depth); facegen = the pipeline's own draw and leaner readback (same pixels)")
+    print("workers   end to end   bare pyrender draw   ratio   facegen draw   ratio")
     for w in (int(x) for x in args.workers.split(",")):
-        rate, bare = end_to_end(args, w)
-        print(f"  {w}       {rate:6.1f} img/s   {bare:6.1f} img/s{'':36}{rate / bare:6.0%}")
+        rate, bare, lean = end_to_end(args, w)
+        print(f"  {w}       {rate:6.1f} img/s   {bare:6.1f} img/s      {rate / bare:5.0%}   "
+              f"{lean:6.1f} img/s   {rate / lean:5.0%}")
 
 
 if __name__ == "__main__":

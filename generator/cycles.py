@@ -36,7 +36,7 @@ from facegen.generator.scene import PosedScene, RenderResult, SceneParams
 
 log = logging.getLogger("facegen.cycles")
 
-VERSION = "2"  # 2: composited backplate, new presets and hair/occlusion materials
+VERSION = "3"  # 2: composited backplate, new presets and hair/occlusion materials; 3: float32 posing
 
 SEG_CLASSES = {
     0: "background", 1: "skin", 2: "brows", 3: "eyes", 4: "lips", 5: "teeth_mouth", 6: "eyelashes", 7: "head_neck",

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from facegen.face_model import FaceModel
 from facegen.generator.scene import PosedScene, SceneParams
+from facegen.specs import view_direction
 
 # A point counts as occluded when a drawn surface lies more than this in front of it (cm). Large
 # enough for the depth buffer's precision and a mesh that curves within a pixel (0.25 cm is ~1-2
@@ -112,8 +113,7 @@ class ContourMarcher:
         """Chosen vertex per contour point: march from the frontal candidate in the direction where
         the facing f = -n.h - f* keeps its sign, stop at the last candidate of that sign, then take
         the next one if it is closer to f* (see CompiledSpec.locate_indices)."""
-        h = vertices.mean(axis=0) - np.asarray(camera_centre, np.float64)
-        h /= max(np.linalg.norm(h), 1e-12)
+        h = view_direction(vertices, camera_centre)
         f = -(normals.take(self.candidates, axis=0) @ h) - self.facing[:, None]  # (P, K)
         rows = np.arange(len(self.points))
         k0 = self.frontal

@@ -12,6 +12,7 @@ principal point is shifted by `gl_pixel_offset` and pixel centres follow OpenCV 
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")  # headless; must precede any OpenGL import
@@ -43,7 +44,7 @@ SEGMENT_CLASSES = {
     "head_neck": 7,
 }
 # What the raster backend draws, in parts that share a colour rule, and their segmentation class.
-# Brows and lips are painted on the face, so their classes are set per vertex (see _colours).
+# Brows and lips are painted on the face, so their classes are set per vertex (static_attributes).
 PARTS = {
     "face": ("face",),
     "head_neck": ("head_neck",),
@@ -72,14 +73,22 @@ PART_COLOURS = {
 # changes a handful of silhouette pixels per image and saves about a third of the draw on llvmpipe.
 DRAW_FLAGS = 0  # pyrender.RenderFlags.NONE
 
-FLOATS_PER_VERTEX = 10  # position 3, normal 3, colour 4: pyrender's interleaved layout
+# Per-vertex static attributes (see static_attributes), read by the shaders at pyrender's locations:
+#   tangent    (loc 2): cheeks, lips, brows, brow_core skin maps
+#   texcoord_0 (loc 3): freckles, iris
+#   texcoord_1 (loc 4): iris_shade, colour rule (RULE_*)
+#   color_0    (loc 5): fixed colour rgb, segmentation class / 255
+STATIC_FLOATS = 12
+RULE_SKIN, RULE_EYE_SOCKET, RULE_EYEBALL, RULE_FIXED = 0.0, 1.0, 2.0, 3.0
+PART_RULE = {"face": RULE_SKIN, "head_neck": RULE_SKIN, "eye_socket": RULE_EYE_SOCKET, "eyeball": RULE_EYEBALL,
+             "mouth_interior": RULE_FIXED, "teeth": RULE_FIXED}
 
 
 class RasterRenderer:
     """pyrender/EGL renderer implementing the `Renderer` protocol (see generator/scene.py)."""
 
     name = "raster"
-    version = "1"  # bump when output pixels change (part of a job's resume key)
+    version = "2"  # bump when output pixels change (part of a job's resume key); 2: colours in mesh.vert
 
     def __init__(self, model: FaceModel, outputs=("rgb", "depth", "segmentation"), backgrounds: Path | None = None,
                  hdris: Path | None = None, device: str = "auto", antialias: bool = False, **_ignored):
@@ -99,6 +108,19 @@ class RasterRenderer:
         self._pending = None
         self._build_geometry(model)
         self._build_scene()
+        self._preload_hdris()
+
+    def _preload_hdris(self) -> None:
+        """Load the HDRIs used as backgrounds once per process, with the rest of the set-up: loading
+        one costs ~30 ms, which would otherwise land on the first samples that draw it."""
+        from facegen.generator.sampling import HDRI_SUFFIXES, bundled_hdri_dir
+
+        folder = self.hdris or bundled_hdri_dir()
+        if folder is None or not Path(folder).is_dir():
+            return
+        files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in HDRI_SUFFIXES)
+        for path in files[:HDRI_CACHE_SIZE]:
+            _load_hdri(str(path))
 
     # -- one-off set-up ------------------------------------------------------------------------
 
@@ -133,21 +155,9 @@ class RasterRenderer:
         rows = tris.ravel()
         cols = np.repeat(np.arange(f), 3)
         self._incidence = sp.csr_matrix((np.ones(3 * f, np.float32), (rows, cols)), shape=(n, f))
-        self._skin_maps = skin_maps(model, self.drawn)
-        self._part_slice = {cls: sl for (cls, _, _), sl in zip(self.parts, self._slices)}
-        assert self._part_slice["face"].stop == self._part_slice["head_neck"].start
-        self._skin_slice = slice(self._part_slice["face"].start, self._part_slice["head_neck"].stop)
-        self._sclera_colour = np.asarray(PART_COLOURS["eyeball"], np.float32)
-        self._base_colours = np.ones((n, 4), np.float32)
-        for cls, colour in PART_COLOURS.items():
-            self._base_colours[self._part_slice[cls], :3] = colour
-        for cls, sl in self._part_slice.items():
-            self._base_colours[sl, 3] = SEGMENT_CLASSES[PART_CLASS[cls]] / 255.0
-        lips = (self._skin_maps["lips"] > 0.5) & (np.arange(n) < self._part_slice["face"].stop)
-        self._skin_class = self._base_colours[:, 3].copy()  # skin / head_neck, lips painted on
-        self._skin_class[lips] = SEGMENT_CLASSES["lips"] / 255.0
-        self._class_alpha = np.zeros(n, np.float32)
-        self._vertex_data = np.zeros((n, FLOATS_PER_VERTEX), np.float32)
+        part_slice = {cls: sl for (cls, _, _), sl in zip(self.parts, self._slices)}
+        self._static = static_attributes(model, self.drawn, part_slice)
+        self._dynamic = np.zeros((n, 6), np.float32)  # position, normal: rewritten per sample
 
     def _build_scene(self) -> None:
         """Two pyrender meshes (skin with the sampled roughness, everything else): pyrender's
@@ -165,9 +175,13 @@ class RasterRenderer:
             material = pr.MetallicRoughnessMaterial(baseColorFactor=(1.0, 1.0, 1.0, 1.0), metallicFactor=0.0,
                                                     roughnessFactor=0.5, doubleSided=False)
             n = stop - start
+            # The attributes given here only fix pyrender's shader defines (*_LOC); the buffer
+            # contents and layout are set by _split_vertex_buffers. color_0's alpha must be 1 here or
+            # pyrender would draw the mesh as transparent.
             prim = pr.Primitive(positions=self.model.neutral[self.drawn[start:stop]],
-                                normals=np.zeros((n, 3), np.float32), color_0=np.ones((n, 4), np.float32),
-                                indices=tris, material=material)
+                                normals=np.zeros((n, 3), np.float32), tangents=np.zeros((n, 4), np.float32),
+                                texcoord_0=np.zeros((n, 2), np.float32), texcoord_1=np.zeros((n, 2), np.float32),
+                                color_0=np.ones((n, 4), np.float32), indices=tris, material=material)
             node = self.scene.add(pr.Mesh([prim]))
             self.nodes["+".join(group)] = node
             self.materials["+".join(group)] = material
@@ -192,9 +206,38 @@ class RasterRenderer:
             raise FacegenError(f"cannot create an offscreen OpenGL context ({e}); check EGL/Mesa "
                                f"(PYOPENGL_PLATFORM={os.environ.get('PYOPENGL_PLATFORM')})") from None
         self._size = (width, height)
-        self._offscreen._renderer._program_cache = _lean_shader_cache()
-        # The first render binds every primitive to the context (creates its vertex buffer).
+        self._offscreen._renderer._program_cache = self._programs = _lean_shader_cache()
+        # The first renders bind every primitive to the context (create its vertex buffer) and compile
+        # the shader programs, whose appearance uniforms upload() then sets.
         self._offscreen.render(self.scene, flags=DRAW_FLAGS)
+        if "segmentation" in self.outputs or "mask" in self.outputs:
+            self._offscreen.render(self.scene, flags=self._pr.RenderFlags.FLAT)
+        self._split_vertex_buffers()
+
+    def _split_vertex_buffers(self) -> None:
+        """Lay each primitive's vertex buffer out as [position, normal per vertex | static attributes
+        per vertex] instead of pyrender's fully interleaved rows, so a sample rewrites only the first,
+        contiguous block. The static block holds the skin maps, colour rule, fixed colour and class
+        that mesh.vert and classes.vert turn into colours with the sample's appearance uniforms."""
+        from OpenGL import GL
+
+        self._offscreen._platform.make_current()
+        f32 = 4
+        for prim, sl in zip(self.primitives, self._group_slices):
+            n = sl.stop - sl.start
+            data = np.concatenate([self._dynamic[sl].ravel(), self._static[sl].ravel()])
+            GL.glBindVertexArray(prim._vaid)
+            GL.glBindBuffer(GL.GL_ARRAY_BUFFER, prim._buffers[0])
+            GL.glBufferData(GL.GL_ARRAY_BUFFER, data.nbytes, data, GL.GL_DYNAMIC_DRAW)
+            dynamic = [(0, 3, 0), (1, 3, 3)]  # (location, size, offset in floats) in rows of 6
+            static = [(2, 4, 0), (3, 2, 4), (4, 2, 6), (5, 4, 8)]  # in rows of STATIC_FLOATS, after them
+            for loc, size, offset in dynamic:
+                GL.glVertexAttribPointer(loc, size, GL.GL_FLOAT, GL.GL_FALSE, 6 * f32, ctypes.c_void_p(offset * f32))
+            for loc, size, offset in static:
+                GL.glVertexAttribPointer(loc, size, GL.GL_FLOAT, GL.GL_FALSE, STATIC_FLOATS * f32,
+                                         ctypes.c_void_p((6 * n + offset) * f32))
+        GL.glBindVertexArray(0)
+        GL.glBindBuffer(GL.GL_ARRAY_BUFFER, 0)
 
     # -- per sample ----------------------------------------------------------------------------
 
@@ -205,18 +248,8 @@ class RasterRenderer:
     def submit(self, params: SceneParams, scene: PosedScene) -> None:
         """Upload the sample and issue its draw without waiting for it: llvmpipe rasterises on its own
         threads, so the caller can prepare the next sample or write the last one meanwhile."""
-        pr = self._pr
-        cam = scene.camera
-        self._ensure_context(cam.width, cam.height)
-        self._update_vertices(scene.vertices, params)
-        self._update_camera(scene)
-        self._update_lights(params)
-        gl_renderer = self._offscreen._renderer
-        gl_renderer._read_main_framebuffer = _flush_instead_of_reading  # the readback waits for collect()
-        try:
-            self._offscreen.render(self.scene, flags=DRAW_FLAGS)
-        finally:
-            del gl_renderer._read_main_framebuffer
+        self.upload(params, scene)
+        self.draw()
         self._pending = (params, scene)
 
     def collect(self) -> RenderResult:
@@ -224,19 +257,71 @@ class RasterRenderer:
         pr = self._pr
         params, scene = self._pending
         self._pending = None
-        cam = scene.camera
-        self._offscreen._platform.make_current()
-        colour, depth = self._offscreen._renderer._read_main_framebuffer(self.scene, DRAW_FLAGS)
-        self._offscreen._platform.make_uncurrent()
-        background = np.ascontiguousarray(background_image(params, cam.width, cam.height, self.backgrounds, self.hdris))
-        image = cv2.copyTo(colour, (depth > 0).view(np.uint8), background)  # face over background
+        colour, depth = self.read()
+        image = self.compose(params, colour, depth)
         segmentation = mask = None
         if "segmentation" in self.outputs or "mask" in self.outputs:
             # Second pass, unlit, class id per triangle (classes.vert/frag stand in for flat.*).
             classes, _ = self._offscreen.render(self.scene, flags=pr.RenderFlags.FLAT)
             segmentation = np.ascontiguousarray(classes[..., 0])
             mask = (segmentation != MASK_EXCLUDES[0]) & (segmentation != MASK_EXCLUDES[1])
-        return RenderResult(image=np.ascontiguousarray(image), depth=depth, mask=mask, segmentation=segmentation)
+        return RenderResult(image=image, depth=depth, mask=mask, segmentation=segmentation)
+
+    # The stages of submit() and collect(), separately callable for bench/render_throughput.py.
+
+    def upload(self, params: SceneParams, scene: PosedScene) -> None:
+        """The sample's vertex buffers, camera and lights to the GPU."""
+        cam = scene.camera
+        self._ensure_context(cam.width, cam.height)
+        self._update_vertices(scene.vertices, params)
+        self._update_camera(scene)
+        self._update_lights(params)
+
+    def draw(self) -> None:
+        """Issue the draw (pyrender's render() with its readback replaced by a flush)."""
+        gl_renderer = self._offscreen._renderer
+        gl_renderer._read_main_framebuffer = _flush_instead_of_reading
+        try:
+            self._offscreen.render(self.scene, flags=DRAW_FLAGS)
+        finally:
+            del gl_renderer._read_main_framebuffer
+
+    def read(self) -> tuple[np.ndarray, np.ndarray]:
+        """Wait for the draw; colour (H, W, 3) uint8 and camera z (H, W) float32, 0 = nothing drawn."""
+        self._offscreen._platform.make_current()
+        try:
+            return self._read_back(*self._size)
+        finally:
+            self._offscreen._platform.make_uncurrent()
+
+    def compose(self, params: SceneParams, colour: np.ndarray, depth: np.ndarray) -> np.ndarray:
+        """The drawn head over the sample's background."""
+        h, w = depth.shape
+        background = np.ascontiguousarray(background_image(params, w, h, self.backgrounds, self.hdris))
+        return cv2.copyTo(colour, (depth > 0).view(np.uint8), background)
+
+    def _read_back(self, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+        """Colour (H, W, 3) uint8 and camera z (H, W) float32 (0 = nothing drawn), read straight from
+        the single-sampled framebuffer. pyrender's own readback first blits both buffers and then
+        linearises depth with boolean-mask indexing: about a third of its render() time at 256 px."""
+        from OpenGL import GL
+        from OpenGL.raw.GL.VERSION.GL_1_0 import glReadPixels
+
+        gl_renderer = self._offscreen._renderer
+        colour = np.empty((height, width, 3), np.uint8)
+        depth = np.empty((height, width), np.float32)
+        GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, gl_renderer._main_fb_ms)
+        GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)
+        glReadPixels(0, 0, width, height, GL.GL_RGB, GL.GL_UNSIGNED_BYTE, colour.ctypes.data_as(ctypes.c_void_p))
+        glReadPixels(0, 0, width, height, GL.GL_DEPTH_COMPONENT, GL.GL_FLOAT, depth.ctypes.data_as(ctypes.c_void_p))
+        GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, 0)
+        # Window depth d in [0, 1] to camera z (pyrender's formula and operation order, so the same
+        # float32 values); d == 1 is the cleared background.
+        near, far = self.camera.znear, self.camera.zfar
+        z = (2.0 * near * far) / (far + near - (2.0 * depth - 1.0) * (far - near))
+        z[depth == 1.0] = 0.0
+        # OpenGL rows run bottom-up.
+        return cv2.flip(colour, 0), cv2.flip(z, 0)
 
     def draw_only(self, params: SceneParams, scene: PosedScene):
         """The bare draw (GPU work and readback) with buffers already uploaded; for benchmarks."""
@@ -246,10 +331,9 @@ class RasterRenderer:
         from OpenGL import GL
 
         v = vertices.take(self.drawn, axis=0)
-        data = self._vertex_data
+        data = self._dynamic
         data[:, 0:3] = v
         data[:, 3:6] = self._normals(v)
-        data[:, 6:10] = self._colours(params)
         for name, material in self.materials.items():
             material.roughnessFactor = params.appearance.skin_roughness if name.startswith(("face", "head_neck")) else 0.3
         self._offscreen._platform.make_current()
@@ -260,9 +344,11 @@ class RasterRenderer:
             GL.glBufferSubData(GL.GL_ARRAY_BUFFER, 0, (sl.stop - sl.start) * data.strides[0],
                                ctypes.c_void_p(base + sl.start * data.strides[0]))
         GL.glBindBuffer(GL.GL_ARRAY_BUFFER, 0)
+        self._update_appearance(params)
 
     def _normals(self, v: np.ndarray) -> np.ndarray:
-        """Area-weighted vertex normals (float32): triangle cross products summed by a sparse product."""
+        """Area-weighted vertex normals (float32, not normalised: mesh.vert does that): triangle cross
+        products summed by a sparse product."""
         i0, i1, i2 = self._corner_index  # contiguous intp: take() is ~10x faster than v[t[:, k]]
         a = v.take(i0, axis=0)
         e1, e2 = v.take(i1, axis=0) - a, v.take(i2, axis=0) - a
@@ -270,39 +356,19 @@ class RasterRenderer:
         cross[:, 0] = e1[:, 1] * e2[:, 2] - e1[:, 2] * e2[:, 1]
         cross[:, 1] = e1[:, 2] * e2[:, 0] - e1[:, 0] * e2[:, 2]
         cross[:, 2] = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-        n = self._incidence @ cross
-        n /= np.maximum(np.sqrt(np.einsum("ij,ij->i", n, n)), 1e-12)[:, None]
-        return n
+        return self._incidence @ cross
 
-    def _colours(self, params: SceneParams) -> np.ndarray:
-        """Per-vertex linear RGBA: skin tone with lips, brows, cheeks and freckles on the skin parts,
-        the painted iris on the eyeballs; the fixed part colours were filled in once (__init__)."""
-        app = params.appearance
-        m = self._skin_maps
-        out = self._base_colours
-        skin = np.asarray(app.skin_albedo, np.float32)
-        sl = self._skin_slice  # face and head_neck: one contiguous run of vertices
-        tint = 1.0 + app.redness * np.array([0.25, -0.12, -0.12], np.float32)
-        rgb = skin * (1.0 + m["cheeks"][sl, None] * (tint - 1.0))
-        lip = skin * np.array([1.05, 0.55, 0.58], np.float32)
-        w = m["lips"][sl, None] * (0.4 + 0.6 * app.lip_tint)
-        rgb += (lip - rgb) * w
-        w = np.clip(m["brows"][sl] * app.brow_density * (m["brow_core"][sl] <= app.brow_thickness), 0, 1)[:, None]
-        rgb += (np.asarray(app.brow_color, np.float32) - rgb) * w
-        if app.freckles > 0:
-            rgb *= 1.0 - (0.35 * app.freckles * m["freckles"][sl])[:, None]
-        out[sl, :3] = rgb
-        eye = self._part_slice["eyeball"]
-        iris = np.asarray(app.iris_color, np.float32)
-        out[eye, :3] = self._sclera_colour + m["iris"][eye, None] * (iris * m["iris_shade"][eye, None] - self._sclera_colour)
-        out[self._part_slice["eye_socket"], :3] = skin * 0.8
-        # The segmentation class rides in alpha (the colour shader ignores it): brows and lips where
-        # their painted shape covers more than half, as the Cycles backend decides it.
-        alpha = self._class_alpha[sl]
-        alpha[:] = self._skin_class[sl]
-        alpha[(m["brows"][sl] * (m["brow_core"][sl] <= app.brow_thickness)) > 0.5] = SEGMENT_CLASSES["brows"] / 255.0
-        out[sl, 3] = alpha
-        return out
+    def _update_appearance(self, params: SceneParams) -> None:
+        """The sample's appearance as one vec4[6] uniform of every facegen program (mesh.vert computes
+        the vertex colours from it and the static skin maps; classes.vert the brow class)."""
+        from OpenGL.raw.GL.VERSION.GL_2_0 import glUniform4fv, glUseProgram
+
+        values = appearance_uniform(params.appearance)
+        pointer = values.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        for program_id, location in self._programs.appearance_locations():
+            glUseProgram(program_id)
+            glUniform4fv(location, len(values), pointer)
+        glUseProgram(0)
 
     def _update_camera(self, scene: PosedScene) -> None:
         cam = scene.camera
@@ -349,14 +415,14 @@ def _flush_instead_of_reading(scene, flags):
 def light_pose(azimuth: float, elevation: float) -> np.ndarray:
     """Pose of a directional light shining from (azimuth, elevation) towards the face (world space:
     azimuth 0 = from the camera on +z, +90 = from +x). pyrender lights shine along their -z axis."""
-    az, el = np.radians([azimuth, elevation])
-    z = np.array([np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)])
-    x = np.cross([0.0, 1.0, 0.0], z)
-    x = x / np.linalg.norm(x) if np.linalg.norm(x) > 1e-6 else np.array([1.0, 0.0, 0.0])
-    y = np.cross(z, x)
-    pose = np.eye(4)
-    pose[:3, :3] = np.stack([x, y, z], axis=1)
-    return pose
+    az, el = math.radians(azimuth), math.radians(elevation)
+    z = (math.sin(az) * math.cos(el), math.sin(el), math.cos(az) * math.cos(el))
+    # x = up x z, normalised (scalar maths: three lights per sample, where np.cross costs more)
+    x = (z[2], 0.0, -z[0])
+    norm = math.hypot(x[0], x[2])
+    x = (x[0] / norm, 0.0, x[2] / norm) if norm > 1e-6 else (1.0, 0.0, 0.0)
+    y = (z[1] * x[2] - z[2] * x[1], z[2] * x[0] - z[0] * x[2], z[0] * x[1] - z[1] * x[0])  # z x x
+    return np.array([[x[0], y[0], z[0], 0.0], [x[1], y[1], z[1], 0.0], [x[2], y[2], z[2], 0.0], [0.0, 0.0, 0.0, 1.0]])
 
 
 SHADER_DIR = Path(__file__).resolve().parent / "shaders"
@@ -364,17 +430,42 @@ SHADER_DIR = Path(__file__).resolve().parent / "shaders"
 
 def _lean_shader_cache():
     """pyrender's shader cache, with facegen's lean mesh shaders in place of its PBR ones and the
-    class-id shaders in place of its flat ones (the segmentation pass)."""
+    class-id shaders in place of its flat ones (the segmentation pass). It remembers facegen's
+    programs so the renderer can set their `appearance` uniform."""
+    from OpenGL.GL import glGetUniformLocation
     from pyrender.shader_program import ShaderProgramCache
 
     class LeanShaders(ShaderProgramCache):
+        def __init__(self):
+            super().__init__()
+            self.facegen_programs = []
+            self._locations = {}
+
         def get_program(self, vertex_shader, fragment_shader, geometry_shader=None, defines=None):
             # os.path.join(shader_dir, absolute) is the absolute path: only these are replaced.
+            ours = True
             if vertex_shader == "mesh.vert" and fragment_shader == "mesh.frag":
                 vertex_shader, fragment_shader = str(SHADER_DIR / "mesh.vert"), str(SHADER_DIR / "mesh.frag")
             elif vertex_shader == "flat.vert" and fragment_shader == "flat.frag":
                 vertex_shader, fragment_shader = str(SHADER_DIR / "classes.vert"), str(SHADER_DIR / "classes.frag")
-            return super().get_program(vertex_shader, fragment_shader, geometry_shader, defines)
+            else:
+                ours = False
+            program = super().get_program(vertex_shader, fragment_shader, geometry_shader, defines)
+            if ours and all(p is not program for p in self.facegen_programs):
+                self.facegen_programs.append(program)
+            return program
+
+        def appearance_locations(self) -> list[tuple[int, int]]:
+            """(program id, location of `appearance`) of every compiled facegen program."""
+            out = []
+            for program in self.facegen_programs:
+                pid = program._program_id
+                if pid is None:
+                    continue
+                if pid not in self._locations:
+                    self._locations[pid] = glGetUniformLocation(pid, "appearance")
+                out.append((pid, self._locations[pid]))
+            return out
 
     return LeanShaders()
 
@@ -399,7 +490,40 @@ def _single_sample_framebuffers() -> None:
     _PATCHED = True
 
 
-# -- skin detail maps (per model, computed once) -----------------------------------------------------
+# -- skin detail maps and appearance (per model, computed once; per sample a few uniforms) ------------
+
+def static_attributes(model: FaceModel, drawn: np.ndarray, part_slice: dict[str, slice]) -> np.ndarray:
+    """(n, STATIC_FLOATS) float32 per drawn vertex: skin maps, colour rule, fixed colour and class
+    (layout at STATIC_FLOATS). The shaders combine them with `appearance_uniform`."""
+    m = skin_maps(model, drawn)
+    out = np.zeros((len(drawn), STATIC_FLOATS), np.float32)
+    out[:, 0:4] = np.stack([m["cheeks"], m["lips"], m["brows"], m["brow_core"]], axis=1)
+    out[:, 4:6] = np.stack([m["freckles"], m["iris"]], axis=1)
+    out[:, 6] = m["iris_shade"]
+    for part, sl in part_slice.items():
+        out[sl, 7] = PART_RULE[part]
+        out[sl, 8:11] = PART_COLOURS.get(part, (1.0, 1.0, 1.0))
+        out[sl, 11] = SEGMENT_CLASSES[PART_CLASS[part]] / 255.0
+    # Lips are painted where their shape covers more than half (as the Cycles backend decides it).
+    lips = np.zeros(len(drawn), bool)
+    lips[part_slice["face"]] = m["lips"][part_slice["face"]] > 0.5
+    out[lips, 11] = SEGMENT_CLASSES["lips"] / 255.0
+    return out
+
+
+def appearance_uniform(app) -> np.ndarray:
+    """The `appearance` uniform (vec4[6]) of mesh.vert and classes.vert for an `Appearance`."""
+    skin = np.asarray(app.skin_albedo, np.float32)
+    return np.array([
+        [*skin, app.freckles],
+        [*(app.redness * np.array([0.25, -0.12, -0.12])), 0.4 + 0.6 * app.lip_tint],  # cheek tint - 1, lip strength
+        [*(skin * np.array([1.05, 0.55, 0.58])), app.brow_density],  # lip colour
+        [*app.brow_color, app.brow_thickness],
+        [*app.iris_color, SEGMENT_CLASSES["brows"] / 255.0],
+        [*PART_COLOURS["eyeball"], 0.0],  # sclera
+    ], np.float32)
+
+
 
 def skin_maps(model: FaceModel, drawn: np.ndarray) -> dict[str, np.ndarray]:
     """Soft per-vertex weights in [0, 1] for lips, brows, cheeks, freckles and iris shading.
@@ -513,7 +637,10 @@ def _crop(image: np.ndarray, rng: np.random.Generator, width: int, height: int) 
     return cv2.resize(image[y0:y0 + ch, x0:x0 + cw], (width, height), interpolation=cv2.INTER_AREA)
 
 
-@lru_cache(maxsize=16)
+HDRI_CACHE_SIZE = 16  # tone-mapped 1024x512 float32 copies, 6 MB each
+
+
+@lru_cache(maxsize=HDRI_CACHE_SIZE)
 def _load_hdri(path: str) -> np.ndarray:
     image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if image is None:
