@@ -187,18 +187,17 @@ class Worker:
     ctx: JobContext
 
     def __post_init__(self) -> None:
+        import cv2
+        from threadpoolctl import threadpool_limits
+
         from facegen.generator.labels import Labeller
         from facegen.generator.sampling import SceneSampler
         from facegen.generator.scene import create_renderer
-
-        from threadpoolctl import threadpool_limits
 
         # One BLAS thread while this worker lives: OpenBLAS threads spin-wait between calls, and next
         # to llvmpipe's raster threads and other workers on the same CPUs that costs far more than the
         # small products gain (bench/render_throughput.py, 2 workers: 41 -> 71 images/s).
         self._blas_limit = threadpool_limits(1, user_api="blas")
-        import cv2
-
         self._cv2_threads = cv2.getNumThreads()  # cv2's small per-sample ops: likewise, one thread
         cv2.setNumThreads(1)
         s = self.ctx.settings
@@ -285,7 +284,7 @@ class Worker:
         self._blas_limit.restore_original_limits()
         import cv2
 
-        cv2.setNumThreads(self._cv2_threads)
+        cv2.setNumThreads(self._cv2_threads)  # as they were before this worker
 
 
 def _sha256(path: Path) -> str:

@@ -290,6 +290,8 @@ class RasterRenderer:
         """Wait for the draw; colour (H, W, 3) uint8 and camera z (H, W) float32, 0 = nothing drawn."""
         self._offscreen._platform.make_current()
         try:
+            if self.antialias:  # multisampled: only pyrender's blit-then-read path can read it
+                return self._offscreen._renderer._read_main_framebuffer(self.scene, DRAW_FLAGS)
             return self._read_back(*self._size)
         finally:
             self._offscreen._platform.make_uncurrent()
@@ -302,8 +304,8 @@ class RasterRenderer:
 
     def _read_back(self, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
         """Colour (H, W, 3) uint8 and camera z (H, W) float32 (0 = nothing drawn), read straight from
-        the single-sampled framebuffer. pyrender's own readback first blits both buffers and then
-        linearises depth with boolean-mask indexing: about a third of its render() time at 256 px."""
+        the single-sampled framebuffer, skipping pyrender's two blits and its boolean-mask depth
+        conversion (the same values; bench/render_throughput.py compares the two draws)."""
         from OpenGL import GL
         from OpenGL.raw.GL.VERSION.GL_1_0 import glReadPixels
 
