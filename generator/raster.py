@@ -335,7 +335,7 @@ class RasterRenderer:
         v = vertices.take(self.drawn, axis=0)
         data = self._dynamic
         data[:, 0:3] = v
-        data[:, 3:6] = self._normals(v)
+        self._normals(v, data[:, 3:6])
         for name, material in self.materials.items():
             material.roughnessFactor = params.appearance.skin_roughness if name.startswith(("face", "head_neck")) else 0.3
         self._offscreen._platform.make_current()
@@ -348,17 +348,22 @@ class RasterRenderer:
         GL.glBindBuffer(GL.GL_ARRAY_BUFFER, 0)
         self._update_appearance(params)
 
-    def _normals(self, v: np.ndarray) -> np.ndarray:
-        """Area-weighted vertex normals (float32, not normalised: mesh.vert does that): triangle cross
-        products summed by a sparse product."""
+    def _normals(self, v: np.ndarray, out: np.ndarray) -> None:
+        """Area-weighted vertex normals of `v` into `out` (n, 3) float32, not normalised (mesh.vert
+        does that): triangle cross products, one component per row, summed per vertex by three
+        sparse matrix-vector products (twice as fast as one product with an (F, 3) matrix)."""
         i0, i1, i2 = self._corner_index  # contiguous intp: take() is ~10x faster than v[t[:, k]]
         a = v.take(i0, axis=0)
         e1, e2 = v.take(i1, axis=0) - a, v.take(i2, axis=0) - a
-        cross = np.empty_like(e1)  # written out: np.cross is several times slower on (F, 3)
-        cross[:, 0] = e1[:, 1] * e2[:, 2] - e1[:, 2] * e2[:, 1]
-        cross[:, 1] = e1[:, 2] * e2[:, 0] - e1[:, 0] * e2[:, 2]
-        cross[:, 2] = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-        return self._incidence @ cross
+        cross = np.empty((3, len(a)), np.float32)  # written out: np.cross is several times slower
+        np.multiply(e1[:, 1], e2[:, 2], out=cross[0])
+        cross[0] -= e1[:, 2] * e2[:, 1]
+        np.multiply(e1[:, 2], e2[:, 0], out=cross[1])
+        cross[1] -= e1[:, 0] * e2[:, 2]
+        np.multiply(e1[:, 0], e2[:, 1], out=cross[2])
+        cross[2] -= e1[:, 1] * e2[:, 0]
+        for k in range(3):
+            out[:, k] = self._incidence @ cross[k]
 
     def _update_appearance(self, params: SceneParams) -> None:
         """The sample's appearance as one vec4[6] uniform of every facegen program (mesh.vert computes
