@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -75,9 +76,10 @@ def end_to_end(args, workers: int) -> tuple[float, float, float]:
 
 
 def breakdown(args) -> dict[str, float]:
-    """In-process, one worker, stages one after another: seconds per stage over args.n samples."""
-    from facegen.generator.job import Worker, prepare
-    from facegen.generator.scene import pose_scene
+    """In-process, one worker, stages one after another as a worker runs them when every CPU is busy
+    (Worker.samples: batches of BATCH, each stage over the batch): seconds per stage over args.n samples."""
+    from facegen.generator.job import BATCH, Worker, prepare
+    from facegen.generator.scene import pose_scenes
     from facegen.shards import ShardWriter
 
     with tempfile.TemporaryDirectory() as out:
@@ -86,33 +88,48 @@ def breakdown(args) -> dict[str, float]:
         worker = Worker(ctx)
         worker.sample(0)
         r = worker.renderer
-        stages = dict.fromkeys(["sample", "pose (mesh)", "upload (normals, colours, buffers)", "draw + readback",
-                                "background", "labels", "write (gzip, HDF5)"], 0.0)
+        stages = dict.fromkeys(["sample", "pose (mesh)", "vertex normals", "upload (buffers, uniforms)",
+                                "draw + readback", "background", "labels", "write (deflate, HDF5)"], 0.0)
         writer = ShardWriter(Path(out) / "s.h5", args.n, (args.size, args.size), ctx.spec.num_points,
                              ctx.model.num_identity, ctx.model.num_expressions, {}, outputs=("rgb",))
-        for i in range(args.n):
-            t = [time.perf_counter()]
-            params = worker.sampler.sample(i)
-            t.append(time.perf_counter())
-            scene = pose_scene(params, ctx.model)
-            t.append(time.perf_counter())
-            r.upload(params, scene)
-            t.append(time.perf_counter())
-            r.draw()
-            colour, depth = r.read()
-            t.append(time.perf_counter())
-            image = r.compose(params, colour, depth)
-            t.append(time.perf_counter())
-            labels = worker.labeller(params, scene, depth)
-            t.append(time.perf_counter())
-            writer.add({"image": image, "landmarks_2d": labels.points_2d, "landmarks_3d": labels.points_3d,
-                        "visibility": labels.visibility, "in_frame": labels.in_frame, "head_pose": labels.head_pose,
-                        "K": labels.K, "camera_R": labels.camera_R, "camera_t": labels.camera_t,
-                        "identity": params.identity, "expression": params.expression, "sample_index": i,
-                        "params": params.to_dict()})
-            t.append(time.perf_counter())
-            for name, a, b in zip(stages, t[:-1], t[1:]):
-                stages[name] += b - a
+        clock = time.perf_counter
+        for start in range(0, args.n, BATCH):  # the stages of Worker.samples and RasterRenderer.render_batch
+            indices = range(start, min(start + BATCH, args.n))
+            t0 = clock()
+            params = [worker.sampler.sample(i) for i in indices]
+            t1 = clock()
+            scenes = pose_scenes(params, ctx.model)
+            t2 = clock()
+            vertex_data = [r.vertex_data(scene) for scene in scenes]
+            t3 = clock()
+            stages["sample"] += t1 - t0
+            stages["pose (mesh)"] += t2 - t1
+            stages["vertex normals"] += t3 - t2
+            drawn = []
+            for p, scene, data in zip(params, scenes, vertex_data):
+                t0 = clock()
+                r.upload(p, scene, data)
+                t1 = clock()
+                r.draw()
+                drawn.append(r.read())
+                t2 = clock()
+                stages["upload (buffers, uniforms)"] += t1 - t0
+                stages["draw + readback"] += t2 - t1
+            t0 = clock()
+            images = [r.compose(p, colour, depth) for p, (colour, depth) in zip(params, drawn)]
+            t1 = clock()
+            labels = [worker.labeller(p, scene, depth) for p, scene, (_, depth) in zip(params, scenes, drawn)]
+            t2 = clock()
+            for p, image, lab in zip(params, images, labels):
+                writer.add({"image": image, "landmarks_2d": lab.points_2d, "landmarks_3d": lab.points_3d,
+                            "visibility": lab.visibility, "in_frame": lab.in_frame, "head_pose": lab.head_pose,
+                            "K": lab.K, "camera_R": lab.camera_R, "camera_t": lab.camera_t,
+                            "identity": p.identity, "expression": p.expression, "sample_index": p.index,
+                            "params": p.to_dict()})
+            t3 = clock()
+            stages["background"] += t1 - t0
+            stages["labels"] += t2 - t1
+            stages["write (deflate, HDF5)"] += t3 - t2
         writer.close()
         worker.close()
     return stages
@@ -124,6 +141,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--spec", default="dense490")
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per worker count (medians are printed)")
     args = parser.parse_args()
     os.environ.setdefault("FACEGEN_HOME", str(REPO / ".cache" / "facegen-test"))
 
@@ -139,11 +157,16 @@ def main() -> None:
           "overlaps it with the draw: it prepares sample i+1 and labels/writes sample i while llvmpipe draws)")
     print("\nbare draws of the same meshes in the same processes: pyrender = OffscreenRenderer.render() (draw, "
           "blit, read back,\nlinearise depth); facegen = the pipeline's own draw and leaner readback (same pixels)")
-    print("workers   end to end   bare pyrender draw   ratio   facegen draw   ratio")
+    print("workers   end to end   bare pyrender draw   ratio   facegen draw   ratio" +
+          ("   (medians of %d runs)" % args.repeats if args.repeats > 1 else ""))
     for w in (int(x) for x in args.workers.split(",")):
-        rate, bare, lean = end_to_end(args, w)
-        print(f"  {w}       {rate:6.1f} img/s   {bare:6.1f} img/s      {rate / bare:5.0%}   "
-              f"{lean:6.1f} img/s   {rate / lean:5.0%}")
+        runs = [end_to_end(args, w) for _ in range(args.repeats)]
+        rate, bare, lean = (statistics.median(r[k] for r in runs) for k in range(3))
+        ratio, lean_ratio = statistics.median(r[0] / r[1] for r in runs), statistics.median(r[0] / r[2] for r in runs)
+        print(f"  {w}       {rate:6.1f} img/s   {bare:6.1f} img/s      {ratio:5.0%}   "
+              f"{lean:6.1f} img/s   {lean_ratio:5.0%}")
+        if args.repeats > 1:
+            print("          runs: " + ", ".join(f"{r[0]:.1f}/{r[1]:.1f} ({r[0] / r[1]:.0%})" for r in runs))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from facegen.errors import FacegenError
 from facegen.paths import facegen_home
 
 CACHE_NAME = "ict-facekit.npz"
+IDENTITY_BLOCK = 4096  # columns of the identity modes per block in FaceModel.meshes (1.6 MB)
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,21 +51,37 @@ class FaceModel:
 
     def mesh(self, identity: np.ndarray | None = None, expression: np.ndarray | None = None) -> np.ndarray:
         """Vertices (V, 3) for identity weights (K_id,) and expression weights (K_ex,); None = zeros."""
-        # float32 BLAS over the flattened bases; the cost is reading them from memory (32 MB of
-        # identity modes, 1.5-2 ms per sample). Expression weights are sparse: one in-place axpy per
-        # active shape reads only those rows (indexing the active rows would copy them first).
+        k_id, k_ex = self.num_identity, self.num_expressions
+        identity = np.zeros(k_id, np.float32) if identity is None else identity
+        expression = np.zeros(k_ex, np.float32) if expression is None else expression
+        return self.meshes(np.asarray(identity)[None], np.asarray(expression)[None])[0]
+
+    def meshes(self, identities: np.ndarray, expressions: np.ndarray) -> np.ndarray:
+        """Vertices (B, V, 3) float32 for B rows of identity weights (B, K_id) and expression weights
+        (B, K_ex). Each mesh is the same, bit for bit, whichever batch it is made in.
+
+        The cost is reading the identity modes (32 MB) from memory. They are read one block of
+        IDENTITY_BLOCK columns at a time for the whole batch, so a batch reads them from DRAM once
+        (per sample: 0.9 ms alone, ~0.5 ms in batches of 16). Each block is one float32 BLAS gemv per
+        mesh; a gemm over the batch would be faster still, but its rounding depends on a row's place
+        in the batch. Expression weights are sparse: one in-place axpy per active shape."""
         from scipy.linalg.blas import saxpy
 
-        v = self.neutral.astype(np.float32, copy=True).reshape(-1)
-        if identity is not None:
-            w = np.asarray(identity, np.float32)
-            v += w @ self.identity_basis[: len(w)].reshape(len(w), -1)
-        if expression is not None:
-            w = np.asarray(expression, np.float32)
-            basis = self.expression_basis.reshape(self.num_expressions, -1)
-            for k in np.flatnonzero(w):
-                v = saxpy(basis[k], v, a=float(w[k]))  # v += w_k * basis_k, in place
-        return v.reshape(-1, 3)
+        identities = np.asarray(identities, np.float32)
+        expressions = np.asarray(expressions, np.float32)
+        k = identities.shape[1]
+        basis = self.identity_basis[:k].reshape(k, -1)
+        out = np.empty((len(identities), basis.shape[1]), np.float32)
+        for start in range(0, basis.shape[1], IDENTITY_BLOCK):
+            block = basis[:, start:start + IDENTITY_BLOCK]
+            for row, w in zip(out, identities):
+                np.matmul(w, block, out=row[start:start + IDENTITY_BLOCK])
+        out += self.neutral.reshape(-1)
+        expression_basis = self.expression_basis.reshape(self.num_expressions, -1)
+        for row, w in zip(out, expressions):
+            for i in np.flatnonzero(w):
+                saxpy(expression_basis[i], row, a=float(w[i]))  # row += w_i * shape_i, in place
+        return out.reshape(len(identities), -1, 3)
 
     def expression_index(self, name: str) -> int:
         try:

@@ -36,7 +36,8 @@ from facegen.generator.scene import PosedScene, RenderResult, SceneParams
 
 log = logging.getLogger("facegen.cycles")
 
-VERSION = "3"  # 2: composited backplate, new presets and hair/occlusion materials; 3: float32 posing
+VERSION = "4"  # 2: composited backplate, new presets and hair/occlusion materials; 3: float32 posing;
+# 4: identity modes summed block by block (FaceModel.meshes)
 
 SEG_CLASSES = {
     0: "background", 1: "skin", 2: "brows", 3: "eyes", 4: "lips", 5: "teeth_mouth", 6: "eyelashes", 7: "head_neck",

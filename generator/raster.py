@@ -88,7 +88,10 @@ class RasterRenderer:
     """pyrender/EGL renderer implementing the `Renderer` protocol (see generator/scene.py)."""
 
     name = "raster"
-    version = "2"  # bump when output pixels change (part of a job's resume key); 2: colours in mesh.vert
+    # Bump when output pixels or labels change (part of a job's resume key). 2: colours in mesh.vert;
+    # 3: identity modes summed block by block (FaceModel.meshes: vertices differ by ~1e-7 cm), lights
+    # in a fixed order (pyrender's order could change the rounding of a few pixels between runs).
+    version = "3"
 
     def __init__(self, model: FaceModel, outputs=("rgb", "depth", "segmentation"), backgrounds: Path | None = None,
                  hdris: Path | None = None, device: str = "auto", antialias: bool = False, **_ignored):
@@ -157,7 +160,9 @@ class RasterRenderer:
         self._incidence = sp.csr_matrix((np.ones(3 * f, np.float32), (rows, cols)), shape=(n, f))
         part_slice = {cls: sl for (cls, _, _), sl in zip(self.parts, self._slices)}
         self._static = static_attributes(model, self.drawn, part_slice)
-        self._dynamic = np.zeros((n, 6), np.float32)  # position, normal: rewritten per sample
+        self._dynamic = np.zeros((n, 6), np.float32)  # position, normal: first contents, rewritten per sample
+        self._normal_buffers = (np.empty((3, n), np.float32), np.empty((3, 3, f), np.float32),
+                                np.empty((3, f), np.float32), np.empty(f, np.float32))
 
     def _build_scene(self) -> None:
         """Two pyrender meshes (skin with the sampled roughness, everything else): pyrender's
@@ -213,6 +218,14 @@ class RasterRenderer:
         if "segmentation" in self.outputs or "mask" in self.outputs:
             self._offscreen.render(self.scene, flags=self._pr.RenderFlags.FLAT)
         self._split_vertex_buffers()
+        # What draw() issues, in a fixed order (pyrender's own order follows a set of nodes): each
+        # primitive with the program pyrender compiled for it and its material.
+        from pyrender.constants import ProgramFlags, RenderFlags
+
+        gl = self._offscreen._renderer
+        self._draw_list = [(prim, gl._get_primitive_program(prim, DRAW_FLAGS | RenderFlags.OFFSCREEN,
+                                                            ProgramFlags.USE_MATERIAL)._program_id, prim.material)
+                           for prim in self.primitives]
 
     def _split_vertex_buffers(self) -> None:
         """Lay each primitive's vertex buffer out as [position, normal per vertex | static attributes
@@ -245,46 +258,128 @@ class RasterRenderer:
         self.submit(params, scene)
         return self.collect()
 
+    def render_batch(self, items: list[tuple[SceneParams, PosedScene]]) -> list[RenderResult]:
+        """render() of several samples, stage by stage over the batch: the vertex data of all, then
+        the draws, then the compositing. Each stage's code and data then stay in the CPU caches,
+        which llvmpipe's draws flush (the normals take ~1.3 ms in a row, ~2 ms between draws)."""
+        vertex_data = [self.vertex_data(scene) for _, scene in items]
+        drawn = []
+        for (params, scene), data in zip(items, vertex_data):
+            self.upload(params, scene, data)
+            self.draw()
+            drawn.append(self._read_passes())
+        return [self._result(params, *passes) for (params, _), passes in zip(items, drawn)]
+
     def submit(self, params: SceneParams, scene: PosedScene) -> None:
         """Upload the sample and issue its draw without waiting for it: llvmpipe rasterises on its own
         threads, so the caller can prepare the next sample or write the last one meanwhile."""
         self.upload(params, scene)
         self.draw()
-        self._pending = (params, scene)
+        self._pending = params
 
     def collect(self) -> RenderResult:
         """Wait for the submitted draw and read it back (plus the segmentation pass if asked for)."""
-        pr = self._pr
-        params, scene = self._pending
-        self._pending = None
+        params, self._pending = self._pending, None
+        return self._result(params, *self._read_passes())
+
+    def _read_passes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Colour and depth of the finished draw, and the class ids if asked for."""
         colour, depth = self.read()
-        image = self.compose(params, colour, depth)
-        segmentation = mask = None
+        classes = None
         if "segmentation" in self.outputs or "mask" in self.outputs:
             # Second pass, unlit, class id per triangle (classes.vert/frag stand in for flat.*).
-            classes, _ = self._offscreen.render(self.scene, flags=pr.RenderFlags.FLAT)
+            classes, _ = self._offscreen.render(self.scene, flags=self._pr.RenderFlags.FLAT)
+        return colour, depth, classes
+
+    def _result(self, params: SceneParams, colour: np.ndarray, depth: np.ndarray,
+                classes: np.ndarray | None) -> RenderResult:
+        image = self.compose(params, colour, depth)
+        segmentation = mask = None
+        if classes is not None:
             segmentation = np.ascontiguousarray(classes[..., 0])
             mask = (segmentation != MASK_EXCLUDES[0]) & (segmentation != MASK_EXCLUDES[1])
         return RenderResult(image=image, depth=depth, mask=mask, segmentation=segmentation)
 
     # The stages of submit() and collect(), separately callable for bench/render_throughput.py.
 
-    def upload(self, params: SceneParams, scene: PosedScene) -> None:
-        """The sample's vertex buffers, camera and lights to the GPU."""
+    def upload(self, params: SceneParams, scene: PosedScene, vertex_data: np.ndarray | None = None) -> None:
+        """The sample's vertex buffers (`vertex_data(scene)` unless given), camera, lights and
+        appearance to the GPU."""
         cam = scene.camera
         self._ensure_context(cam.width, cam.height)
-        self._update_vertices(scene.vertices, params)
+        self._upload_vertices(self.vertex_data(scene) if vertex_data is None else vertex_data)
+        for name, material in self.materials.items():
+            material.roughnessFactor = params.appearance.skin_roughness if name.startswith(("face", "head_neck")) else 0.3
+        self._update_appearance(params)
         self._update_camera(scene)
         self._update_lights(params)
 
+    def vertex_data(self, scene: PosedScene) -> np.ndarray:
+        """(n, 6) float32 per drawn vertex: position and (unnormalised) normal, as the first block of
+        the vertex buffers holds them."""
+        data = np.empty((len(self.drawn), 6), np.float32)
+        v = scene.vertices.take(self.drawn, axis=0)
+        data[:, 0:3] = v
+        self._normals(v, data[:, 3:6])
+        return data
+
     def draw(self) -> None:
-        """Issue the draw (pyrender's render() with its readback replaced by a flush)."""
-        gl_renderer = self._offscreen._renderer
-        gl_renderer._read_main_framebuffer = _flush_instead_of_reading
-        try:
-            self._offscreen.render(self.scene, flags=DRAW_FLAGS)
-        finally:
-            del gl_renderer._read_main_framebuffer
+        """Issue the draw of the sample without waiting for it (llvmpipe rasterises on its own threads).
+
+        The same GL state, uniforms and draw calls as pyrender's forward pass of this scene
+        (test_raster checks the pixels agree), without its per-frame Python bookkeeping: uniform
+        lookups by name, light and node sorting, texture and material checks, ~2 ms a frame."""
+        from OpenGL import GL
+        from OpenGL.raw.GL.VERSION import GL_1_0 as gl10
+        from OpenGL.raw.GL.VERSION import GL_2_0 as gl20
+
+        gl = self._offscreen._renderer
+        width, height = self._size
+        self._offscreen._platform.make_current()
+        GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, gl._main_fb_ms)
+        gl10.glViewport(0, 0, width, height)
+        for cap in (GL.GL_DEPTH_TEST, GL.GL_MULTISAMPLE, GL.GL_BLEND, GL.GL_CULL_FACE):
+            gl10.glEnable(cap)
+        gl10.glDisable(GL.GL_PROGRAM_POINT_SIZE)
+        gl10.glDepthMask(GL.GL_TRUE)
+        gl10.glDepthFunc(GL.GL_LESS)
+        gl10.glDepthRange(0.0, 1.0)
+        gl10.glBlendFunc(GL.GL_ONE, GL.GL_ZERO)
+        gl10.glPolygonMode(GL.GL_FRONT_AND_BACK, GL.GL_FILL)
+        gl10.glCullFace(GL.GL_BACK)
+        gl10.glClearColor(*(float(c) for c in self.scene.bg_color))
+        gl10.glClear(GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT)
+        frame, program_in_use = self._frame_uniforms(), None
+        for prim, program_id, material in self._draw_list:
+            uniforms = self._programs.uniform_setter(program_id)
+            if program_id != program_in_use:  # uniforms stay with their program
+                gl20.glUseProgram(program_id)
+                for name, value in frame:
+                    uniforms(name, value)
+                uniforms("M", _IDENTITY4)  # the meshes' nodes sit at the origin
+                program_in_use = program_id
+            uniforms("material.base_color_factor", material.baseColorFactor)
+            uniforms("material.roughness_factor", float(material.roughnessFactor))
+            GL.glBindVertexArray(prim._vaid)
+            GL.glDrawElementsInstanced(GL.GL_TRIANGLES, prim.indices.size, GL.GL_UNSIGNED_INT, ctypes.c_void_p(0), 1)
+        GL.glBindVertexArray(0)
+        gl20.glUseProgram(0)
+        gl10.glFlush()
+        gl._latest_znear, gl._latest_zfar = self.camera.znear, self.camera.zfar  # pyrender's readback uses them
+
+    def _frame_uniforms(self) -> list[tuple[str, object]]:
+        """Camera and light uniforms as pyrender's forward pass computes them (same float64 maths,
+        converted to float32 by the upload), lights in a fixed order."""
+        pose = self.scene.get_pose(self.camera_node)
+        out = [("V", np.linalg.inv(pose)), ("P", self.camera.get_projection_matrix(*self._size)),
+               ("cam_pos", pose[:3, 3]), ("ambient_light", self.scene.ambient_light),
+               ("n_directional_lights", len(self.light_nodes))]
+        for i, node in enumerate(self.light_nodes):
+            light_pose = self.scene.get_pose(node)
+            out += [(f"directional_lights[{i}].direction", -light_pose[:3, 2]),
+                    (f"directional_lights[{i}].color", node.light.color),
+                    (f"directional_lights[{i}].intensity", float(node.light.intensity))]
+        return out
 
     def read(self) -> tuple[np.ndarray, np.ndarray]:
         """Wait for the draw; colour (H, W, 3) uint8 and camera z (H, W) float32, 0 = nothing drawn."""
@@ -310,34 +405,33 @@ class RasterRenderer:
         from OpenGL.raw.GL.VERSION.GL_1_0 import glReadPixels
 
         gl_renderer = self._offscreen._renderer
-        colour = np.empty((height, width, 3), np.uint8)
+        rgba = np.empty((height, width, 4), np.uint8)  # RGBA: llvmpipe's own layout, 6x faster to read than RGB
         depth = np.empty((height, width), np.float32)
         GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, gl_renderer._main_fb_ms)
         GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)
-        glReadPixels(0, 0, width, height, GL.GL_RGB, GL.GL_UNSIGNED_BYTE, colour.ctypes.data_as(ctypes.c_void_p))
+        glReadPixels(0, 0, width, height, GL.GL_RGBA, GL.GL_UNSIGNED_BYTE, rgba.ctypes.data_as(ctypes.c_void_p))
         glReadPixels(0, 0, width, height, GL.GL_DEPTH_COMPONENT, GL.GL_FLOAT, depth.ctypes.data_as(ctypes.c_void_p))
         GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, 0)
         # Window depth d in [0, 1] to camera z (pyrender's formula and operation order, so the same
         # float32 values); d == 1 is the cleared background.
         near, far = self.camera.znear, self.camera.zfar
-        z = (2.0 * near * far) / (far + near - (2.0 * depth - 1.0) * (far - near))
-        z[depth == 1.0] = 0.0
+        background = depth == 1.0
+        z = np.multiply(depth, 2.0, out=depth)  # in place, each step as pyrender rounds it
+        z -= 1.0
+        z *= far - near
+        np.subtract(far + near, z, out=z)
+        np.divide(2.0 * near * far, z, out=z)
+        z[background] = 0.0
         # OpenGL rows run bottom-up.
-        return cv2.flip(colour, 0), cv2.flip(z, 0)
+        return cv2.cvtColor(cv2.flip(rgba, 0), cv2.COLOR_RGBA2RGB), cv2.flip(z, 0)
 
     def draw_only(self, params: SceneParams, scene: PosedScene):
         """The bare draw (GPU work and readback) with buffers already uploaded; for benchmarks."""
         return self._offscreen.render(self.scene, flags=DRAW_FLAGS)
 
-    def _update_vertices(self, vertices: np.ndarray, params: SceneParams) -> None:
+    def _upload_vertices(self, data: np.ndarray) -> None:
         from OpenGL import GL
 
-        v = vertices.take(self.drawn, axis=0)
-        data = self._dynamic
-        data[:, 0:3] = v
-        self._normals(v, data[:, 3:6])
-        for name, material in self.materials.items():
-            material.roughnessFactor = params.appearance.skin_roughness if name.startswith(("face", "head_neck")) else 0.3
         self._offscreen._platform.make_current()
         base = data.ctypes.data
         for prim, sl in zip(self.primitives, self._group_slices):
@@ -346,24 +440,26 @@ class RasterRenderer:
             GL.glBufferSubData(GL.GL_ARRAY_BUFFER, 0, (sl.stop - sl.start) * data.strides[0],
                                ctypes.c_void_p(base + sl.start * data.strides[0]))
         GL.glBindBuffer(GL.GL_ARRAY_BUFFER, 0)
-        self._update_appearance(params)
 
     def _normals(self, v: np.ndarray, out: np.ndarray) -> None:
         """Area-weighted vertex normals of `v` into `out` (n, 3) float32, not normalised (mesh.vert
-        does that): triangle cross products, one component per row, summed per vertex by three
-        sparse matrix-vector products (twice as fast as one product with an (F, 3) matrix)."""
-        i0, i1, i2 = self._corner_index  # contiguous intp: take() is ~10x faster than v[t[:, k]]
-        a = v.take(i0, axis=0)
-        e1, e2 = v.take(i1, axis=0) - a, v.take(i2, axis=0) - a
-        cross = np.empty((3, len(a)), np.float32)  # written out: np.cross is several times slower
-        np.multiply(e1[:, 1], e2[:, 2], out=cross[0])
-        cross[0] -= e1[:, 2] * e2[:, 1]
-        np.multiply(e1[:, 2], e2[:, 0], out=cross[1])
-        cross[1] -= e1[:, 0] * e2[:, 2]
-        np.multiply(e1[:, 0], e2[:, 1], out=cross[2])
-        cross[2] -= e1[:, 1] * e2[:, 0]
-        for k in range(3):
-            out[:, k] = self._incidence @ cross[k]
+        does that): triangle cross products component by component, summed per vertex by three
+        sparse matrix-vector products. Works in buffers kept from sample to sample, one contiguous
+        row per coordinate: ~2x faster than fresh (n, 3) temporaries and np.cross."""
+        xyz, corners, cross, scratch = self._normal_buffers
+        np.copyto(xyz, v.T)
+        for k, index in enumerate(self._corner_index):
+            for c in range(3):
+                xyz[c].take(index, out=corners[k, c])
+        a, e1, e2 = corners  # triangle corners a, b, c -> edges b - a, c - a
+        np.subtract(e1, a, out=e1)
+        np.subtract(e2, a, out=e2)
+        for c, (p, q) in enumerate(((1, 2), (2, 0), (0, 1))):
+            np.multiply(e1[p], e2[q], out=cross[c])
+            np.multiply(e1[q], e2[p], out=scratch)
+            cross[c] -= scratch
+        for c in range(3):
+            out[:, c] = self._incidence @ cross[c]
 
     def _update_appearance(self, params: SceneParams) -> None:
         """The sample's appearance as one vec4[6] uniform of every facegen program (mesh.vert computes
@@ -411,14 +507,6 @@ class RasterRenderer:
             self._offscreen = None
 
 
-def _flush_instead_of_reading(scene, flags):
-    """Stands in for pyrender's framebuffer readback in submit(): start rasterising, return at once."""
-    from OpenGL import GL
-
-    GL.glFlush()
-    return None, None
-
-
 def light_pose(azimuth: float, elevation: float) -> np.ndarray:
     """Pose of a directional light shining from (azimuth, elevation) towards the face (world space:
     azimuth 0 = from the camera on +z, +90 = from +x). pyrender lights shine along their -z axis."""
@@ -433,6 +521,7 @@ def light_pose(azimuth: float, elevation: float) -> np.ndarray:
 
 
 SHADER_DIR = Path(__file__).resolve().parent / "shaders"
+_IDENTITY4 = np.eye(4, dtype=np.float32)
 
 
 def _lean_shader_cache():
@@ -446,7 +535,7 @@ def _lean_shader_cache():
         def __init__(self):
             super().__init__()
             self.facegen_programs = []
-            self._locations = {}
+            self._locations = {}  # (program id, uniform name) -> location
 
         def get_program(self, vertex_shader, fragment_shader, geometry_shader=None, defines=None):
             # os.path.join(shader_dir, absolute) is the absolute path: only these are replaced.
@@ -462,6 +551,33 @@ def _lean_shader_cache():
                 self.facegen_programs.append(program)
             return program
 
+        def uniform_setter(self, program_id: int):
+            """set(name, value) for the program in use: glUniform* by the value's type, as pyrender's
+            ShaderProgram.set_uniform does (float64 data is sent as float32), with cached locations.
+            Names the program does not use are skipped, as pyrender skips them."""
+            from OpenGL.raw.GL.VERSION import GL_2_0 as gl20
+
+            def set_uniform(name: str, value) -> None:
+                key = (program_id, name)
+                location = self._locations.get(key)
+                if location is None:
+                    location = self._locations[key] = gl20.glGetUniformLocation(program_id, name.encode())
+                if location == -1:
+                    return
+                if isinstance(value, float):
+                    gl20.glUniform1f(location, value)
+                elif isinstance(value, int):
+                    gl20.glUniform1i(location, value)
+                elif len(value) == 3:  # vectors as scalars: ctypes rounds them to float32 as astype does
+                    gl20.glUniform3f(location, *(float(x) for x in value))
+                elif len(value) == 4 and np.ndim(value) == 1:
+                    gl20.glUniform4f(location, *(float(x) for x in value))
+                else:  # 4x4, row major
+                    data = np.ascontiguousarray(value, np.float32)
+                    gl20.glUniformMatrix4fv(location, 1, True, data.ctypes.data_as(ctypes.POINTER(ctypes.c_float)))
+
+            return set_uniform
+
         def appearance_locations(self) -> list[tuple[int, int]]:
             """(program id, location of `appearance`) of every compiled facegen program."""
             out = []
@@ -469,9 +585,10 @@ def _lean_shader_cache():
                 pid = program._program_id
                 if pid is None:
                     continue
-                if pid not in self._locations:
-                    self._locations[pid] = glGetUniformLocation(pid, "appearance")
-                out.append((pid, self._locations[pid]))
+                key = (pid, "appearance")
+                if key not in self._locations:
+                    self._locations[key] = glGetUniformLocation(pid, "appearance")
+                out.append((pid, self._locations[key]))
             return out
 
     return LeanShaders()

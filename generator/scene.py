@@ -133,7 +133,17 @@ def make_camera(params: SceneParams) -> Camera:
 
 def pose_scene(params: SceneParams, model: FaceModel) -> PosedScene:
     """Shape the mesh (identity + expression), apply the head pose and build the camera."""
-    v = model.mesh(params.identity, params.expression)
+    return pose_scenes([params], model)[0]
+
+
+def pose_scenes(params: list[SceneParams], model: FaceModel) -> list[PosedScene]:
+    """pose_scene for several samples, their meshes shaped in one batch (FaceModel.meshes: faster,
+    and the same vertices as one at a time)."""
+    shaped = model.meshes(np.stack([p.identity for p in params]), np.stack([p.expression for p in params]))
+    return [_posed(p, v) for p, v in zip(params, shaped)]
+
+
+def _posed(params: SceneParams, v: np.ndarray) -> PosedScene:
     R = euler_to_matrix(*params.head_rotation)
     t = HEAD_PIVOT + np.asarray(params.head_translation, np.float64)
     # world = R (v - pivot) + t as one 3x4 affine map; cv2.transform is ~15x faster than a numpy

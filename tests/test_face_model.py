@@ -121,3 +121,19 @@ def test_cli_import_and_load(tmp_path, monkeypatch):
     monkeypatch.setenv("FACEGEN_HOME", str(tmp_path / "empty"))
     result = CliRunner().invoke(main, ["assets", "info"])
     assert result.exit_code == 2 and "facegen assets import-ict" in result.output
+
+
+def test_meshes_do_not_depend_on_their_batch(face_model):
+    """A render job shapes meshes in batches; each must be bit for bit what `mesh` gives alone (so a
+    sample depends only on its seed and index, not on the batching or the worker count)."""
+    m = face_model
+    rng = np.random.default_rng(3)
+    identities = rng.standard_normal((7, m.num_identity)).astype(np.float32)
+    expressions = (rng.random((7, m.num_expressions)) * (rng.random((7, m.num_expressions)) < 0.15)).astype(np.float32)
+    batch = m.meshes(identities, expressions)
+    for i in range(7):
+        assert np.array_equal(batch[i], m.mesh(identities[i], expressions[i])), i
+    assert np.array_equal(m.meshes(identities[2:5], expressions[2:5]), batch[2:5])
+    dense = m.neutral + np.einsum("k,kvc->vc", identities[0], m.identity_basis) \
+        + np.einsum("k,kvc->vc", expressions[0], m.expression_basis)
+    assert np.abs(batch[0] - dense).max() < 1e-4

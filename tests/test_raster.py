@@ -150,6 +150,36 @@ def test_render_result_shapes_and_masks(face_model, renderer):
     assert 0.5 * params.camera_distance < z.min() < z.max() < 1.5 * params.camera_distance
 
 
+def test_lean_draw_matches_pyrender(face_model, renderer):
+    """The pipeline's own draw and readback give pyrender's OffscreenRenderer.render() pixels: the
+    same depth exactly, the same colour up to 1 grey level in a few pixels (pyrender sums the lights
+    in the order of a Python set, which can round differently from run to run)."""
+    sampler = SceneSampler(face_model, load_config(), seed=4)
+    for index in range(6):
+        params = sampler.sample(index)
+        scene = pose_scene(params, face_model)
+        renderer.upload(params, scene)
+        colour, depth = renderer.draw_only(params, scene)
+        renderer.draw()
+        lean_colour, lean_depth = renderer.read()
+        assert np.array_equal(depth, lean_depth), index
+        diff = np.abs(colour.astype(int) - lean_colour)
+        assert diff.max() <= 1 and (diff > 0).any(axis=-1).sum() <= 5, index
+        assert (depth > 0).sum() > 0.1 * depth.size
+
+
+def test_a_batch_renders_as_one_at_a_time(face_model, renderer):
+    from facegen.generator.scene import pose_scenes
+
+    sampler = SceneSampler(face_model, load_config(), seed=5)
+    params = [sampler.sample(i) for i in range(3)]
+    batch = renderer.render_batch(list(zip(params, pose_scenes(params, face_model))))
+    for p, result in zip(params, batch):
+        alone = renderer.render(p, pose_scene(p, face_model))
+        for field in ("image", "depth", "segmentation", "mask"):
+            assert np.array_equal(getattr(result, field), getattr(alone, field)), field
+
+
 @pytest.mark.parametrize("spec_name", ["ibug68", "dense490"])
 def test_vectorised_contours_match_the_spec(face_model, spec_name):
     """The labeller's vectorised contour rule picks exactly the vertices `CompiledSpec.locate` picks."""
