@@ -8,6 +8,7 @@ command renders only the shards that are missing; finished shards are never rewr
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib
 import itertools
@@ -212,6 +213,10 @@ class Worker:
         self.renderer = create_renderer(s.renderer, self.ctx.model, outputs=s.outputs, backgrounds=s.backgrounds,
                                         hdris=self.ctx.hdri_dir)
         self.labeller = Labeller(self.ctx.spec, self.ctx.model)
+        # Nothing made so far (model, renderer, pyrender scene, h5py, numpy, ~150k objects) is ever
+        # garbage: keep it out of the cyclic collector's full passes, which otherwise walk it every
+        # few hundred samples (~0.4 ms per sample on average).
+        gc.freeze()
 
     def sample(self, index: int) -> dict:
         """One sample, as the shard writer takes it."""
@@ -306,6 +311,7 @@ class Worker:
 
     def close(self) -> None:
         self.renderer.close()
+        gc.unfreeze()
         self._blas_limit.restore_original_limits()
         import cv2
 

@@ -61,20 +61,29 @@ class Labeller:
         """(V, 3) normals, exact (area weighted) on contour candidates, zero elsewhere."""
         normals = np.zeros((self.num_vertices, 3), np.float64)
         if len(self._candidates):
-            v = vertices.astype(np.float64, copy=False)
-            a, b, c = (v.take(i, axis=0) for i in self._corner_index)
-            n = self._incidence @ np.cross(b - a, c - a)
+            # float64 corners of the triangles around the candidates only (not the whole mesh)
+            a, b, c = (vertices.take(i, axis=0).astype(np.float64) for i in self._corner_index)
+            b -= a
+            c -= a
+            cross = np.empty_like(a)  # written out: np.cross is several times slower
+            np.multiply(b[:, 1], c[:, 2], out=cross[:, 0])
+            cross[:, 0] -= b[:, 2] * c[:, 1]
+            np.multiply(b[:, 2], c[:, 0], out=cross[:, 1])
+            cross[:, 1] -= b[:, 0] * c[:, 2]
+            np.multiply(b[:, 0], c[:, 1], out=cross[:, 2])
+            cross[:, 2] -= b[:, 1] * c[:, 0]
+            n = self._incidence @ cross
             normals[self._candidates] = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
         return normals
 
     def locate(self, vertices: np.ndarray, camera_centre: np.ndarray) -> np.ndarray:
         """World positions (L, 3) of the spec's points for this pose: `CompiledSpec.locate`, with the
         contour rule evaluated for all contour points at once (tests check it chooses the same)."""
-        v = vertices.astype(np.float64, copy=False)
-        points = np.einsum("lk,lkc->lc", self.spec.weights, v.take(self.spec.tri_vertices, axis=0))
+        corners = vertices.take(self.spec.tri_vertices, axis=0).astype(np.float64)
+        points = np.einsum("lk,lkc->lc", self.spec.weights, corners)
         if self.contours.points.size:
-            chosen = self.contours.choose(v, camera_centre, self.contour_normals(vertices))
-            points[self.contours.points] = v.take(chosen, axis=0)
+            chosen = self.contours.choose(vertices, camera_centre, self.contour_normals(vertices))
+            points[self.contours.points] = vertices.take(chosen, axis=0)
         return points
 
     def __call__(self, params: SceneParams, scene: PosedScene, depth: np.ndarray | None) -> Labels:
