@@ -312,29 +312,30 @@ class Worker:
     def close(self) -> None:
         self.renderer.close()
         gc.unfreeze()
+        _keep_freed_memory(False)
         self._blas_limit.restore_original_limits()
         import cv2
 
         cv2.setNumThreads(self._cv2_threads)  # as they were before this worker
 
 
-def _keep_freed_memory() -> None:
-    """Have glibc's malloc serve and keep large blocks in the heap. By default every block over
-    128 KiB (a posed mesh, a depth map, an image, the normals' temporaries) is a fresh mmap that is
-    returned to the system when freed, so each sample page-faults in a few MB of zeroed memory
-    again: ~1 ms per sample (the vertex normals alone take twice as long). The process keeps its
-    peak working set instead (tens of MB). No effect where the C library is not glibc."""
+def _keep_freed_memory(keep: bool = True) -> None:
+    """Have glibc's malloc serve and keep large blocks in the heap (keep=False: its defaults again).
+    By default every block over 128 KiB (a posed mesh, a depth map, an image, the normals'
+    temporaries) is a fresh mmap that is returned to the system when freed, so each sample
+    page-faults in a few MB of zeroed memory again: ~1 ms per sample (the vertex normals alone take
+    twice as long). The process keeps its peak working set instead (tens of MB). No effect where the
+    C library is not glibc."""
     import ctypes
     import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError):
         return
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-    mallopt(M_MMAP_THRESHOLD, 64 << 20)
-    mallopt(M_TRIM_THRESHOLD, 256 << 20)
+    mallopt(M_MMAP_THRESHOLD, (64 << 20) if keep else (128 << 10))
+    mallopt(M_TRIM_THRESHOLD, (256 << 20) if keep else (128 << 10))
 
 
 def _sha256(path: Path) -> str:
