@@ -23,11 +23,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def _settings(args, out: str):
+def _settings(args, out: str, workers: int = 1):
     from facegen.generator.job import JobSettings
 
     return JobSettings(spec=args.spec, n=args.n, out=out, size=args.size, shard_size=args.n, seed=0,
-                       renderer="raster", outputs=("rgb",))
+                       renderer="raster", outputs=("rgb",), workers=workers)
 
 
 def _timed_shard(args, out: str, shard: int, workers: int, barrier, results) -> None:
@@ -35,7 +35,7 @@ def _timed_shard(args, out: str, shard: int, workers: int, barrier, results) -> 
     (timed), then draw the same meshes again with nothing else to do (timed: the bare draws)."""
     from facegen.generator.job import Worker, prepare
 
-    settings = _settings(args, out)
+    settings = _settings(args, out, workers)  # the worker count decides how a worker orders its stages
     os.environ.setdefault("LP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // workers)))  # as the job does
     worker = Worker(prepare(settings))
     worker.sample(0)  # warm-up: first draw binds buffers and compiles shaders
