@@ -32,7 +32,8 @@ def _settings(args, out: str, workers: int = 1):
 
 def _timed_shard(args, out: str, shard: int, workers: int, barrier, results) -> None:
     """One worker process: build everything, wait for the others, render one shard end to end
-    (timed), then draw the same meshes again with nothing else to do (timed: the bare draws)."""
+    (timed), then draw the same meshes again with nothing else to do (timed: the bare draws), all
+    workers in step: first every pyrender draw, then every facegen draw."""
     from facegen.generator.job import Worker, prepare
 
     settings = _settings(args, out, workers)  # the worker count decides how a worker orders its stages
@@ -43,18 +44,26 @@ def _timed_shard(args, out: str, shard: int, workers: int, barrier, results) -> 
     t0 = time.perf_counter()
     worker.render_shard(shard, shard * args.n, args.n)
     end_to_end = time.perf_counter() - t0
-    barrier.wait()
-    r, bare, lean = worker.renderer, 0.0, 0.0
-    for index in range(shard * args.n, (shard + 1) * args.n):
-        params, scene = worker.prepare(index)
-        r.upload(params, scene)
-        t0 = time.perf_counter()
-        r.draw_only(params, scene)  # pyrender's OffscreenRenderer.render(): draw, wait, read colour and depth
-        t1 = time.perf_counter()
-        r.draw()  # facegen's draw and readback of the same buffers
-        r.read()
-        t2 = time.perf_counter()
-        bare, lean = bare + t1 - t0, lean + t2 - t1
+    r = worker.renderer
+
+    def draws(draw) -> float:
+        """Seconds spent in `draw` over the shard's meshes (uploaded untimed before each)."""
+        barrier.wait()
+        seconds = 0.0
+        for index in range(shard * args.n, (shard + 1) * args.n):
+            params, scene = worker.prepare(index)
+            r.upload(params, scene)
+            t0 = time.perf_counter()
+            draw(params, scene)
+            seconds += time.perf_counter() - t0
+        return seconds
+
+    # pyrender's OffscreenRenderer.render() (draw, wait, read colour and depth), then facegen's draw
+    # and readback of the same buffers. One kind at a time in every worker: a worker's draws then
+    # share the CPUs with draws of the same kind, not with a mix that depends on how the workers'
+    # loops happen to line up (interleaved, the bare rate varied by +-6 % from run to run).
+    bare = draws(r.draw_only)
+    lean = draws(lambda params, scene: (r.draw(), r.read()))
     results.put((end_to_end, bare, lean))
     worker.close()
 

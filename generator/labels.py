@@ -62,7 +62,8 @@ class Labeller:
         normals = np.zeros((self.num_vertices, 3), np.float64)
         if len(self._candidates):
             # float64 corners of the triangles around the candidates only (not the whole mesh)
-            a, b, c = (vertices.take(i, axis=0).astype(np.float64) for i in self._corner_index)
+            # mode="wrap": valid indices by construction, and numpy skips its bounds check
+            a, b, c = (vertices.take(i, axis=0, mode="wrap").astype(np.float64) for i in self._corner_index)
             b -= a
             c -= a
             cross = np.empty_like(a)  # written out: np.cross is several times slower
@@ -79,7 +80,7 @@ class Labeller:
     def locate(self, vertices: np.ndarray, camera_centre: np.ndarray) -> np.ndarray:
         """World positions (L, 3) of the spec's points for this pose: `CompiledSpec.locate`, with the
         contour rule evaluated for all contour points at once (tests check it chooses the same)."""
-        corners = vertices.take(self.spec.tri_vertices, axis=0).astype(np.float64)
+        corners = vertices.take(self.spec.tri_vertices, axis=0, mode="wrap").astype(np.float64)
         points = np.einsum("lk,lkc->lc", self.spec.weights, corners)
         if self.contours.points.size:
             chosen = self.contours.choose(vertices, camera_centre, self.contour_normals(vertices))

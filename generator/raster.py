@@ -307,6 +307,7 @@ class RasterRenderer:
         appearance to the GPU."""
         cam = scene.camera
         self._ensure_context(cam.width, cam.height)
+        self._offscreen._platform.make_current()  # draw() and read() run in it too
         self._upload_vertices(self.vertex_data(scene) if vertex_data is None else vertex_data)
         for name, material in self.materials.items():
             material.roughnessFactor = params.appearance.skin_roughness if name.startswith(("face", "head_neck")) else 0.3
@@ -318,7 +319,7 @@ class RasterRenderer:
         """(n, 6) float32 per drawn vertex: position and (unnormalised) normal, as the first block of
         the vertex buffers holds them."""
         data = np.empty((len(self.drawn), 6), np.float32)
-        v = scene.vertices.take(self.drawn, axis=0)
+        v = scene.vertices.take(self.drawn, axis=0, mode="wrap")  # valid indices: no bounds check
         data[:, 0:3] = v
         self._normals(v, data[:, 3:6])
         return data
@@ -328,15 +329,18 @@ class RasterRenderer:
 
         The same GL state, uniforms and draw calls as pyrender's forward pass of this scene
         (test_raster checks the pixels agree), without its per-frame Python bookkeeping: uniform
-        lookups by name, light and node sorting, texture and material checks, ~2 ms a frame."""
+        lookups by name, light and node sorting, texture and material checks, ~2 ms a frame. GL
+        calls go straight to the driver (PyOpenGL's raw bindings: no per-call argument conversion and
+        glGetError round trip); the context is the one upload() made current."""
         from OpenGL import GL
         from OpenGL.raw.GL.VERSION import GL_1_0 as gl10
         from OpenGL.raw.GL.VERSION import GL_2_0 as gl20
+        from OpenGL.raw.GL.VERSION import GL_3_0 as gl30
+        from OpenGL.raw.GL.VERSION import GL_3_1 as gl31
 
         gl = self._offscreen._renderer
         width, height = self._size
-        self._offscreen._platform.make_current()
-        GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, gl._main_fb_ms)
+        gl30.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, gl._main_fb_ms)
         gl10.glViewport(0, 0, width, height)
         for cap in (GL.GL_DEPTH_TEST, GL.GL_MULTISAMPLE, GL.GL_BLEND, GL.GL_CULL_FACE):
             gl10.glEnable(cap)
@@ -360,9 +364,9 @@ class RasterRenderer:
                 program_in_use = program_id
             uniforms("material.base_color_factor", material.baseColorFactor)
             uniforms("material.roughness_factor", float(material.roughnessFactor))
-            GL.glBindVertexArray(prim._vaid)
-            GL.glDrawElementsInstanced(GL.GL_TRIANGLES, prim.indices.size, GL.GL_UNSIGNED_INT, ctypes.c_void_p(0), 1)
-        GL.glBindVertexArray(0)
+            gl30.glBindVertexArray(prim._vaid)
+            gl31.glDrawElementsInstanced(GL.GL_TRIANGLES, prim.indices.size, GL.GL_UNSIGNED_INT, None, 1)
+        gl30.glBindVertexArray(0)
         gl20.glUseProgram(0)
         gl10.glFlush()
         gl._latest_znear, gl._latest_zfar = self.camera.znear, self.camera.zfar  # pyrender's readback uses them
@@ -383,13 +387,9 @@ class RasterRenderer:
 
     def read(self) -> tuple[np.ndarray, np.ndarray]:
         """Wait for the draw; colour (H, W, 3) uint8 and camera z (H, W) float32, 0 = nothing drawn."""
-        self._offscreen._platform.make_current()
-        try:
-            if self.antialias:  # multisampled: only pyrender's blit-then-read path can read it
-                return self._offscreen._renderer._read_main_framebuffer(self.scene, DRAW_FLAGS)
-            return self._read_back(*self._size)
-        finally:
-            self._offscreen._platform.make_uncurrent()
+        if self.antialias:  # multisampled: only pyrender's blit-then-read path can read it
+            return self._offscreen._renderer._read_main_framebuffer(self.scene, DRAW_FLAGS)
+        return self._read_back(*self._size)
 
     def compose(self, params: SceneParams, colour: np.ndarray, depth: np.ndarray) -> np.ndarray:
         """The drawn head over the sample's background."""
@@ -402,16 +402,17 @@ class RasterRenderer:
         the single-sampled framebuffer, skipping pyrender's two blits and its boolean-mask depth
         conversion (the same values; bench/render_throughput.py compares the two draws)."""
         from OpenGL import GL
-        from OpenGL.raw.GL.VERSION.GL_1_0 import glReadPixels
+        from OpenGL.raw.GL.VERSION.GL_1_0 import glPixelStorei, glReadPixels
+        from OpenGL.raw.GL.VERSION.GL_3_0 import glBindFramebuffer
 
         gl_renderer = self._offscreen._renderer
         rgba = np.empty((height, width, 4), np.uint8)  # RGBA: llvmpipe's own layout, 6x faster to read than RGB
         depth = np.empty((height, width), np.float32)
-        GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, gl_renderer._main_fb_ms)
-        GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)
+        glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, gl_renderer._main_fb_ms)
+        glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)
         glReadPixels(0, 0, width, height, GL.GL_RGBA, GL.GL_UNSIGNED_BYTE, rgba.ctypes.data_as(ctypes.c_void_p))
         glReadPixels(0, 0, width, height, GL.GL_DEPTH_COMPONENT, GL.GL_FLOAT, depth.ctypes.data_as(ctypes.c_void_p))
-        GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, 0)
+        glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, 0)
         # Window depth d in [0, 1] to camera z (pyrender's formula and operation order, so the same
         # float32 values); d == 1 is the cleared background.
         near, far = self.camera.znear, self.camera.zfar
@@ -431,15 +432,15 @@ class RasterRenderer:
 
     def _upload_vertices(self, data: np.ndarray) -> None:
         from OpenGL import GL
+        from OpenGL.raw.GL.VERSION.GL_1_5 import glBindBuffer, glBufferSubData
 
-        self._offscreen._platform.make_current()
+        data = np.ascontiguousarray(data, np.float32)
         base = data.ctypes.data
         for prim, sl in zip(self.primitives, self._group_slices):
-            GL.glBindBuffer(GL.GL_ARRAY_BUFFER, prim._buffers[0])
-            # A raw pointer: PyOpenGL would otherwise copy the array through tostring().
-            GL.glBufferSubData(GL.GL_ARRAY_BUFFER, 0, (sl.stop - sl.start) * data.strides[0],
-                               ctypes.c_void_p(base + sl.start * data.strides[0]))
-        GL.glBindBuffer(GL.GL_ARRAY_BUFFER, 0)
+            glBindBuffer(GL.GL_ARRAY_BUFFER, prim._buffers[0])
+            glBufferSubData(GL.GL_ARRAY_BUFFER, 0, (sl.stop - sl.start) * data.strides[0],
+                            ctypes.c_void_p(base + sl.start * data.strides[0]))
+        glBindBuffer(GL.GL_ARRAY_BUFFER, 0)
 
     def _normals(self, v: np.ndarray, out: np.ndarray) -> None:
         """Area-weighted vertex normals of `v` into `out` (n, 3) float32, not normalised (mesh.vert
@@ -449,8 +450,8 @@ class RasterRenderer:
         xyz, corners, cross, scratch = self._normal_buffers
         np.copyto(xyz, v.T)
         for k, index in enumerate(self._corner_index):
-            for c in range(3):
-                xyz[c].take(index, out=corners[k, c])
+            for c in range(3):  # mode="wrap": the indices are valid by construction, and numpy skips
+                xyz[c].take(index, out=corners[k, c], mode="wrap")  # its bounds check (2x faster)
         a, e1, e2 = corners  # triangle corners a, b, c -> edges b - a, c - a
         np.subtract(e1, a, out=e1)
         np.subtract(e2, a, out=e2)
@@ -773,12 +774,18 @@ def _load_hdri(path: str) -> np.ndarray:
     return cv2.resize(image, (1024, 512), interpolation=cv2.INTER_AREA)
 
 
-def _hdri_view(params: SceneParams, width: int, height: int, hdris: Path | None) -> np.ndarray:
-    """The part of the equirectangular HDRI behind the head (rotated), tone-mapped to sRGB."""
+@lru_cache(maxsize=256)
+def _hdri_path(name: str, hdris: Path | None) -> Path | None:
+    """The file of HDRI `name` (looked up once per process: a lookup stats up to four paths)."""
     from facegen.generator.sampling import bundled_hdri_dir, find_hdri
 
+    return find_hdri(name, [hdris, bundled_hdri_dir()])
+
+
+def _hdri_view(params: SceneParams, width: int, height: int, hdris: Path | None) -> np.ndarray:
+    """The part of the equirectangular HDRI behind the head (rotated), tone-mapped to sRGB."""
     name = params.lighting.hdri
-    path = find_hdri(name, [hdris, bundled_hdri_dir()]) if name else None
+    path = _hdri_path(name, hdris) if name else None
     if path is None:
         raise FacegenError(f"sample {params.index}: HDRI {name!r} not found in --hdris {hdris} or Blender's "
                            "bundled studio lights; pass --hdris DIR holding NAME.exr or NAME.hdr")

@@ -163,11 +163,12 @@ class SceneSampler:
         return groups
 
     def sample(self, index: int) -> SceneParams:
-        rng = np.random.default_rng([self.seed, index])
-        c = self.config
         # Fixed draw order: each part uses its own child generator, so adding a field to one part
-        # never shifts the random numbers of another.
-        r_id, r_ex, r_gaze, r_pose, r_cam, r_light, r_bg, r_app = rng.spawn(8)
+        # never shifts the random numbers of another. The children are those of
+        # np.random.default_rng([seed, index]).spawn(8), made without the parent generator.
+        children = np.random.SeedSequence([self.seed, index]).spawn(8)
+        r_id, r_ex, r_gaze, r_pose, r_cam, r_light, r_bg, r_app = (np.random.Generator(np.random.PCG64(s))
+                                                                    for s in children)
         identity = self._identity(r_id)
         expression = self._expression(r_ex)
         gaze = self._gaze(r_gaze, expression)
@@ -214,8 +215,8 @@ class SceneSampler:
     def _gaze(self, rng, expression: np.ndarray) -> tuple[float, float]:
         """Draw eye yaw/pitch and fold them into the eyeLook* weights of `expression` (in place)."""
         c = self.config["gaze"]
-        yaw = float(np.clip(rng.normal(0, c["yaw_std"]), -c["clip"], c["clip"]))
-        pitch = float(np.clip(rng.normal(0, c["pitch_std"]), -c["clip"], c["clip"]))
+        yaw = _clip(rng.normal(0, c["yaw_std"]), -c["clip"], c["clip"])
+        pitch = _clip(rng.normal(0, c["pitch_std"]), -c["clip"], c["clip"])
         h, v = min(abs(yaw) / c["full_yaw"], 1.0), min(abs(pitch) / c["full_pitch"], 1.0)
         e = self._eye
         if yaw > 0:  # towards +x: the left eye looks out, the right eye looks in
@@ -230,9 +231,9 @@ class SceneSampler:
         c = self.config["head_pose"]
         wide = rng.random() < c["yaw_wide_prob"]
         yaw = rng.uniform(-c["yaw_max"], c["yaw_max"]) if wide else rng.normal(0, c["yaw_std"])
-        yaw = float(np.clip(yaw, -c["yaw_max"], c["yaw_max"]))
-        pitch = float(np.clip(rng.normal(0, c["pitch_std"]), -c["pitch_max"], c["pitch_max"]))
-        roll = float(np.clip(rng.normal(0, c["roll_std"]), -c["roll_max"], c["roll_max"]))
+        yaw = _clip(yaw, -c["yaw_max"], c["yaw_max"])
+        pitch = _clip(rng.normal(0, c["pitch_std"]), -c["pitch_max"], c["pitch_max"])
+        roll = _clip(rng.normal(0, c["roll_std"]), -c["roll_max"], c["roll_max"])
         return (yaw, pitch, roll)
 
     def _camera(self, rng) -> tuple[float, float, tuple[float, float, float]]:
@@ -308,6 +309,11 @@ class SceneSampler:
             freckles=freckles,
             extra={"iris": iris_name, "skin_tone": float(tone)},
         )
+
+
+def _clip(x: float, lo: float, hi: float) -> float:
+    """float(np.clip(x, lo, hi)) for one number, without numpy's per-call overhead."""
+    return float(min(max(x, lo), hi))
 
 
 def kelvin_to_rgb(kelvin: float) -> tuple[float, float, float]:
