@@ -15,6 +15,7 @@ import itertools
 import multiprocessing as mp
 import os
 import queue
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -349,6 +350,7 @@ def _sha256(path: Path) -> str:
 # Worker processes: one Worker per process, progress through a queue.
 _WORKER: Worker | None = None
 _PROGRESS = None
+PROGRESS_INTERVAL_S = 0.2  # how often a worker reports its finished images
 
 
 def _init_worker(ctx: JobContext, progress_queue) -> None:
@@ -363,13 +365,22 @@ def _init_worker(ctx: JobContext, progress_queue) -> None:
 
 def _render_in_worker(task: tuple[int, int, int]) -> dict:
     parent = os.getppid()
+    unreported, reported_at = 0, time.monotonic()
 
     def tick(n: int) -> None:
+        nonlocal unreported, reported_at
         if os.getppid() != parent:  # the job was killed (SIGKILL leaves pool workers orphaned): stop
             os._exit(1)  # the shard stays a .partial, which the next run deletes
-        _PROGRESS.put(n)
+        unreported += n
+        # A put is a round trip to the manager process: report a few times a second, not per image.
+        if time.monotonic() - reported_at >= PROGRESS_INTERVAL_S:
+            _PROGRESS.put(unreported)
+            unreported, reported_at = 0, time.monotonic()
 
-    return _WORKER.render_shard(*task, tick=tick)
+    entry = _WORKER.render_shard(*task, tick=tick)
+    if unreported:
+        _PROGRESS.put(unreported)
+    return entry
 
 
 # -- the job --------------------------------------------------------------------------------------------

@@ -56,25 +56,32 @@ class Labeller:
         self._incidence = sp.csr_matrix(
             (np.ones(3 * f, np.float64), (self._tris.ravel(), np.repeat(np.arange(f), 3))),
             shape=(model.num_vertices, f))[candidates]
+        # Where each contour candidate's normal sits in candidate_normals() (padding: any row).
+        self._candidate_rows = np.searchsorted(candidates, self.contours.candidates).clip(0, max(len(candidates) - 1, 0))
+
+    def candidate_normals(self, vertices: np.ndarray) -> np.ndarray:
+        """(C, 3) unit normals (exact, area weighted, float64) of the contour candidates, in the
+        order of their vertex ids."""
+        # float64 corners of the triangles around the candidates only (not the whole mesh);
+        # mode="wrap": valid indices by construction, and numpy skips its bounds check
+        a, b, c = (vertices.take(i, axis=0, mode="wrap").astype(np.float64) for i in self._corner_index)
+        b -= a
+        c -= a
+        cross = np.empty_like(a)  # written out: np.cross is several times slower
+        np.multiply(b[:, 1], c[:, 2], out=cross[:, 0])
+        cross[:, 0] -= b[:, 2] * c[:, 1]
+        np.multiply(b[:, 2], c[:, 0], out=cross[:, 1])
+        cross[:, 1] -= b[:, 0] * c[:, 2]
+        np.multiply(b[:, 0], c[:, 1], out=cross[:, 2])
+        cross[:, 2] -= b[:, 1] * c[:, 0]
+        n = self._incidence @ cross
+        return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
     def contour_normals(self, vertices: np.ndarray) -> np.ndarray:
         """(V, 3) normals, exact (area weighted) on contour candidates, zero elsewhere."""
         normals = np.zeros((self.num_vertices, 3), np.float64)
         if len(self._candidates):
-            # float64 corners of the triangles around the candidates only (not the whole mesh)
-            # mode="wrap": valid indices by construction, and numpy skips its bounds check
-            a, b, c = (vertices.take(i, axis=0, mode="wrap").astype(np.float64) for i in self._corner_index)
-            b -= a
-            c -= a
-            cross = np.empty_like(a)  # written out: np.cross is several times slower
-            np.multiply(b[:, 1], c[:, 2], out=cross[:, 0])
-            cross[:, 0] -= b[:, 2] * c[:, 1]
-            np.multiply(b[:, 2], c[:, 0], out=cross[:, 1])
-            cross[:, 1] -= b[:, 0] * c[:, 2]
-            np.multiply(b[:, 0], c[:, 1], out=cross[:, 2])
-            cross[:, 2] -= b[:, 1] * c[:, 0]
-            n = self._incidence @ cross
-            normals[self._candidates] = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+            normals[self._candidates] = self.candidate_normals(vertices)
         return normals
 
     def locate(self, vertices: np.ndarray, camera_centre: np.ndarray) -> np.ndarray:
@@ -83,7 +90,8 @@ class Labeller:
         corners = vertices.take(self.spec.tri_vertices, axis=0, mode="wrap").astype(np.float64)
         points = np.einsum("lk,lkc->lc", self.spec.weights, corners)
         if self.contours.points.size:
-            chosen = self.contours.choose(vertices, camera_centre, self.contour_normals(vertices))
+            chosen = self.contours.choose(vertices, camera_centre, self.candidate_normals(vertices),
+                                          rows=self._candidate_rows)
             points[self.contours.points] = vertices.take(chosen, axis=0)
         return points
 
@@ -119,12 +127,14 @@ class ContourMarcher:
         self.facing = np.array([spec.contour_facing[i] for i, _ in items], np.float64)
         self.frontal = np.array([spec.contour_frontal[i] for i, _ in items], np.intp)
 
-    def choose(self, vertices: np.ndarray, camera_centre: np.ndarray, normals: np.ndarray) -> np.ndarray:
+    def choose(self, vertices: np.ndarray, camera_centre: np.ndarray, normals: np.ndarray,
+               rows: np.ndarray | None = None) -> np.ndarray:
         """Chosen vertex per contour point: march from the frontal candidate in the direction where
         the facing f = -n.h - f* keeps its sign, stop at the last candidate of that sign, then take
-        the next one if it is closer to f* (see CompiledSpec.locate_indices)."""
+        the next one if it is closer to f* (see CompiledSpec.locate_indices). `normals` are per
+        vertex (V, 3), or any rows with `rows` (P, K) saying where each candidate's normal is."""
         h = view_direction(vertices, camera_centre)
-        f = -(normals.take(self.candidates, axis=0) @ h) - self.facing[:, None]  # (P, K)
+        f = -(normals.take(self.candidates if rows is None else rows, axis=0) @ h) - self.facing[:, None]  # (P, K)
         rows = np.arange(len(self.points))
         k0 = self.frontal
         f0 = f[rows, k0]
@@ -156,7 +166,8 @@ def neighbour_depths(uv: np.ndarray, depth: np.ndarray, ring: int = 0) -> np.nda
     offsets = np.arange(-ring, 2 + ring)
     cols = np.clip(u0[:, None] + offsets[None, :], 0, w - 1)  # (N, k)
     rows = np.clip(v0[:, None] + offsets[None, :], 0, h - 1)
-    return depth[rows[:, :, None], cols[:, None, :]].reshape(len(uv), -1)
+    flat = (rows * w)[:, :, None] + cols[:, None, :]  # (N, k, k) indices into the raveled map
+    return np.ascontiguousarray(depth).ravel().take(flat.ravel(), mode="wrap").reshape(len(uv), -1)
 
 
 def depth_test(uv: np.ndarray, z: np.ndarray, depth: np.ndarray,
