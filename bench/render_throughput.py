@@ -1,8 +1,8 @@
 """Render throughput of the raster pipeline: end to end (sample -> pose -> render -> label -> HDF5)
 with 1 and 2 workers, against the bare pyrender draw of the same meshes, and where the rest goes.
 
-    .venv/bin/python bench/render_throughput.py            # dense490, 256 px, 200 images per run
-    .venv/bin/python bench/render_throughput.py --n 400 --workers 1,2
+    .venv/bin/python bench/render_throughput.py            # dense490, 256 px, 300 images per worker, 5 runs (~5 min)
+    .venv/bin/python bench/render_throughput.py --n 100 --repeats 1 --workers 2   # a quick look
 
 Rates are steady state: each worker builds its renderer first (not timed), then renders one shard.
 """
@@ -146,11 +146,12 @@ def breakdown(args) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=200, help="images per worker and run")
+    parser.add_argument("--n", type=int, default=300, help="images per worker and run")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--spec", default="dense490")
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per worker count (medians are printed)")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="runs per worker count: the machine's speed drifts between runs, so medians are printed")
     args = parser.parse_args()
     os.environ.setdefault("FACEGEN_HOME", str(REPO / ".cache" / "facegen-test"))
 
