@@ -57,7 +57,8 @@ class Labeller:
             (np.ones(3 * f, np.float64), (self._tris.ravel(), np.repeat(np.arange(f), 3))),
             shape=(model.num_vertices, f))[candidates]
         # Where each contour candidate's normal sits in candidate_normals() (padding: any row).
-        self._candidate_rows = np.searchsorted(candidates, self.contours.candidates).clip(0, max(len(candidates) - 1, 0))
+        rows = np.searchsorted(candidates, self.contours.candidates)
+        self._candidate_rows = rows.clip(0, max(len(candidates) - 1, 0))
 
     def candidate_normals(self, vertices: np.ndarray) -> np.ndarray:
         """(C, 3) unit normals (exact, area weighted, float64) of the contour candidates, in the
@@ -91,7 +92,7 @@ class Labeller:
         points = np.einsum("lk,lkc->lc", self.spec.weights, corners)
         if self.contours.points.size:
             chosen = self.contours.choose(vertices, camera_centre, self.candidate_normals(vertices),
-                                          rows=self._candidate_rows)
+                                          normal_rows=self._candidate_rows)
             points[self.contours.points] = vertices.take(chosen, axis=0)
         return points
 
@@ -128,13 +129,14 @@ class ContourMarcher:
         self.frontal = np.array([spec.contour_frontal[i] for i, _ in items], np.intp)
 
     def choose(self, vertices: np.ndarray, camera_centre: np.ndarray, normals: np.ndarray,
-               rows: np.ndarray | None = None) -> np.ndarray:
+               normal_rows: np.ndarray | None = None) -> np.ndarray:
         """Chosen vertex per contour point: march from the frontal candidate in the direction where
         the facing f = -n.h - f* keeps its sign, stop at the last candidate of that sign, then take
         the next one if it is closer to f* (see CompiledSpec.locate_indices). `normals` are per
-        vertex (V, 3), or any rows with `rows` (P, K) saying where each candidate's normal is."""
+        vertex (V, 3), or any rows with `normal_rows` (P, K) saying where each candidate's is."""
         h = view_direction(vertices, camera_centre)
-        f = -(normals.take(self.candidates if rows is None else rows, axis=0) @ h) - self.facing[:, None]  # (P, K)
+        index = self.candidates if normal_rows is None else normal_rows
+        f = -(normals.take(index, axis=0) @ h) - self.facing[:, None]  # (P, K)
         rows = np.arange(len(self.points))
         k0 = self.frontal
         f0 = f[rows, k0]
