@@ -34,7 +34,8 @@ def _timed_shard(args, out: str, shard: int, workers: int, barrier, results) -> 
     """One worker process: build everything, wait for the others, render one shard end to end
     (timed), then draw the same meshes again with nothing else to do (timed: the bare draws), all
     workers in step: first every pyrender draw, then every facegen draw."""
-    from facegen.generator.job import Worker, prepare
+    from facegen.generator.job import prepare
+    from facegen.generator.worker import Worker
 
     settings = _settings(args, out, workers)  # the worker count decides how a worker orders its stages
     os.environ.setdefault("LP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // workers)))  # as the job does
@@ -87,7 +88,8 @@ def end_to_end(args, workers: int) -> tuple[float, float, float]:
 def breakdown(args) -> dict[str, float]:
     """In-process, one worker, stages one after another as a worker runs them when every CPU is busy
     (Worker.samples: batches of BATCH, each stage over the batch): seconds per stage over args.n samples."""
-    from facegen.generator.job import BATCH, Worker, prepare
+    from facegen.generator.job import prepare
+    from facegen.generator.worker import BATCH, Worker
     from facegen.generator.scene import pose_scenes
     from facegen.shards import ShardWriter
 
