@@ -1,13 +1,22 @@
-"""Seconds per Cycles image at 256^2 and 512^2 (medians), and the share of time outside the Cycles
-render call (scene update + readback). Run on a quiet machine:
+"""Cycles speed, two ways (medians; run on a quiet machine):
 
-    .venv/bin/python bench/cycles_speed.py [--n 12] [--preset default] [--threads 0] [--device auto]
+1. jobs: `facegen render --renderer cycles` end to end (worker start-up included) with 1 and with 2
+   workers on the same job, images/s each: which worker count to use on this machine.
+2. images: seconds per image at 256^2 and 512^2 in one renderer, and the share of time outside the
+   Cycles render call (scene update + readback).
+
+    .venv/bin/python bench/cycles_speed.py [--workers 1,2] [--job-n 32] [--repeats 3]
+                                           [--n 12] [--preset default] [--threads 0] [--device auto]
+
+The jobs run first: this process imports bpy only for the per-image part.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,19 +26,40 @@ sys.path.insert(0, str(Path(__file__).parent))
 from cycles_common import random_params  # noqa: E402
 
 from facegen.face_model import load_face_model  # noqa: E402
-from facegen.generator.cycles import CyclesRenderer  # noqa: E402
+from facegen.generator.executors.local import threads_per_worker  # noqa: E402
+from facegen.generator.job import JobSettings, run_job  # noqa: E402
 from facegen.generator.scene import pose_scene  # noqa: E402
 
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=12)
-    ap.add_argument("--preset", default="default")
-    ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--sizes", default="256,512")
-    a = ap.parse_args()
+
+def job_rates(workers: list[int], n: int, size: int, repeats: int) -> None:
+    """The same job (4 shards) with each worker count, `repeats` times, interleaved."""
+    times: dict[int, list[float]] = {w: [] for w in workers}
+    for _ in range(repeats):
+        for w in workers:
+            out = Path(tempfile.mkdtemp(prefix="facegen-cycles-bench-"))
+            try:
+                start = time.perf_counter()
+                run_job(JobSettings(spec="dense490", n=n, out=str(out), size=size, shard_size=max(1, n // 4),
+                                    workers=w, renderer="cycles"), progress=False)
+                times[w].append(time.perf_counter() - start)
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
+    print(f"facegen render --renderer cycles, {n} images of {size}x{size} in 4 shards, end to end "
+          f"(medians of {repeats}):")
+    base = None
+    for w in workers:
+        rate = n / float(np.median(times[w]))
+        base = base or rate
+        runs = ", ".join(f"{n / t:.2f}" for t in times[w])
+        print(f"  {w} worker(s) x {threads_per_worker(w) if w > 1 else 'all'} threads: {rate:.2f} images/s "
+              f"({rate / base:.2f}x)   runs: {runs}")
+
+
+def image_times(n: int, preset: str, threads: int, device: str, sizes: list[int]) -> None:
+    from facegen.generator.cycles import CyclesRenderer  # imports bpy: after the jobs
+
     model = load_face_model()
-    r = CyclesRenderer(model, outputs=("rgb", "depth", "segmentation"), preset=a.preset, threads=a.threads, device=a.device)
+    r = CyclesRenderer(model, outputs=("rgb", "depth", "segmentation"), preset=preset, threads=threads, device=device)
     inner = []
     cycles_render = r._render
 
@@ -39,13 +69,13 @@ if __name__ == "__main__":
         inner.append(time.perf_counter() - t)
 
     r._render = timed_render
-    print(f"device {r.device}, preset {a.preset}, threads {a.threads or 'all'}")
-    for size in (int(s) for s in a.sizes.split(",")):
+    print(f"one renderer: device {r.device}, preset {preset}, threads {threads or 'all'}")
+    for size in sizes:
         p = random_params(model, 0, (size, size))
         r.render(p, pose_scene(p, model))  # warm-up
         inner.clear()
         total = []
-        for i in range(a.n):
+        for i in range(n):
             p = random_params(model, i + 1, (size, size))
             posed = pose_scene(p, model)  # mesh evaluation belongs to the caller, not the renderer
             t = time.perf_counter()
@@ -53,6 +83,24 @@ if __name__ == "__main__":
             total.append(time.perf_counter() - t)
         total, inner_a = np.array(total), np.array(inner)
         share = np.median((total - inner_a) / total)
-        print(f"{size}x{size}: median {np.median(total):.3f} s/image (min {total.min():.3f}, max {total.max():.3f}); "
+        print(f"  {size}x{size}: median {np.median(total):.3f} s/image (min {total.min():.3f}, max {total.max():.3f}); "
               f"outside the Cycles render call: median {np.median(total - inner_a):.3f} s = {share:.1%}")
     r.close()
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workers", default="1,2", help="worker counts for the job timing ('' to skip)")
+    ap.add_argument("--job-n", type=int, default=32, help="images per timed job")
+    ap.add_argument("--job-size", type=int, default=256)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--n", type=int, default=12, help="images per size in one renderer (0 to skip)")
+    ap.add_argument("--preset", default="default")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--sizes", default="256,512")
+    a = ap.parse_args()
+    if a.workers:
+        job_rates([int(w) for w in a.workers.split(",")], a.job_n, a.job_size, a.repeats)
+    if a.n:
+        image_times(a.n, a.preset, a.threads, a.device, [int(s) for s in a.sizes.split(",")])

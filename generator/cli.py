@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -55,7 +56,12 @@ def render(spec, n, out, size, shard_size, workers, seed, renderer, config, back
                            seed=seed, renderer=renderer, config=str(config) if config else None,
                            backgrounds=str(backgrounds) if backgrounds else None,
                            hdris=str(hdris) if hdris else None, outputs=outputs)
-    folder = run_job(settings, progress=not quiet)
+    try:
+        folder = run_job(settings, progress=not quiet)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: the finished shards in {out} are kept; run the same command to render the rest",
+                   err=True)
+        sys.exit(130)
     click.echo(f"{n} images in {folder} (read with facegen.open_shards({str(folder)!r}))")
 
 

@@ -32,12 +32,10 @@ from facegen.face_model import FaceModel
 from facegen.generator import blender_util as bu
 from facegen.generator import materials as mt
 from facegen.generator.labels import VISIBILITY_TOLERANCE_CM, in_frame_mask, visible_from_depths
-from facegen.generator.scene import PosedScene, RenderResult, SceneParams
+from facegen.generator.scene import MAX_LIGHTS, RENDERERS, PosedScene, RenderResult, SceneParams
 
 log = logging.getLogger("facegen.cycles")
 
-VERSION = "4"  # 2: composited backplate, new presets and hair/occlusion materials; 3: float32 posing;
-# 4: identity modes summed block by block (FaceModel.meshes)
 
 SEG_CLASSES = {
     0: "background", 1: "skin", 2: "brows", 3: "eyes", 4: "lips", 5: "teeth_mouth", 6: "eyelashes", 7: "head_neck",
@@ -87,7 +85,7 @@ def bundled_hdris() -> list[str]:
 
 class CyclesRenderer:
     name = "cycles"
-    version = VERSION
+    version = RENDERERS["cycles"].version  # bumped there when output pixels change
 
     def __init__(self, model: FaceModel, outputs=("rgb",), backgrounds: Path | None = None,
                  hdris: Path | None = None, device: str = "auto", preset: str = "default",
@@ -156,6 +154,7 @@ class CyclesRenderer:
         scene.collection.objects.link(self.camera)
         scene.camera = self.camera
 
+        self._build_lights()
         self._build_world()
         self._build_compositor()
 
@@ -202,6 +201,17 @@ class CyclesRenderer:
         self.scene.collection.objects.link(obj)
         self.__dict__.setdefault("_vertex_ids", {})[name] = verts
         return obj
+
+    def _build_lights(self) -> None:
+        """The light pool, made now and never hidden (unused lights get no energy): a light added to or
+        shown in the synced scene later goes to the end of Cycles' light list, which changes the noise
+        of every image after it, so a sample's pixels would depend on what its process rendered before."""
+        for i in range(MAX_LIGHTS):
+            data = bpy.data.lights.new(f"facegen_light{i}", "SUN")
+            data.energy = 0.0
+            obj = bpy.data.objects.new(data.name, data)
+            self.scene.collection.objects.link(obj)
+            self._lights.append(obj)
 
     def _build_world(self) -> None:
         """The world only lights the scene: an HDRI (rotated about the vertical axis) or a uniform colour."""
@@ -390,15 +400,12 @@ class CyclesRenderer:
 
     def _set_lights(self, params: SceneParams, posed: PosedScene) -> None:
         lights = params.lighting.lights
-        while len(self._lights) < len(lights):
-            data = bpy.data.lights.new(f"facegen_light{len(self._lights)}", "POINT")
-            obj = bpy.data.objects.new(data.name, data)
-            self.scene.collection.objects.link(obj)
-            self._lights.append(obj)
+        if len(lights) > MAX_LIGHTS:
+            raise FacegenError(f"sample {params.index} has {len(lights)} lights; at most {MAX_LIGHTS} are supported")
         centre = np.asarray(posed.head_t, np.float64)
         for i, obj in enumerate(self._lights):
-            obj.hide_render = i >= len(lights)
-            if obj.hide_render:
+            if i >= len(lights):  # dark, not hidden: un-hiding a light reorders Cycles' light list (see _build_lights)
+                obj.data.energy = 0.0
                 continue
             li = lights[i]
             d = bu.direction(li.azimuth, li.elevation)

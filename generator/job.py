@@ -1,22 +1,21 @@
 """The render job: sample -> pose -> render -> label -> write, in shards, resumable.
 
-Shard k holds samples [k * shard_size, min((k + 1) * shard_size, n)). Workers (spawned processes:
-OpenGL/EGL and bpy contexts do not survive fork) each build the model, spec and renderer once and
-render whole shards. The main process owns the manifest and the progress bar. A re-run of the same
-command renders only the shards that are missing; finished shards are never rewritten.
+Shard k holds samples [k * shard_size, min((k + 1) * shard_size, n)). The job plans the shards,
+validates every input, then claims the output folder; an executor (generator/executors/) renders
+the missing shards with workers that each build the model, spec and renderer once. This process owns
+the manifest and the progress bar and never imports a renderer's backend (bpy, OpenGL): spawned
+workers must find the packages as a fresh interpreter does. A re-run of the same command renders
+only the shards that are missing; finished shards are never rewritten.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
-import multiprocessing as mp
-import queue
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from facegen.errors import FacegenError
-from facegen.generator.worker import Worker, _init_worker, _render_in_worker
+from facegen.generator.executors import WorkerFailed
 from facegen.shards import FORMAT_VERSION, MANIFEST, PARTIAL_SUFFIX, read_manifest, shard_name, write_manifest
 
 # The renderer `facegen render` uses unless told otherwise: photoreal Cycles (generator/cycles.py);
@@ -80,20 +79,9 @@ def validate(s: JobSettings) -> None:
         raise FacegenError(f"--outputs: unknown {', '.join(unknown)}; choose from {', '.join(OUTPUTS)}")
     if "rgb" not in s.outputs:
         raise FacegenError("--outputs must include rgb")
-    from facegen.generator.scene import RENDERERS
+    from facegen.generator.scene import check_renderer
 
-    if s.renderer not in RENDERERS:
-        raise FacegenError(f"--renderer {s.renderer!r}: choose one of {', '.join(RENDERERS)}")
-
-
-def renderer_class(name: str):
-    from facegen.generator.scene import RENDERERS
-
-    module_name, cls_name = RENDERERS[name].split(":")
-    try:
-        return getattr(importlib.import_module(module_name), cls_name)
-    except ImportError as e:
-        raise FacegenError(f"renderer {name!r} is not available here ({e})") from None
+    check_renderer(s.renderer)
 
 
 @dataclass
@@ -113,6 +101,7 @@ class JobContext:
 def prepare(s: JobSettings) -> JobContext:
     from facegen.face_model import load_face_model
     from facegen.generator import sampling
+    from facegen.generator.scene import check_renderer
     from facegen.specs import compile_spec, load_spec
 
     model = load_face_model(s.model_path)
@@ -122,14 +111,14 @@ def prepare(s: JobSettings) -> JobContext:
         if s.backgrounds else ()
     hdri_dir = s.hdris or (str(sampling.bundled_hdri_dir()) if sampling.bundled_hdri_dir() else None)
     hdri_names = tuple(sampling.list_hdris(Path(hdri_dir))) if hdri_dir else ()
-    cls = renderer_class(s.renderer)
+    backend = check_renderer(s.renderer)
     job = {
         "spec": spec.name,
         "spec_hash": spec.hash,
         "seed": s.seed,
         "config_hash": sampling.config_hash(config),
         "renderer": s.renderer,
-        "renderer_version": str(cls.version),
+        "renderer_version": backend.version,
         "model_hash": model.hash,
         "image_size": [s.size, s.size],
         "shard_size": s.shard_size,
@@ -196,49 +185,18 @@ def run_job(s: JobSettings, progress: bool = True) -> Path:
                                     key=lambda e: e["first_index"])
         write_manifest(out, manifest)
 
+    from facegen.generator.executors import local
+
     try:
-        if s.workers == 1 or len(tasks) == 1:
-            worker = Worker(ctx)
-            try:
-                for task in tasks:
-                    finished(worker.render_shard(*task, tick=bar.update))
-            finally:
-                worker.close()
-        else:
-            _run_pool(ctx, tasks, bar, finished)
+        local.run(ctx, tasks, bar.update, finished)
+    except WorkerFailed as e:
+        kept = len(manifest["shards"])
+        e.message += (f"\n{kept} of {len(s.shard_ranges())} shards are finished and kept in {out / MANIFEST}; "
+                      "fix the cause and run the same command again to render the rest.")
+        raise
     finally:
         bar.close()
     return out
-
-
-def _run_pool(ctx: JobContext, tasks, bar, finished) -> None:
-    """Spawned workers render whole shards; the main process counts images and writes the manifest."""
-    mp_ctx = mp.get_context("spawn")
-    with mp_ctx.Manager() as manager:
-        progress_queue = manager.Queue()
-        with mp_ctx.Pool(min(ctx.settings.workers, len(tasks)), initializer=_init_worker,
-                         initargs=(ctx, progress_queue)) as pool:
-            _collect(pool, tasks, progress_queue, bar, finished)
-
-
-def _collect(pool, tasks, progress_queue, bar, finished) -> None:
-    """Wait for the shards, counting finished images as workers report them."""
-    pending = [pool.apply_async(_render_in_worker, (task,)) for task in tasks]
-    while pending:
-        _drain(progress_queue, bar, timeout=0.2)
-        for result in [r for r in pending if r.ready()]:
-            pending.remove(result)
-            finished(result.get())  # re-raises a worker's error here
-    _drain(progress_queue, bar, timeout=0.0)
-
-
-def _drain(progress_queue, bar, timeout: float) -> None:
-    try:
-        bar.update(progress_queue.get(timeout=timeout) if timeout else progress_queue.get_nowait())
-        while True:
-            bar.update(progress_queue.get_nowait())
-    except queue.Empty:
-        pass
 
 
 def pending_shards(s: JobSettings, manifest: dict, out: Path) -> list[tuple[int, int, int]]:

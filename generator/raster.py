@@ -29,7 +29,7 @@ from matplotlib.path import Path as Polygon  # noqa: E402
 from facegen.camera import gl_pixel_offset  # noqa: E402
 from facegen.errors import FacegenError  # noqa: E402
 from facegen.face_model import FaceModel  # noqa: E402
-from facegen.generator.scene import PosedScene, RenderResult, SceneParams  # noqa: E402
+from facegen.generator.scene import MAX_LIGHTS, RENDERERS, PosedScene, RenderResult, SceneParams  # noqa: E402
 
 # Segmentation classes (docs/rendering.md); each is one pyrender mesh so the SEG pass can tell them apart.
 # Segmentation classes: shared with the Cycles backend (docs/segmentation.md).
@@ -88,13 +88,15 @@ class RasterRenderer:
     """pyrender/EGL renderer implementing the `Renderer` protocol (see generator/scene.py)."""
 
     name = "raster"
-    # Bump when output pixels or labels change (part of a job's resume key). 2: colours in mesh.vert;
-    # 3: identity modes summed block by block (FaceModel.meshes: vertices differ by ~1e-7 cm), lights
-    # in a fixed order (pyrender's order could change the rounding of a few pixels between runs).
-    version = "3"
+    version = RENDERERS["raster"].version  # bumped there when output pixels or labels change
 
     def __init__(self, model: FaceModel, outputs=("rgb", "depth", "segmentation"), backgrounds: Path | None = None,
-                 hdris: Path | None = None, device: str = "auto", antialias: bool = False, **_ignored):
+                 hdris: Path | None = None, device: str = "auto", antialias: bool = False, threads: int = 0,
+                 **_ignored):
+        if threads:
+            # llvmpipe starts one raster thread per CPU in every process; with several render workers
+            # that oversubscribes the CPUs, so each gets its share (read when the GL context is made).
+            os.environ.setdefault("LP_NUM_THREADS", str(int(threads)))
         try:
             import pyrender
         except Exception as e:  # noqa: BLE001 - OpenGL platform problems surface here
@@ -195,7 +197,7 @@ class RasterRenderer:
         self.camera = pr.IntrinsicsCamera(fx=500.0, fy=500.0, cx=128.0, cy=128.0, znear=10.0, zfar=200.0)
         self.camera_node = self.scene.add(self.camera, pose=np.eye(4))
         self.light_nodes = [self.scene.add(pr.DirectionalLight(color=np.ones(3), intensity=0.0), pose=np.eye(4))
-                            for _ in range(3)]
+                            for _ in range(MAX_LIGHTS)]
 
     def _ensure_context(self, width: int, height: int) -> None:
         if self._offscreen is not None and self._size == (width, height):

@@ -27,10 +27,13 @@ class Light:
     size: float = 0.0  # area-light edge / point-light radius, cm (0 = hard)
 
 
+MAX_LIGHTS = 3  # lights one sample may have: both backends build this many once and reuse them
+
+
 @dataclass
 class Lighting:
     ambient: float = 0.3  # raster: ambient term; cycles: scales the world/HDRI strength
-    lights: list[Light] = field(default_factory=list)
+    lights: list[Light] = field(default_factory=list)  # at most MAX_LIGHTS
     hdri: str = ""  # name of an HDRI (cycles); "" = none
     hdri_rotation: float = 0.0  # degrees about the vertical axis
     hdri_strength: float = 1.0
@@ -170,21 +173,47 @@ class Renderer(Protocol):
     def close(self) -> None: ...
 
 
-# Renderers by name: "module:Class". Each class takes (model: FaceModel, **options) where options are
-# outputs=("rgb", "depth", "segmentation"), backgrounds=Path|None, hdris=Path|None, device="auto".
+@dataclass(frozen=True)
+class Backend:
+    """A renderer by name: where its class lives, its version and the package it needs. Readable
+    without importing the backend: the render job's own process never imports bpy or OpenGL."""
+
+    target: str  # "module:Class"; the class takes (model: FaceModel, **options), see create_renderer
+    version: str  # bump when output pixels change: stored in shards, part of the resume key
+    requires: str  # top-level package the backend imports
+
+
+# Version history. raster 2: colours in mesh.vert; 3: identity modes summed block by block
+# (FaceModel.meshes: vertices differ by ~1e-7 cm), lights in a fixed order. cycles 2: composited
+# backplate, new presets and hair/occlusion materials; 3: float32 posing; 4: identity modes summed
+# block by block; 5: a fixed pool of lights, unused ones dark (pixels no longer depend on what the
+# process rendered before).
 RENDERERS = {
-    "raster": "facegen.generator.raster:RasterRenderer",
-    "cycles": "facegen.generator.cycles:CyclesRenderer",
+    "raster": Backend("facegen.generator.raster:RasterRenderer", version="3", requires="pyrender"),
+    "cycles": Backend("facegen.generator.cycles:CyclesRenderer", version="5", requires="bpy"),
 }
 
 
-def create_renderer(name: str, model: FaceModel, **options) -> Renderer:
-    """The single factory for renderers (imports the backend lazily: bpy and OpenGL are heavy)."""
-    import importlib
+def check_renderer(name: str) -> Backend:
+    """The backend called `name` if it can load here (checked without importing it)."""
+    import importlib.util
 
     from facegen.errors import FacegenError
 
     if name not in RENDERERS:
-        raise FacegenError(f"unknown renderer {name!r}; choose one of: {', '.join(RENDERERS)}")
-    module_name, cls_name = RENDERERS[name].split(":")
+        raise FacegenError(f"--renderer {name!r}: choose one of {', '.join(RENDERERS)}")
+    backend = RENDERERS[name]
+    if importlib.util.find_spec(backend.requires) is None:
+        raise FacegenError(f"renderer {name!r} needs the {backend.requires} package, which is not installed here; "
+                           "install facegen's dependencies (make install) or pick another --renderer")
+    return backend
+
+
+def create_renderer(name: str, model: FaceModel, **options) -> Renderer:
+    """The single factory for renderers (imports the backend lazily: bpy and OpenGL are heavy).
+    options: outputs=("rgb", "depth", "segmentation"), backgrounds=Path|None, hdris=Path|None,
+    threads=0 (CPU threads; 0 = every CPU), device="auto"; a backend ignores what it does not use."""
+    import importlib
+
+    module_name, cls_name = check_renderer(name).target.split(":")
     return getattr(importlib.import_module(module_name), cls_name)(model, **options)

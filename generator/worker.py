@@ -8,7 +8,6 @@ import gc
 import hashlib
 import itertools
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +30,7 @@ class Worker:
     """Renders whole shards; built once per process (model, spec, sampler, renderer, labeller)."""
 
     ctx: JobContext
+    threads: int = 0  # CPU threads for the renderer (0: its own default, every CPU)
 
     def __post_init__(self) -> None:
         import cv2
@@ -51,7 +51,7 @@ class Worker:
         self.sampler = SceneSampler(self.ctx.model, self.ctx.config, s.seed, (s.size, s.size),
                                     photos=self.ctx.photos, hdris=self.ctx.hdri_names)
         self.renderer = create_renderer(s.renderer, self.ctx.model, outputs=s.outputs, backgrounds=s.backgrounds,
-                                        hdris=self.ctx.hdri_dir)
+                                        hdris=self.ctx.hdri_dir, threads=self.threads)
         self.labeller = Labeller(self.ctx.spec, self.ctx.model)
         # Nothing made so far (model, renderer, pyrender scene, h5py, numpy, ~150k objects) is ever
         # garbage: keep it out of the cyclic collector's full passes, which otherwise walk it every
@@ -184,39 +184,3 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-# Worker processes: one Worker per process, progress through a queue.
-_WORKER: Worker | None = None
-_PROGRESS = None
-PROGRESS_INTERVAL_S = 0.2  # how often a worker reports its finished images
-
-
-def _init_worker(ctx: JobContext, progress_queue) -> None:
-    global _WORKER, _PROGRESS
-    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
-    # llvmpipe starts one raster thread per CPU in every process; with several workers that
-    # oversubscribes the CPUs. Share them out (read when the GL context is created).
-    os.environ.setdefault("LP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // ctx.settings.workers)))
-    _WORKER = Worker(ctx)
-    _PROGRESS = progress_queue
-
-
-def _render_in_worker(task: tuple[int, int, int]) -> dict:
-    parent = os.getppid()
-    unreported, reported_at = 0, time.monotonic()
-
-    def tick(n: int) -> None:
-        nonlocal unreported, reported_at
-        if os.getppid() != parent:  # the job was killed (SIGKILL leaves pool workers orphaned): stop
-            os._exit(1)  # the shard stays a .partial, which the next run deletes
-        unreported += n
-        # A put is a round trip to the manager process: report a few times a second, not per image.
-        if time.monotonic() - reported_at >= PROGRESS_INTERVAL_S:
-            _PROGRESS.put(unreported)
-            unreported, reported_at = 0, time.monotonic()
-
-    entry = _WORKER.render_shard(*task, tick=tick)
-    if unreported:
-        _PROGRESS.put(unreported)
-    return entry

@@ -1,0 +1,268 @@
+"""The local executor: a job's shards rendered on this machine, in this process (one worker) or in
+spawned worker processes (OpenGL/EGL and bpy contexts do not survive fork), each building its
+model, spec and renderer once and rendering whole shards.
+
+Each worker process talks to the job over its own pipe: it is sent one shard at a time and answers
+with progress counts, the finished shard's manifest entry, or its own error. A worker that raises or
+dies (kill -9, the out-of-memory killer) ends the job at once with that error and the shard it was
+on; the other workers are stopped and nothing is respawned. Workers ignore Ctrl-C (the job stops
+them) and die with the job, so none is left behind.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import re
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+
+from facegen.errors import FacegenError
+from facegen.generator.executors import WorkerFailed
+from facegen.generator.worker import Worker
+from facegen.shards import shard_name
+
+PROGRESS_INTERVAL_S = 0.2  # how often a worker process reports its finished images
+STOP_GRACE_S = 10.0  # how long a stopped worker may take to delete its half-written shard
+# Test hook: make a worker fail on purpose. "start" raises while a worker sets up, "shard:K" after
+# the first image of shard K (tests/test_job_failures.py).
+FAULT_ENV = "FACEGEN_TEST_FAULT"
+
+
+def run(ctx, tasks, progress, finished) -> None:
+    """Render `tasks` with min(--workers, number of shards) workers (see executors/__init__.py)."""
+    workers = min(ctx.settings.workers, len(tasks))
+    if workers == 1:
+        _run_inline(ctx, tasks, progress, finished)
+    else:
+        _run_processes(ctx, tasks, workers, progress, finished)
+
+
+def threads_per_worker(workers: int) -> int:
+    """CPU threads each of `workers` renderers gets: the CPUs shared out, at least one each."""
+    return max(1, len(os.sched_getaffinity(0)) // workers)
+
+
+def _run_inline(ctx, tasks, progress, finished) -> None:
+    """One worker in this process, with every CPU (the renderer's own thread default)."""
+    task = None
+    try:
+        _inject_fault("start")
+        worker = Worker(ctx)
+        try:
+            for task in tasks:
+                finished(worker.render_shard(*task, tick=_faulty_tick(task, progress)))
+        finally:
+            worker.close()
+    except (FacegenError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # a bug or an environment problem: say where, keep finished shards
+        raise WorkerFailed(f"rendering {_where(task)} failed: {_describe(e)}") from e
+
+
+# -- worker processes ----------------------------------------------------------------------------
+
+@dataclass
+class _Process:
+    process: mp.Process
+    conn: Connection  # the job's end of the worker's pipe
+    task: tuple[int, int, int] | None = None  # the shard it is rendering
+
+
+def _run_processes(ctx, tasks, workers: int, progress, finished) -> None:
+    mp_ctx = mp.get_context("spawn")
+    todo = deque(tasks)
+    procs: list[_Process] = []
+    try:
+        with _sigint_ignored():  # inherited through exec: Ctrl-C reaches the job only, which stops them
+            for i in range(workers):
+                job_end, worker_end = mp_ctx.Pipe()
+                process = mp_ctx.Process(target=_worker_main, name=f"facegen-render-{i}", daemon=True,
+                                         args=(ctx, threads_per_worker(workers), worker_end))
+                process.start()
+                worker_end.close()
+                procs.append(_Process(process, job_end))
+        for p in procs:
+            _send_next(p, todo)
+        while any(p.task is not None for p in procs):
+            busy = [p for p in procs if p.task is not None]
+            ready = wait([p.conn for p in busy] + [p.process.sentinel for p in busy])
+            for p in busy:
+                if p.conn in ready:
+                    _receive(p, todo, progress, finished)
+                if p.process.sentinel in ready and p.task is not None:
+                    _receive(p, todo, progress, finished)  # its last words, if any
+                    p.process.join(1.0)  # reaped: its exit code or signal is known
+                    raise WorkerFailed(f"render worker {p.process.pid} {_death(p.process)} while rendering "
+                                       f"{_where(p.task)}")
+    finally:
+        _stop(procs)
+
+
+def _send_next(p: _Process, todo: deque) -> None:
+    p.task = todo.popleft() if todo else None
+    try:
+        p.conn.send(p.task)
+    except (BrokenPipeError, ConnectionResetError, EOFError):
+        pass  # it died; its sentinel says so
+
+
+def _receive(p: _Process, todo: deque, progress, finished) -> None:
+    """Handle everything worker `p` has sent so far."""
+    try:
+        while p.conn.poll():
+            kind, *payload = p.conn.recv()
+            if kind == "progress":
+                progress(payload[0])
+            elif kind == "done":
+                finished(payload[0])
+                _send_next(p, todo)
+            elif kind == "failed":  # the task the worker was on (None: it was still setting up)
+                task, message, trace = payload
+                if os.environ.get("FACEGEN_DEBUG"):
+                    message += "\n" + trace
+                raise WorkerFailed(f"render worker {p.process.pid} failed "
+                                   f"{'on ' + _where(task) if task else 'while starting'}: {message}")
+    except (EOFError, ConnectionResetError, OSError):
+        pass  # the pipe closed: the process ended, which its sentinel reports
+
+
+def _stop(procs: list[_Process]) -> None:
+    """Stop every worker still running (SIGTERM lets it delete its .partial; SIGKILL after a grace)."""
+    for p in procs:
+        if p.process.is_alive():
+            p.process.terminate()
+    deadline = time.monotonic() + STOP_GRACE_S
+    for p in procs:
+        p.process.join(max(0.0, deadline - time.monotonic()))
+        if p.process.is_alive():
+            p.process.kill()
+            p.process.join()
+        p.conn.close()
+
+
+def _death(process: mp.Process) -> str:
+    code = process.exitcode
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name
+        hint = " (kill -9, or the kernel's out-of-memory killer: see `dmesg`)" if -code == signal.SIGKILL else ""
+        return f"was killed by {name}{hint}"
+    return f"exited with code {code}"
+
+
+@contextmanager
+def _sigint_ignored():
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _worker_main(ctx, threads: int, conn: Connection) -> None:
+    """A worker process: set up once, then render the shards the job sends until it sends None."""
+    _die_with_parent()
+    _drop_blender_script_paths()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: the shard writer deletes its .partial
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    task = None
+    try:
+        _inject_fault("start")
+        worker = Worker(ctx, threads=threads)
+        while (task := conn.recv()) is not None:
+            report = _Reporter(conn)
+            entry = worker.render_shard(*task, tick=_faulty_tick(task, report))
+            report.flush()
+            conn.send(("done", entry))
+        worker.close()
+    except SystemExit:
+        raise
+    except BaseException as e:  # noqa: BLE001 - everything goes back to the job, which stops
+        try:
+            conn.send(("failed", task, _describe(e), traceback.format_exc()))
+        finally:
+            sys.exit(1)
+
+
+class _Reporter:
+    """Counts a worker's finished images and sends them a few times a second (not per image)."""
+
+    def __init__(self, conn: Connection):
+        self.conn, self.unsent, self.sent_at = conn, 0, time.monotonic()
+
+    def __call__(self, n: int) -> None:
+        self.unsent += n
+        if time.monotonic() - self.sent_at >= PROGRESS_INTERVAL_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.unsent:
+            self.conn.send(("progress", self.unsent))
+        self.unsent, self.sent_at = 0, time.monotonic()
+
+
+def _drop_blender_script_paths() -> None:
+    """Forget Blender's script folders (`.../bpy/4.5/scripts/modules`, ...) on the inherited sys.path.
+    A process that imported bpy has them in front of site-packages and spawn hands its sys.path to
+    every child, where `import bpy` then finds Blender's script package instead of the module
+    ("No module named '_bpy'"). bpy puts them back when it is imported."""
+    sys.path[:] = [p for p in sys.path if not re.search(r"[/\\]\d+\.\d+[/\\]scripts([/\\]|$)", p)]
+
+
+def _die_with_parent() -> None:
+    """Have the kernel stop this worker (SIGTERM) when the job's process dies, even by SIGKILL."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the job's atexit still stops its daemon workers
+        return
+    if os.getppid() != parent:  # it died before the request took effect
+        sys.exit(143)
+
+
+# -- errors -----------------------------------------------------------------------------------------
+
+def _where(task) -> str:
+    if task is None:
+        return "the worker's set-up"
+    k, first, count = task
+    return f"{shard_name(k)} (samples {first}-{first + count - 1})"
+
+
+def _describe(e: BaseException) -> str:
+    """A worker's error in one line: its own message, and where in the code when it is not a user error."""
+    if isinstance(e, FacegenError):
+        return e.message
+    frames = traceback.extract_tb(e.__traceback__)
+    at = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
+    return f"{type(e).__name__}: {e}{at}"
+
+
+def _inject_fault(where: str) -> None:
+    if os.environ.get(FAULT_ENV) == where:
+        raise RuntimeError(f"{FAULT_ENV}={where}: failure injected for a test")
+
+
+def _faulty_tick(task, tick):
+    """`tick`, raising after the shard's first image when FACEGEN_TEST_FAULT=shard:K names this shard."""
+    if os.environ.get(FAULT_ENV) != f"shard:{task[0]}":
+        return tick
+
+    def faulty(n: int) -> None:
+        tick(n)
+        _inject_fault(f"shard:{task[0]}")
+
+    return faulty
