@@ -19,6 +19,7 @@ import yaml
 
 from facegen.errors import FacegenError
 from facegen.face_model import FaceModel
+from facegen.generator.config_schema import validate_config
 from facegen.generator.scene import Appearance, Background, Light, Lighting, SceneParams
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "assets" / "sampling.yaml"
@@ -37,9 +38,11 @@ IRIS_COLOURS = {  # linear RGB
 # -- configuration ---------------------------------------------------------------------------------
 
 def load_config(path: Path | str | None = None) -> dict:
-    """The default sampling config, deep-merged with the overrides in `path` (validated)."""
+    """The default sampling config, deep-merged with the overrides in `path`, checked against the
+    schema (generator/config_schema.py). The plain dict is returned, as the YAML gives it."""
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
     if path is None:
+        validate_config(config, where=str(DEFAULT_CONFIG))
         return config
     path = Path(path)
     try:
@@ -50,27 +53,66 @@ def load_config(path: Path | str | None = None) -> dict:
         raise FacegenError(f"--config {path}: not valid YAML ({e})") from None
     if not isinstance(override, dict):
         raise FacegenError(f"--config {path}: expected a mapping of sections, got {type(override).__name__}")
-    return _merge(config, override, where=str(path))
+    config = _merge(config, override)
+    validate_config(config, where=str(path))
+    return config
 
 
-def _merge(base: dict, override: dict, where: str, prefix: str = "") -> dict:
-    """Deep merge; every key of `override` must exist in `base` (groups may be added/removed)."""
+def _merge(base: dict, override: dict, path: tuple[str, ...] = ()) -> dict:
+    """Deep merge. A group under expression.groups is replaced whole (users may add or replace
+    groups; `groups: null` drops them all). Unknown keys are kept: the schema refuses them, together
+    with every other problem."""
     out = copy.deepcopy(base)
     for key, value in override.items():
-        dotted = f"{prefix}{key}"
-        if prefix == "expression.groups." or (prefix == "expression." and key == "groups" and value is None):
-            out[key] = value  # a new group (or a replaced one) is allowed; checked by the sampler
-            continue
-        if key not in base:
-            known = ", ".join(sorted(base))
-            raise FacegenError(f"{where}: unknown key {dotted!r}; known keys here: {known}")
-        if isinstance(base[key], dict) and isinstance(value, dict):
-            out[key] = _merge(base[key], value, where, dotted + ".")
-        elif isinstance(base[key], dict) != isinstance(value, dict):
-            raise FacegenError(f"{where}: {dotted!r} must be {'a mapping' if isinstance(base[key], dict) else 'a value'}")
+        if isinstance(base.get(key), dict) and isinstance(value, dict) and path != ("expression", "groups"):
+            out[key] = _merge(base[key], value, (*path, key))
         else:
             out[key] = value
     return out
+
+
+def check_config_against_model(config: dict, model: FaceModel, where: str) -> None:
+    """What the schema cannot know: expression names in the groups exist in `model`, and
+    identity.num_modes is at most the model's identity mode count. Cheap (names only); raises
+    FacegenError listing every problem, `where` naming the config file."""
+    problems = []
+    num_modes = config["identity"]["num_modes"]
+    if num_modes > model.num_identity:
+        problems.append(f"{where}: identity.num_modes = {num_modes!r}: must be at most {model.num_identity} "
+                        "(the face model's number of identity modes)")
+    names = model.expression_names
+    for gname, group in (config["expression"].get("groups") or {}).items():
+        unknown = [s for s in group["shapes"] if _shape_indices(s, names) is None]
+        if unknown:
+            problems.append(
+                f"{where}: expression.groups.{gname}.shapes = {group['shapes']!r}: unknown expression "
+                f"{', '.join(map(repr, unknown))}; known: {', '.join(names)} (a name without _L/_R means both sides)")
+    if problems:
+        raise FacegenError("\n".join(problems))
+
+
+def check_backgrounds(config: dict, have_photos: bool, have_hdris: bool, where: str) -> None:
+    """The sampler drops `photo` without --backgrounds and `hdri` without HDRIs: some kind that it
+    keeps must have a weight > 0."""
+    kinds = config["background"]["kinds"]
+    needs = {"photo": "--backgrounds DIR", "hdri": "--hdris DIR"}
+    dropped = [k for k, have in (("photo", have_photos), ("hdri", have_hdris)) if not have]
+    drawable = [k for k in kinds if k not in dropped]
+    if any(kinds[k] > 0 for k in drawable):
+        return
+    why = "".join(f"; {k} is drawn only with {needs[k]}" for k in dropped)
+    todo = f"give {' or '.join(drawable)} a weight > 0" + "".join(
+        f", or pass {needs[k]}" for k in dropped if kinds[k] > 0)
+    raise FacegenError(f"{where}: background.kinds = {kinds!r}: no background kind can be drawn{why}; {todo}")
+
+
+def _shape_indices(shape: str, names: tuple[str, ...] | list[str]) -> list[int] | None:
+    """Expression indices of a group's shape name: [i], [L, R] for a name without _L/_R, or None."""
+    if shape in names:
+        return [names.index(shape)]
+    if f"{shape}_L" in names and f"{shape}_R" in names:
+        return [names.index(f"{shape}_L"), names.index(f"{shape}_R")]
+    return None
 
 
 def config_yaml(config: dict) -> str:
@@ -137,6 +179,11 @@ class SceneSampler:
     hdris: tuple[str, ...] = ()  # HDRI names (bundled or from --hdris DIR)
 
     def __post_init__(self) -> None:
+        # Direct users get the same checks as `facegen render` (which runs them before it touches
+        # the output folder, with the config's file name).
+        validate_config(self.config, where="sampling config")
+        check_config_against_model(self.config, self.model, where="sampling config")
+        check_backgrounds(self.config, bool(self.photos), bool(self.hdris), where="sampling config")
         self._groups = self._compile_groups()
         names = self.model.expression_names
         self._eye = {k: names.index(k) for k in names if k.startswith("eyeLook")}
@@ -145,22 +192,8 @@ class SceneSampler:
     def _compile_groups(self) -> list[tuple[str, dict, list[list[int]]]]:
         """Each group's shapes as lists of expression indices ([L, R] for a pair, [i] otherwise)."""
         names = self.model.expression_names
-        groups = []
-        for gname, g in (self.config["expression"].get("groups") or {}).items():
-            missing = {"prob", "weight", "shapes"} - set(g)
-            if missing:
-                raise FacegenError(f"sampling config: expression group {gname!r} lacks {', '.join(sorted(missing))}")
-            shapes = []
-            for s in g["shapes"]:
-                if s in names:
-                    shapes.append([names.index(s)])
-                elif f"{s}_L" in names and f"{s}_R" in names:
-                    shapes.append([names.index(f"{s}_L"), names.index(f"{s}_R")])
-                else:
-                    raise FacegenError(f"sampling config: group {gname!r} names unknown expression {s!r}; "
-                                       f"known: {', '.join(names)}")
-            groups.append((gname, g, shapes))
-        return groups
+        return [(gname, g, [_shape_indices(s, names) for s in g["shapes"]])
+                for gname, g in (self.config["expression"].get("groups") or {}).items()]
 
     def sample(self, index: int) -> SceneParams:
         # Fixed draw order: each part uses its own child generator, so adding a field to one part
@@ -185,7 +218,7 @@ class SceneSampler:
 
     def _identity(self, rng) -> np.ndarray:
         c = self.config["identity"]
-        k = min(int(c["num_modes"]), self.model.num_identity)
+        k = int(c["num_modes"])  # <= num_identity: check_config_against_model
         w = np.zeros(self.model.num_identity, np.float32)
         w[:k] = rng.standard_normal(k) * float(c["scale"])
         return w

@@ -1,0 +1,260 @@
+"""Schema of the scene-sampling config (assets/sampling.yaml), checked when the config is loaded.
+
+The pydantic models below mirror the YAML sections. They only validate: `load_config` still returns
+the plain merged dict, so what the sampler reads (and `config_hash`) is exactly the YAML's content.
+Each problem is reported as `<file>: <dotted.key> = <value>: must be <what is allowed>`, all of
+them at once, in a `FacegenError` (pydantic's own wording and URLs are not shown).
+
+Checks that need the face model or the job's asset folders are in generator/sampling.py
+(`check_config_against_model`, `check_backgrounds`).
+"""
+
+from typing import Annotated, Any, get_args, get_origin
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from facegen.errors import FacegenError
+
+# -- value types: each carries the text that tells the user what is allowed -----------------------
+
+
+def _bounds_text(ge=None, gt=None, le=None) -> str:
+    """' >= 0', ' > 0', ' in [0, 1]', ' in (0, 1]', ' <= 1' or ''."""
+    lo = ge if ge is not None else gt
+    if lo is not None and le is not None:
+        return f" in {'[' if ge is not None else '('}{lo}, {le}]"
+    if lo is not None:
+        return f" {'>=' if ge is not None else '>'} {lo}"
+    return f" <= {le}" if le is not None else ""
+
+
+def _scalar(integer: bool, ge=None, gt=None, le=None) -> Any:
+    # Strict: no "25" -> 25.0 or true -> 1 coercion, since the sampler reads the YAML value as it is.
+    # An int is still accepted where a float is expected.
+    if integer:
+        return Annotated[int, Field(strict=True, ge=ge, gt=gt, le=le)]
+    return Annotated[float, Field(strict=True, ge=ge, gt=gt, le=le, allow_inf_nan=False)]
+
+
+def Number(*, ge=None, gt=None, le=None, integer: bool = False) -> Any:
+    """One number within the bounds."""
+    text = ("an integer" if integer else "a number") + _bounds_text(ge, gt, le)
+    return Annotated[_scalar(integer, ge, gt, le), Field(description=text)]
+
+
+def _ordered(pair: tuple) -> tuple:
+    if pair[0] > pair[1]:
+        raise ValueError("lo > hi")  # reported with the field's description, not this text
+    return pair
+
+
+def Range(*, ge=None, gt=None, le=None, integer: bool = False) -> Any:
+    """[lo, hi] with lo <= hi, both within the bounds (the sampler draws uniformly between them)."""
+    text = f"[lo, hi], two {'integers' if integer else 'numbers'}{_bounds_text(ge, gt, le)} with lo <= hi"
+    item = _scalar(integer, ge, gt, le)
+    return Annotated[tuple[item, item], AfterValidator(_ordered), Field(description=text)]
+
+
+Prob = Number(ge=0, le=1)
+Colour = Annotated[tuple[(_scalar(False, ge=0, le=1),) * 3], Field(description="three numbers in [0, 1] (linear RGB)")]
+Vector3 = Annotated[tuple[(_scalar(False),) * 3], Field(description="three numbers [x, y, z]")]
+ShapeNames = Annotated[list[Annotated[str, Field(strict=True)]],
+                       Field(min_length=1, description="a non-empty list of expression names")]
+
+
+# -- sections ---------------------------------------------------------------------------------------
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key must not be silently ignored
+
+
+class Weights(Section):
+    """Relative weights of named choices: the sampler normalises them, so at least one must be > 0."""
+
+    @model_validator(mode="after")
+    def _some_positive(self):
+        if not any(getattr(self, name) > 0 for name in type(self).model_fields):
+            raise ValueError("all weights are 0")
+        return self
+
+
+def _weights_text(names: str) -> str:
+    return f"a mapping of {names} to weights >= 0, at least one > 0"
+
+
+class Identity(Section):
+    scale: Number(ge=0)
+    num_modes: Number(ge=0, integer=True)  # <= the model's count: check_config_against_model
+
+
+class ExpressionGroup(Section):
+    prob: Prob
+    weight: Range(ge=0, le=1)  # the sampler clips expression weights to [0, 1]
+    shapes: ShapeNames  # names are checked against the face model: check_config_against_model
+    one_of: Annotated[bool, Field(strict=True, description="true or false")] = False
+
+
+class Expression(Section):
+    neutral_prob: Prob
+    symmetric_prob: Prob
+    asymmetry_std: Number(ge=0)
+    shape_jitter: Range(ge=0)
+    # A --config file may add groups or replace one whole; `groups: null` drops them all.
+    groups: Annotated[dict[str, ExpressionGroup] | None,
+                      Field(description="a mapping of group names to {prob, weight, shapes, one_of}, or null")]
+    pupil_dilate: Range(ge=0, le=1)
+
+
+class Gaze(Section):
+    yaw_std: Number(ge=0)
+    pitch_std: Number(ge=0)
+    clip: Number(ge=0, le=90)
+    full_yaw: Number(gt=0)  # divides the angle
+    full_pitch: Number(gt=0)
+
+
+class HeadPose(Section):
+    yaw_std: Number(ge=0)
+    yaw_wide_prob: Prob
+    yaw_max: Number(ge=0, le=180)
+    pitch_std: Number(ge=0)
+    pitch_max: Number(ge=0, le=90)
+    roll_std: Number(ge=0)
+    roll_max: Number(ge=0, le=180)
+
+
+class Camera(Section):
+    focal_mm: Range(gt=0)
+    face_fraction: Range(gt=0, le=1)  # 0 or less puts the camera at or behind the head
+    face_size: Number(gt=0)
+    shift: Number(ge=0, le=0.5)  # 0.5 already puts the face centre on the frame's edge
+    centre_offset: Vector3
+
+
+class Lighting(Section):
+    # The raster renderer has 3 light slots (generator/raster.py); more would be dropped silently.
+    num_lights: Range(ge=0, le=3, integer=True)
+    ambient: Range(ge=0)
+    key_intensity: Range(ge=0)
+    fill_intensity: Range(ge=0)
+    azimuth_max: Number(ge=0, le=180)
+    elevation: Range(ge=-90, le=90)
+    color_temperature: Range(ge=1000, le=40000)  # the range kelvin_to_rgb's fit covers
+    hdri_rotation: Range()
+    hdri_strength: Range(ge=0)
+
+
+class BackgroundKinds(Weights):
+    solid: Number(ge=0)
+    gradient: Number(ge=0)
+    noise: Number(ge=0)
+    photo: Number(ge=0)  # drawn only with --backgrounds DIR: sampling.check_backgrounds
+    hdri: Number(ge=0)  # drawn only when HDRIs exist
+
+
+class Background(Section):
+    kinds: Annotated[BackgroundKinds, Field(description=_weights_text("solid, gradient, noise, photo, hdri"))]
+
+
+class Iris(Weights):  # the names of sampling.IRIS_COLOURS (a test keeps them equal)
+    brown: Number(ge=0)
+    hazel: Number(ge=0)
+    green: Number(ge=0)
+    blue: Number(ge=0)
+    grey: Number(ge=0)
+
+
+class Appearance(Section):
+    skin_dark: Colour
+    skin_light: Colour
+    skin_hue_jitter: Number(ge=0)
+    skin_roughness: Range(ge=0, le=1)
+    iris: Annotated[Iris, Field(description=_weights_text("brown, hazel, green, blue, grey"))]
+    brow_density: Range(ge=0, le=1)
+    brow_thickness: Range(ge=0)
+    lip_tint: Range(ge=0, le=1)
+    redness: Range(ge=0, le=1)
+    freckles_prob: Prob
+
+
+class SamplingConfig(Section):
+    identity: Identity
+    expression: Expression
+    gaze: Gaze
+    head_pose: HeadPose
+    camera: Camera
+    lighting: Lighting
+    background: Background
+    appearance: Appearance
+
+
+# -- validation and error messages ------------------------------------------------------------------
+
+def validate_config(config: dict, where: str) -> None:
+    """Check a whole (merged) sampling config; `where` names its file in the messages.
+
+    Raises FacegenError listing every problem, one per line."""
+    try:
+        SamplingConfig.model_validate(config)
+    except ValidationError as e:
+        lines = []
+        for error in e.errors():
+            line = _describe(error, config, where)
+            if line not in lines:  # e.g. both ends of one range: one line
+                lines.append(line)
+        raise FacegenError("\n".join(lines)) from None
+
+
+def _describe(error: dict, config: dict, where: str) -> str:
+    """`where: dotted.key = value: must be ...` for one pydantic error."""
+    parent, model, mapping_of = None, SamplingConfig, None  # models at the path's last two steps
+    path: list[str] = []
+    allowed = ""
+    for part in error["loc"]:
+        if not isinstance(part, str) or part == "[key]":
+            break  # an index into a list or range, or a bad mapping key: report the whole field
+        path.append(part)
+        parent = model
+        if mapping_of is not None:  # `part` is a key of a `dict[str, Model]` field (a group name)
+            model, mapping_of = mapping_of, None
+            allowed = _mapping_text(model)
+        elif model is not None and part in model.model_fields:
+            field = model.model_fields[part]
+            model, mapping_of = _inner_model(field.annotation)
+            allowed = field.description or _mapping_text(model)
+        else:
+            known = ", ".join(sorted(model.model_fields)) if model else ""
+            return f"{where}: {_key(path)} = {_value(config, path)}: unknown key; known keys here: {known}"
+    if error["type"] == "missing" and len(path) == len(error["loc"]):
+        return f"{where}: {_key(path)}: missing; {_key(path[:-1])} must be {_mapping_text(parent)}"
+    return f"{where}: {_key(path)} = {_value(config, path)}: must be {allowed}"
+
+
+def _inner_model(annotation) -> tuple[type[BaseModel] | None, type[BaseModel] | None]:
+    """(the model a field is, or the model of a `dict[str, Model]` field's values)."""
+    for t in (annotation, *get_args(annotation)):  # `X | None` -> X
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            return t, None
+        if get_origin(t) is dict:
+            return None, get_args(t)[1]
+    return None, None
+
+
+def _mapping_text(model: type[BaseModel] | None) -> str:
+    if model is None:
+        return "a mapping"
+    required = [n for n, f in model.model_fields.items() if f.is_required()]
+    optional = [n for n, f in model.model_fields.items() if not f.is_required()]
+    text = f"a mapping with {', '.join(required)}"
+    return text + (f"; optional: {', '.join(optional)}" if optional else "")
+
+
+def _key(path: list[str]) -> str:
+    return ".".join(path) or "(top level)"
+
+
+def _value(config: Any, path: list[str]) -> str:
+    for part in path:
+        config = config.get(part) if isinstance(config, dict) else None
+    text = repr(config)
+    return text if len(text) <= 120 else text[:117] + "..."
