@@ -7,6 +7,7 @@ byte-deterministic: no HDF5 timestamps, fixed chunking and compression.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -170,10 +171,49 @@ def read_manifest(directory: Path) -> dict | None:
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise FacegenError(f"{path} is not valid JSON ({e}); delete it and re-run the same render command "
-                           "to rebuild it from the finished shards.") from None
+        manifest = json.loads(path.read_text())
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("shards"), list):
+            raise ValueError("no list of shards")
+        for entry in manifest["shards"]:
+            int(entry["first_index"]), int(entry["num_samples"]), str(entry["file"])
+        return manifest
+    except (ValueError, TypeError, KeyError) as e:  # json.JSONDecodeError is a ValueError
+        raise FacegenError(f"{path} is damaged ({e}); delete it and re-run the same render command: the "
+                           "manifest is rebuilt from the finished shards' own records.") from None
+
+
+def rebuild_manifest(directory: Path) -> dict:
+    """The manifest of a folder of finished shards, from the records each shard carries (its job,
+    first sample and count): what `facegen render` does when manifest.json is missing."""
+    directory = Path(directory)
+    entries, job = [], None
+    for path in sorted(directory.glob("shard-*.h5")):
+        try:
+            with h5py.File(path, "r") as f:
+                record = json.loads(f.attrs["job"]) if "job" in f.attrs else None
+                first, count = int(f.attrs["first_index"]), int(f.attrs["num_samples"])
+        except (OSError, KeyError, ValueError) as e:
+            raise FacegenError(f"{path}: cannot read its records to rebuild {MANIFEST} ({e}); delete this "
+                               "shard (it will be rendered again) and re-run the render command") from None
+        if record is None:
+            raise FacegenError(f"{path}: carries no job record (written before facegen stored one in each shard), "
+                               f"so {MANIFEST} cannot be rebuilt from it; render into a new folder")
+        if job is not None and record != job:
+            raise FacegenError(f"{path}: belongs to another render job than {entries[0]['file']}; a folder holds "
+                               "one job: move one of them elsewhere")
+        job = record
+        entries.append({"file": path.name, "first_index": first, "num_samples": count, "sha256": file_sha256(path)})
+    entries.sort(key=lambda e: e["first_index"])
+    return {"format_version": FORMAT_VERSION, "job": job, "shards": entries,
+            "num_samples": max((e["first_index"] + e["num_samples"] for e in entries), default=0)}
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def write_manifest(directory: Path, manifest: dict) -> None:

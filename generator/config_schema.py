@@ -14,6 +14,7 @@ from typing import Annotated, Any, get_args, get_origin
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from facegen.errors import FacegenError
+from facegen.generator.scene import MAX_LIGHTS
 
 # -- value types: each carries the text that tells the user what is allowed -----------------------
 
@@ -132,8 +133,7 @@ class Camera(Section):
 
 
 class Lighting(Section):
-    # The raster renderer has 3 light slots (generator/raster.py); more would be dropped silently.
-    num_lights: Range(ge=0, le=3, integer=True)
+    num_lights: Range(ge=0, le=MAX_LIGHTS, integer=True)  # both backends build that many lights once
     ambient: Range(ge=0)
     key_intensity: Range(ge=0)
     fill_intensity: Range(ge=0)

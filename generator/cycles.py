@@ -31,6 +31,7 @@ from facegen.errors import FacegenError
 from facegen.face_model import FaceModel
 from facegen.generator import blender_util as bu
 from facegen.generator import materials as mt
+from facegen.generator.backgrounds import read_photo
 from facegen.generator.labels import VISIBILITY_TOLERANCE_CM, in_frame_mask, visible_from_depths
 from facegen.generator.scene import MAX_LIGHTS, RENDERERS, PosedScene, RenderResult, SceneParams
 
@@ -385,17 +386,12 @@ class CyclesRenderer:
 
     def _photo(self, path: Path) -> np.ndarray:
         """A background photo as linear float RGB (a few kept in memory)."""
-        import cv2
-
         cache = self.__dict__.setdefault("_photos", {})
         key = str(path)
         if key not in cache:
             while len(cache) >= 8:
                 cache.pop(next(iter(cache)))
-            im = cv2.imread(key, cv2.IMREAD_COLOR)
-            if im is None:
-                raise FacegenError(f"cannot read background photo {path}")
-            cache[key] = srgb_decode(im[..., ::-1])
+            cache[key] = srgb_decode(read_photo(path))
         return cache[key]
 
     def _set_lights(self, params: SceneParams, posed: PosedScene) -> None:

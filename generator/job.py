@@ -1,7 +1,7 @@
 """The render job: sample -> pose -> render -> label -> write, in shards, resumable.
 
-Shard k holds samples [k * shard_size, min((k + 1) * shard_size, n)). The job plans the shards,
-validates every input, then claims the output folder; an executor (generator/executors/) renders
+Shard k holds samples [k * shard_size, min((k + 1) * shard_size, n)) (see plan_shards for a job
+that grew). The job validates every input, then claims the output folder, then plans the shards; an executor (generator/executors/) renders
 the missing shards with workers that each build the model, spec and renderer once. This process owns
 the manifest and the progress bar and never imports a renderer's backend (bpy, OpenGL): spawned
 workers must find the packages as a fresh interpreter does. A re-run of the same command renders
@@ -11,6 +11,7 @@ only the shards that are missing; finished shards are never rewritten.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,11 +43,6 @@ class JobSettings:
     outputs: tuple[str, ...] = ("rgb",)
     model_path: str | None = None
 
-    def shard_ranges(self) -> list[tuple[int, int, int]]:
-        """(shard index, first sample, sample count) of every shard of the job."""
-        return [(k, start, min(self.shard_size, self.n - start))
-                for k, start in enumerate(range(0, self.n, self.shard_size))]
-
 
 def render(spec: str = "dense490", n: int = 1000, out: str | Path = "out", *, size: int = 256,
            shard_size: int = 1000, workers: int = 1, seed: int = 0, renderer: str = DEFAULT_RENDERER,
@@ -66,12 +62,15 @@ def render(spec: str = "dense490", n: int = 1000, out: str | Path = "out", *, si
 # -- validation and the job's identity ---------------------------------------------------------------
 
 def validate(s: JobSettings) -> None:
+    """The options alone (no file is read): ranges, names, and an --out that can be a folder."""
     if s.n < 1:
         raise FacegenError(f"--n {s.n}: nothing to render; give the number of images, e.g. --n 1000")
     if s.shard_size < 1:
         raise FacegenError(f"--shard-size {s.shard_size}: must be at least 1 (default 1000)")
     if s.workers < 1:
         raise FacegenError(f"--workers {s.workers}: must be at least 1")
+    if s.seed < 0:
+        raise FacegenError(f"--seed {s.seed}: must be 0 or more (sample i draws from (seed, i))")
     if not 16 <= s.size <= 4096:
         raise FacegenError(f"--size {s.size}: choose an image size between 16 and 4096 pixels")
     unknown = [o for o in s.outputs if o not in OUTPUTS]
@@ -82,6 +81,12 @@ def validate(s: JobSettings) -> None:
     from facegen.generator.scene import check_renderer
 
     check_renderer(s.renderer)
+    out = Path(s.out)
+    blocker = next((p for p in (out, *out.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise FacegenError(f"--out {out}: {blocker} is a file, not a folder; choose a folder for the shards")
+    if blocker is not None and not os.access(blocker, os.W_OK | os.X_OK):
+        raise FacegenError(f"--out {out}: cannot write in {blocker}; choose a folder you can write to")
 
 
 @dataclass
@@ -99,8 +104,10 @@ class JobContext:
 
 
 def prepare(s: JobSettings) -> JobContext:
+    """Load and check every input: face model, spec, sampling config (schema, expression names),
+    background photos and HDRIs (each file opened). Writes nothing."""
     from facegen.face_model import load_face_model
-    from facegen.generator import sampling
+    from facegen.generator import backgrounds, sampling
     from facegen.generator.scene import check_renderer
     from facegen.specs import compile_spec, load_spec
 
@@ -111,14 +118,18 @@ def prepare(s: JobSettings) -> JobContext:
         if s.backgrounds else ()
     hdri_dir = s.hdris or (str(sampling.bundled_hdri_dir()) if sampling.bundled_hdri_dir() else None)
     hdri_names = tuple(sampling.list_hdris(Path(hdri_dir))) if hdri_dir else ()
-    backend = check_renderer(s.renderer)
+    where = s.config or "the sampling config"
+    sampling.check_config_against_model(config, model, where)
+    sampling.check_backgrounds(config, bool(photos), bool(hdri_names), where)
+    backgrounds.check_photos(s.backgrounds, photos) if photos else None
+    backgrounds.check_hdris([sampling.find_hdri(name, [Path(hdri_dir)]) for name in hdri_names])
     job = {
         "spec": spec.name,
         "spec_hash": spec.hash,
         "seed": s.seed,
         "config_hash": sampling.config_hash(config),
         "renderer": s.renderer,
-        "renderer_version": backend.version,
+        "renderer_version": check_renderer(s.renderer).version,
         "model_hash": model.hash,
         "image_size": [s.size, s.size],
         "shard_size": s.shard_size,
@@ -134,8 +145,35 @@ def _names_hash(names: tuple[str, ...]) -> str:
     return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16] if names else ""
 
 
-def prepare_folder(out: Path, job: dict, n: int) -> dict:
-    """Create or check the output folder; returns the manifest to continue from."""
+# -- the output folder ------------------------------------------------------------------------------
+
+# How to ask for each part of a job's identity again (for the "different job" message).
+JOB_OPTIONS = {
+    "spec": "--spec", "seed": "--seed", "renderer": "--renderer", "image_size": "--size",
+    "shard_size": "--shard-size", "outputs": "--outputs", "config_hash": "--config (the sampling config)",
+    "backgrounds": "--backgrounds (the photo file names)", "hdris": "--hdris (the HDRI file names)",
+    "spec_hash": "the spec's points (the spec file was edited)", "model_hash": "the face model (re-imported)",
+    "renderer_version": "the renderer's version (facegen was updated)",
+}
+
+
+def claim_folder(out: Path, job: dict, n: int) -> dict:
+    """Create or check the output folder; returns the manifest to continue from.
+
+    A folder with finished shards takes only the same job, and an --n that keeps every finished
+    shard; a folder whose job finished nothing (a failed start) is taken over. A manifest lost or
+    deleted is rebuilt from the shards' own records."""
+    from facegen.shards import rebuild_manifest
+
+    manifest = read_manifest(out) if out.is_dir() else None
+    if manifest is None and out.is_dir() and any(out.glob("shard-*.h5")):
+        manifest = rebuild_manifest(out)
+    if manifest and manifest.get("shards"):
+        _check_same_job(out, manifest, job)
+        _check_keeps_finished(out, manifest, n)
+        manifest["num_samples"] = n
+    else:
+        manifest = {"format_version": FORMAT_VERSION, "job": job, "num_samples": n, "shards": []}
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".facegen-write-test"
@@ -143,35 +181,83 @@ def prepare_folder(out: Path, job: dict, n: int) -> dict:
         probe.unlink()
     except OSError as e:
         raise FacegenError(f"--out {out}: cannot write there ({e.strerror}); choose a folder you can write to") from None
-    manifest = read_manifest(out)
-    if manifest is None:
-        stray = [p.name for p in out.iterdir() if p.name.startswith("shard-")]
-        if stray:
-            raise FacegenError(f"--out {out}: holds shards ({stray[0]}, ...) but no {MANIFEST}; "
-                               "use an empty folder or the one the job was started in")
-        manifest = {"format_version": FORMAT_VERSION, "job": job, "num_samples": n, "shards": []}
-    else:
-        old = manifest.get("job", {})
-        for key in job:
-            if old.get(key) != job[key]:
-                raise FacegenError(
-                    f"--out {out} holds a different job: {key} is {old.get(key)!r} there but {job[key]!r} now. "
-                    "Use another --out folder, or repeat the original command to resume it.")
-        manifest["num_samples"] = n
     for stale in out.glob(f"*{PARTIAL_SUFFIX}"):  # half-written by a killed run: redo them
         stale.unlink()
     write_manifest(out, manifest)
     return manifest
 
 
+def _check_same_job(out: Path, manifest: dict, job: dict) -> None:
+    old = manifest.get("job", {})
+    differ = [key for key in job if old.get(key) != job[key]]
+    if not differ:
+        return
+    lines = []
+    for key in differ:
+        if key in ("config_hash", "backgrounds", "hdris", "spec_hash", "model_hash", "renderer_version"):
+            lines.append(f"  {JOB_OPTIONS[key]} differs")
+        else:
+            was, now = old.get(key), job[key]
+            if key == "image_size":
+                was, now = (was or [None])[0], now[0]
+            if key == "outputs":
+                was, now = ",".join(was or []), ",".join(now)
+            lines.append(f"  {JOB_OPTIONS[key]} is {was} there but {now} now")
+    count = len(manifest["shards"])
+    raise FacegenError(
+        f"--out {out} holds {count} finished shard{'s' * (count != 1)} of a different job:\n" + "\n".join(lines) +
+        f"\nTo add to that job, repeat its settings (see {out / MANIFEST}, `job`); to start over, delete the "
+        "folder or choose another --out.")
+
+
+def _check_keeps_finished(out: Path, manifest: dict, n: int) -> None:
+    beyond = [e for e in manifest["shards"] if e["first_index"] + e["num_samples"] > n]
+    if beyond:
+        held = max(e["first_index"] + e["num_samples"] for e in manifest["shards"])
+        e = beyond[-1]
+        raise FacegenError(
+            f"--n {n}: {out} already holds samples 0-{held - 1} in finished shards ({e['file']} holds samples "
+            f"{e['first_index']}-{e['first_index'] + e['num_samples'] - 1}); finished shards are never dropped. "
+            f"Use --n {held} or more to add to them, read the first {n} with facegen.open_shards, or render "
+            "into another --out. Nothing was changed.")
+
+
+def plan_shards(s: JobSettings, manifest: dict, out: Path) -> list[tuple[int, int, int]]:
+    """Shards still to render, as (shard index, first sample, count).
+
+    Finished shards (in the manifest, file present) keep their ranges. The samples they do not cover
+    are cut on the job's grid (shard k starts at k * shard_size), so an interrupted job resumes into
+    the shards a clean run makes; a grown job adds shards after its last one. A new shard takes its
+    grid index as its name unless that is taken (after a short last shard), then the next free one."""
+    finished = sorted((e for e in manifest["shards"] if (out / e["file"]).exists()), key=lambda e: e["first_index"])
+    manifest["shards"] = finished  # a record whose file was deleted: render that range again
+    used = {int(e["file"][len("shard-"):-len(".h5")]) for e in finished}
+    tasks, start = [], 0
+    for limit in [e["first_index"] for e in finished] + [s.n]:
+        while start < limit:
+            stop = min(limit, (start // s.shard_size + 1) * s.shard_size)
+            k = start // s.shard_size
+            if start % s.shard_size or k in used:
+                k = max(used | {t[0] for t in tasks} | {-1}) + 1
+            used.add(k)
+            tasks.append((k, start, stop - start))
+            start = stop
+        covering = next((e for e in finished if e["first_index"] == limit), None)
+        if covering is not None:
+            start = limit + covering["num_samples"]
+    for k, _, _ in tasks:  # finished but unrecorded (killed before the manifest): render again
+        (out / shard_name(k)).unlink(missing_ok=True)
+    return tasks
+
+
 # -- the job --------------------------------------------------------------------------------------------
 
 def run_job(s: JobSettings, progress: bool = True) -> Path:
     validate(s)
+    ctx = prepare(s)  # every input checked: nothing is written into --out before this passes
     out = Path(s.out)
-    ctx = prepare(s)
-    manifest = prepare_folder(out, ctx.job, s.n)
-    tasks = pending_shards(s, manifest, out)
+    manifest = claim_folder(out, ctx.job, s.n)
+    tasks = plan_shards(s, manifest, out)
     if not tasks:
         return out
     from tqdm import tqdm
@@ -191,27 +277,9 @@ def run_job(s: JobSettings, progress: bool = True) -> Path:
         local.run(ctx, tasks, bar.update, finished)
     except WorkerFailed as e:
         kept = len(manifest["shards"])
-        e.message += (f"\n{kept} of {len(s.shard_ranges())} shards are finished and kept in {out / MANIFEST}; "
+        e.message += (f"\n{kept} of {kept + len(tasks)} shards are finished and kept in {out / MANIFEST}; "
                       "fix the cause and run the same command again to render the rest.")
         raise
     finally:
         bar.close()
     return out
-
-
-def pending_shards(s: JobSettings, manifest: dict, out: Path) -> list[tuple[int, int, int]]:
-    """Shards still to render: missing, or recorded with another sample count (the job grew)."""
-    done = {e["file"]: e for e in manifest["shards"]}
-    tasks = []
-    for k, first, count in s.shard_ranges():
-        entry = done.get(shard_name(k))
-        if entry and entry["num_samples"] == count and (out / entry["file"]).exists():
-            continue
-        (out / shard_name(k)).unlink(missing_ok=True)  # finished but unrecorded (killed before the manifest)
-        tasks.append((k, first, count))
-    # Drop records of shards beyond a shrunken job.
-    keep = {shard_name(k) for k, _, _ in s.shard_ranges()}
-    manifest["shards"] = [e for e in manifest["shards"] if e["file"] in keep and e["file"] not in
-                          {shard_name(k) for k, _, _ in tasks}]
-    return tasks
-

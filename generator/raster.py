@@ -16,7 +16,6 @@ import math
 import os
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")  # headless; must precede any OpenGL import
-os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")  # HDRI backgrounds; must precede cv2
 
 from functools import lru_cache  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -29,6 +28,7 @@ from matplotlib.path import Path as Polygon  # noqa: E402
 from facegen.camera import gl_pixel_offset  # noqa: E402
 from facegen.errors import FacegenError  # noqa: E402
 from facegen.face_model import FaceModel  # noqa: E402
+from facegen.generator.backgrounds import read_hdri, read_photo  # noqa: E402
 from facegen.generator.scene import MAX_LIGHTS, RENDERERS, PosedScene, RenderResult, SceneParams  # noqa: E402
 
 # Segmentation classes (docs/rendering.md); each is one pyrender mesh so the SEG pass can tell them apart.
@@ -750,10 +750,7 @@ def background_image(params: SceneParams, width: int, height: int, photos: Path 
 
 @lru_cache(maxsize=32)
 def _load_photo(path: str) -> np.ndarray:
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise FacegenError(f"cannot read background photo {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return read_photo(path)
 
 
 def _crop(image: np.ndarray, rng: np.random.Generator, width: int, height: int) -> np.ndarray:
@@ -769,11 +766,7 @@ HDRI_CACHE_SIZE = 16  # tone-mapped 1024x512 float32 copies, 6 MB each
 
 @lru_cache(maxsize=HDRI_CACHE_SIZE)
 def _load_hdri(path: str) -> np.ndarray:
-    image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise FacegenError(f"cannot read HDRI {path}")
-    image = cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2RGB).astype(np.float32)
-    return cv2.resize(image, (1024, 512), interpolation=cv2.INTER_AREA)
+    return cv2.resize(read_hdri(path), (1024, 512), interpolation=cv2.INTER_AREA)
 
 
 @lru_cache(maxsize=256)

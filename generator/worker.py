@@ -5,7 +5,6 @@ and inside every worker process of an executor."""
 from __future__ import annotations
 
 import gc
-import hashlib
 import itertools
 import os
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from facegen.shards import ShardWriter, shard_name
+from facegen.shards import ShardWriter, file_sha256, shard_name
 
 if TYPE_CHECKING:
     from facegen.generator.job import JobContext
@@ -139,6 +138,7 @@ class Worker:
             "model_hash": model.hash, "renderer": s.renderer, "renderer_version": self.ctx.job["renderer_version"],
             "seed": s.seed, "config_yaml": config_yaml(self.ctx.config), "config_hash": self.ctx.job["config_hash"],
             "image_size": [s.size, s.size], "outputs": list(s.outputs),
+            "job": self.ctx.job,  # the manifest's resume key: a lost manifest is rebuilt from the shards
         }
         writer = ShardWriter(path, count, (s.size, s.size), spec.num_points, model.num_identity,
                              model.num_expressions, attrs, outputs=s.outputs)
@@ -147,7 +147,7 @@ class Worker:
                 writer.add(sample)
                 if tick is not None:
                     tick(1)
-        return {"file": path.name, "first_index": first, "num_samples": count, "sha256": _sha256(path)}
+        return {"file": path.name, "first_index": first, "num_samples": count, "sha256": file_sha256(path)}
 
     def close(self) -> None:
         self.renderer.close()
@@ -177,10 +177,3 @@ def _keep_freed_memory(keep: bool = True) -> None:
     mallopt(M_MMAP_THRESHOLD, (64 << 20) if keep else (128 << 10))
     mallopt(M_TRIM_THRESHOLD, (256 << 20) if keep else (128 << 10))
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -116,7 +116,7 @@ def test_cli_refuses_an_unwritable_folder(tmp_path):
     blocker.write_text("not a folder")
     result = CliRunner().invoke(main, ["render", "--n", "2", "--spec", "ibug68", "--renderer", "raster",
                                          "--out", str(blocker / "sub"), "--quiet"])
-    assert result.exit_code == 2 and "cannot write" in result.output
+    assert result.exit_code == 2 and "is a file, not a folder" in result.output
 
 
 def test_inspect_and_preview(rendered, tmp_path):
