@@ -7,6 +7,7 @@ starts in a fraction of a second without importing torch or bpy.
 from __future__ import annotations
 
 import importlib
+import os
 
 import click
 
@@ -55,7 +56,8 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="facegen")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Add the Python traceback to a render worker's error (FACEGEN_DEBUG=1).")
+def main(debug: bool) -> None:
     """facegen: synthetic faces with exact landmarks, and detectors trained on them.
 
     \b
@@ -69,6 +71,8 @@ def main() -> None:
 
     Files: the imported face model lives in $FACEGEN_HOME (default ~/.cache/facegen).
     """
+    if debug:
+        os.environ["FACEGEN_DEBUG"] = "1"
 
 
 if __name__ == "__main__":

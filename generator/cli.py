@@ -23,7 +23,7 @@ def _outputs(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--size", type=int, default=256, show_default=True, help="Image width and height in pixels.")
 @click.option("--shard-size", type=int, default=1000, show_default=True, help="Images per HDF5 shard.")
 @click.option("--workers", type=int, default=1, show_default=True,
-              help="Render processes; each renders whole shards with its own renderer.")
+              help="Render processes; each renders whole shards with its own renderer and CPUs/N threads.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Global seed; sample i draws from (seed, i), whatever the worker count.")
 @click.option("--renderer", default=DEFAULT_RENDERER, show_default=True, help="cycles (Blender, photoreal) or raster (pyrender, fast).")
@@ -47,10 +47,12 @@ def render(spec, n, out, size, shard_size, workers, seed, renderer, config, back
       facegen render --spec dense490 --n 500 --out data/bg --backgrounds ~/photos --outputs rgb,depth,segmentation
       facegen render --spec dense490 --n 100 --out data/frontal --config frontal.yaml
 
-    Interrupted? Run the same command again: finished shards are kept as they are and only the
-    missing ones are rendered. A folder that holds a different job (spec, seed, config, renderer,
-    size...) is refused. Read the shards with `facegen.open_shards(DIR)` or plain h5py
-    (docs/shard-format.md); look at them with `facegen inspect DIR` and `facegen preview DIR`.
+    Every option and input file (spec, --config, each background photo and HDRI) is checked before
+    anything is written to --out. Interrupted, or a worker failed? Run the same command again:
+    finished shards are kept as they are and only the missing samples are rendered; a larger --n
+    adds shards. A folder holding finished shards of a different job (spec, seed, config, renderer,
+    size...) is refused with what differs. Read the shards with `facegen.open_shards(DIR)` or plain
+    h5py (docs/shard-format.md); look at them with `facegen inspect DIR` and `facegen preview DIR`.
     """
     settings = JobSettings(spec=spec, n=n, out=str(out), size=size, shard_size=shard_size, workers=workers,
                            seed=seed, renderer=renderer, config=str(config) if config else None,

@@ -121,7 +121,8 @@ def prepare(s: JobSettings) -> JobContext:
     where = s.config or "the sampling config"
     sampling.check_config_against_model(config, model, where)
     sampling.check_backgrounds(config, bool(photos), bool(hdri_names), where)
-    backgrounds.check_photos(s.backgrounds, photos) if photos else None
+    if photos:
+        backgrounds.check_photos(s.backgrounds, photos)
     backgrounds.check_hdris([sampling.find_hdri(name, [Path(hdri_dir)]) for name in hdri_names])
     job = {
         "spec": spec.name,

@@ -64,7 +64,8 @@ def _run_inline(ctx, tasks, progress, finished) -> None:
     except (FacegenError, KeyboardInterrupt):
         raise
     except Exception as e:  # a bug or an environment problem: say where, keep finished shards
-        raise WorkerFailed(f"rendering {_where(task)} failed: {_describe(e)}") from e
+        trace = "\n" + traceback.format_exc() if os.environ.get("FACEGEN_DEBUG") else ""
+        raise WorkerFailed(f"rendering {_where(task)} failed: {_describe(e)}{trace}") from e
 
 
 # -- worker processes ----------------------------------------------------------------------------
