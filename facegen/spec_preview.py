@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from facegen.camera import Camera, euler_to_matrix, intrinsics, look_at
+from facegen.errors import FacegenError
 from facegen.face_model import FaceModel
 from facegen.specs import CompiledSpec
 
@@ -125,5 +126,5 @@ def write_preview(spec: CompiledSpec, model: FaceModel, out: Path, size: int = 7
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), preview_image(spec, model, size, labels)):
-        raise OSError(f"could not write {out}")
+        raise FacegenError(f"-o {out}: cannot write the image (use a .png path in a writable folder)")
     return out

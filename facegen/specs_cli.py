@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from facegen.cli_types import ImageFile
 from facegen.errors import FacegenError
 
 
@@ -63,9 +64,10 @@ def validate(files: tuple[str, ...]) -> None:
 
 @specs.command()
 @click.argument("name")
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG to write.")
+@click.option("-o", "--out", type=ImageFile(path_type=Path), required=True, help="PNG (or JPEG...) to write.")
 @click.option("--labels", is_flag=True, help="Write each point's index beside it.")
-@click.option("--size", default=768, show_default=True, help="Pixels per view (two views side by side).")
+@click.option("--size", default=768, show_default=True, type=click.IntRange(1, 4096),
+              help="Pixels per view (two views side by side).")
 def preview(name: str, out: Path, labels: bool, size: int) -> None:
     """Draw the spec on the neutral face, front and 3/4 view (filled dots visible, rings hidden)."""
     from facegen.face_model import load_face_model

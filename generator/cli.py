@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from facegen.errors import FacegenError
+from facegen.cli_types import FiniteFloat, ImageFile
 from facegen.generator.job import DEFAULT_RENDERER, OUTPUTS, JobSettings, run_job
 
 
@@ -83,11 +83,12 @@ def inspect(directory: Path) -> None:
 
 @click.command()
 @click.argument("directory", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="PNG to write.")
-@click.option("--n", "n", type=int, default=16, show_default=True, help="Samples to show.")
-@click.option("--cols", type=int, default=4, show_default=True, help="Columns of the grid.")
-@click.option("--start", type=int, default=0, show_default=True, help="First sample index.")
-@click.option("--scale", type=float, default=2.0, show_default=True, help="Upscale each image (landmarks stay crisp).")
+@click.option("-o", "--output", type=ImageFile(path_type=Path), required=True, help="PNG (or JPEG...) to write.")
+@click.option("--n", "n", type=click.IntRange(min=1), default=16, show_default=True, help="Samples to show.")
+@click.option("--cols", type=click.IntRange(min=1), default=4, show_default=True, help="Columns of the grid.")
+@click.option("--start", type=click.IntRange(min=0), default=0, show_default=True, help="First sample index.")
+@click.option("--scale", type=FiniteFloat(min=0, min_open=True), default=2.0, show_default=True,
+              help="Upscale each image (landmarks stay crisp).")
 def preview(directory: Path, output: Path, n: int, cols: int, start: int, scale: float) -> None:
     """Draw a contact sheet of samples with their landmarks.
 
@@ -99,7 +100,5 @@ def preview(directory: Path, output: Path, n: int, cols: int, start: int, scale:
     """
     from facegen.generator.report import contact_sheet
 
-    if n < 1 or cols < 1:
-        raise FacegenError("--n and --cols must be at least 1")
     path = contact_sheet(directory, output, n=n, cols=cols, start=start, scale=scale)
     click.echo(f"wrote {path}")

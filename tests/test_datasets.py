@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import shutil
+
 import cv2
 import numpy as np
 import pytest
@@ -80,6 +82,25 @@ def test_real_mini_folder_including_300vw():
     first = [float(v) for v in ds.items[0][1].read_text().split("{")[1].split()[:2]]
     np.testing.assert_allclose(raw["landmarks"][0], np.array(first) - 1, atol=1e-4)
     assert len(Real300W(REAL_MINI, "indoor")) == 2
+
+
+@pytest.mark.skipif(not REAL_MINI.is_dir(), reason=f"{REAL_MINI} absent")
+@pytest.mark.parametrize("ext", [".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp"])
+def test_pts_folder_reads_every_opencv_format(tmp_path, ext):
+    """A .pts beside an image in any format OpenCV reads is read like .png / .jpg (lossless ones exactly)."""
+    src = REAL_MINI / "lfpw" / "trainset" / "image_0001"
+    bgr = cv2.imread(str(src.with_suffix(".png")))
+    if ext == ".pgm":  # grey only; read back as three equal channels
+        grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        assert cv2.imwrite(str(tmp_path / f"face{ext}"), grey)
+        bgr = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    else:
+        assert cv2.imwrite(str(tmp_path / f"face{ext}"), bgr)
+    shutil.copy(src.with_suffix(".pts"), tmp_path / "face.pts")
+    raw = PtsFolder(tmp_path).raw(0)
+    assert raw["image"].shape == bgr.shape and raw["landmarks"].shape == (68, 2)
+    if ext != ".webp":  # lossy by default
+        np.testing.assert_array_equal(raw["image"], bgr[:, :, ::-1])
 
 
 def test_face_synthetics_fixture(tmp_path):

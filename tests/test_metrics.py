@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from facegen.trainer.annotations import derive_subsets, load_landmark_set, read_pts, write_pts
+from facegen.trainer.annotations import LandmarkSet, derive_subsets, load_landmark_set, read_pts, write_pts
 from facegen.trainer.metrics import auc_fr, nme, normaliser
 from facegen.trainer.score import score, write_report
 
@@ -46,6 +46,23 @@ def test_auc_and_fr(method):
     # uniform errors on [0, 0.08]: the CED is the diagonal, area 1/2
     auc, fr = auc_fr(np.linspace(0, 0.08, 10001), 0.08, method=method)
     assert auc == pytest.approx(0.5, abs=2e-3) and fr == 0.0
+
+
+@pytest.mark.parametrize("method", ["spiga", "ced"])
+def test_perfect_prediction_scores_auc_100(method):
+    """SPIGA's raw formula reads 100.04 % for a perfect prediction (Simpson's overshoot at the CED's step, see
+    metrics' docstring); the scorer clips: a perfect prediction scores exactly 100 %, nothing scores more."""
+    from facegen.trainer.metrics import _auc_histogram
+
+    assert _auc_histogram(np.zeros(10), 0.08) > 1  # the formula itself, kept for the golden comparison
+    rng = np.random.default_rng(3)
+    g = np.stack([_face(rng) for _ in range(4)])
+    gts = LandmarkSet(names=list("abcd"), points=g)
+    m = score(gts, gts, norms=("inter_ocular",), thresholds=(0.08, 0.1, 1.0), auc_method=method)
+    assert m["metrics"]["inter_ocular"]["all"] == {"count": 4, "nme": 0.0, "auc@0.08": 100.0, "auc@0.1": 100.0,
+                                                   "auc@1": 100.0, "fr@0.08": 0.0, "fr@0.1": 0.0, "fr@1": 0.0}
+    for errors in ([0.0] * 9 + [1e-9], [0.0, 0.0, 0.079], [0.02] * 5):
+        assert auc_fr(np.asarray(errors), 0.08, method=method)[0] <= 1.0
 
 
 def test_pts_round_trip_is_one_based(tmp_path):

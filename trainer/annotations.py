@@ -17,25 +17,45 @@ import numpy as np
 
 from facegen.errors import FacegenError
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
+# Every suffix cv2.imread decodes in the opencv-python wheels (its documented list; OpenEXR is off there).
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".jpe", ".dib", ".jp2", ".webp", ".tif", ".tiff", ".pbm", ".pgm",
+              ".ppm", ".pxm", ".pnm", ".pfm", ".sr", ".ras", ".hdr", ".pic")
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text()
+    except OSError as e:
+        raise FacegenError(f"{path}: cannot read {what} ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise FacegenError(f"{path}: not a text file (expected {what})") from None
 
 
 def read_pts(path: Path | str) -> np.ndarray:
     """Read a 300-W `.pts` file -> (L, 2) float32 in the project's 0-based convention."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise FacegenError(f"{path}: cannot read landmark file ({e.strerror})") from None
-    try:
-        body = text[text.index("{") + 1:text.index("}")]
-        pts = np.array([[float(v) for v in line.split()] for line in body.strip().splitlines() if line.strip()],
-                       np.float32)
-    except ValueError:
-        raise FacegenError(f"{path}: not a .pts file (expected 'n_points: N' and points between braces)") from None
-    if pts.ndim != 2 or pts.shape[1] != 2:
-        raise FacegenError(f"{path}: expected two numbers per line, got shape {pts.shape}")
-    return pts - 1.0
+    lines = _read_text(path, "a .pts landmark file").splitlines()
+    braces = [i for i, line in enumerate(lines) if line.strip() in ("{", "}")]
+    if len(braces) != 2 or lines[braces[0]].strip() != "{":
+        raise FacegenError(f"{path}: not a .pts file (expected 'n_points: N' and points between braces)")
+    pts = []
+    for i in range(braces[0] + 1, braces[1]):
+        if not lines[i].strip():
+            continue
+        try:
+            xy = [float(v) for v in lines[i].split()]
+        except ValueError:
+            xy = []
+        if len(xy) != 2:
+            raise FacegenError(f"{path}:{i + 1}: expected two numbers 'x y', got {lines[i].strip()!r}")
+        if not np.isfinite(xy).all():
+            raise FacegenError(f"{path}:{i + 1}: {lines[i].strip()!r} is not a finite position (NaN or Inf); "
+                               "fix the point or leave this file out")
+        pts.append(xy)
+    header = [line.split(":", 1)[1].strip() for line in lines[:braces[0]] if line.startswith("n_points")]
+    if header and header[0] != str(len(pts)):
+        raise FacegenError(f"{path}: the header says n_points {header[0]} but {len(pts)} points follow")
+    return np.array(pts, np.float32).reshape(-1, 2) - 1.0
 
 
 def write_pts(path: Path | str, points: np.ndarray) -> None:
@@ -126,15 +146,33 @@ class LandmarkSet:
         return {n: i for i, n in enumerate(self.names)}
 
 
-def _json_entries(path: Path) -> tuple[list[str], list]:
+def _read_json(path: Path, what: str):
     try:
-        data = json.loads(path.read_text())
+        return json.loads(_read_text(path, what))
     except json.JSONDecodeError as e:
-        raise FacegenError(f"{path}: not valid JSON ({e})") from None
+        raise FacegenError(f"{path}:{e.lineno}:{e.colno}: not valid JSON ({e.msg}); expected {what}") from None
+
+
+def _landmarks(path: Path, where: str, value) -> np.ndarray:
+    """One entry's landmarks as (L, 2) float64, or a FacegenError naming the file and the entry."""
+    try:
+        pts = np.asarray(value, np.float64)
+    except (TypeError, ValueError):
+        pts = None
+    if pts is None or pts.ndim != 2 or pts.shape[1] != 2:
+        raise FacegenError(f"{path}: {where}: landmarks must be a list of [x, y] numbers")
+    if not np.isfinite(pts).all():
+        k = int(np.flatnonzero(~np.isfinite(pts).all(1))[0])
+        raise FacegenError(f"{path}: {where}: point {k} is {pts[k].tolist()}, not a finite position")
+    return pts
+
+
+def _json_entries(path: Path) -> tuple[list[str], list]:
+    data = _read_json(path, "a JSON list of landmarks")
     if isinstance(data, dict) and "predictions" in data:
         data = data["predictions"]
     if isinstance(data, dict):  # {name: landmarks}
-        return list(data), list(data.values())
+        return list(data), [_landmarks(path, f"key {k!r}", v) for k, v in data.items()]
     if not isinstance(data, list):
         raise FacegenError(f"{path}: expected a JSON list of {{'imgpath'|'image': ..., 'landmarks': [[x, y], ...]}}")
     names, points = [], []
@@ -142,7 +180,7 @@ def _json_entries(path: Path) -> tuple[list[str], list]:
         if not isinstance(entry, dict) or "landmarks" not in entry:
             raise FacegenError(f"{path}: entry {i} has no 'landmarks'")
         names.append(str(entry.get("imgpath") or entry.get("image") or entry.get("name") or i))
-        points.append(entry["landmarks"])
+        points.append(_landmarks(path, f"entry {i} ({names[-1]})", entry["landmarks"]))
     return names, points
 
 
@@ -160,9 +198,15 @@ def read_subsets(path: Path | str) -> dict[str, list[int]]:
     path = Path(path)
     if not path.exists():
         raise FacegenError(f"{path}: no such subsets file")
-    data = json.loads(path.read_text())
-    data = data.get("test_subsets", data)
-    return {str(k): [int(i) for i in v] for k, v in data.items()}
+    what = "{name: [image indices]} or SPIGA's *_db_info.json"
+    data = _read_json(path, what)
+    data = data.get("test_subsets", data) if isinstance(data, dict) else data
+    if not isinstance(data, dict):
+        raise FacegenError(f"{path}: expected {what}")
+    for k, v in data.items():
+        if not isinstance(v, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in v):
+            raise FacegenError(f"{path}: subset {k!r} must be a list of image indices (integers)")
+    return {str(k): list(v) for k, v in data.items()}
 
 
 def load_landmark_set(path: Path | str, subsets: Path | str | None = None) -> LandmarkSet:
@@ -190,12 +234,13 @@ def load_landmark_set(path: Path | str, subsets: Path | str | None = None) -> La
             found = read_subsets(info)
     if subsets is not None:
         found = read_subsets(subsets)
-    shapes = {np.shape(a) for a in arrays}
-    if len(shapes) != 1:
-        raise FacegenError(f"{path}: landmark counts differ between entries ({sorted(shapes)})")
+    if not arrays:
+        raise FacegenError(f"{path}: holds no landmark entries")
+    odd = next((i for i, a in enumerate(arrays) if np.shape(a) != np.shape(arrays[0])), None)
+    if odd is not None:
+        raise FacegenError(f"{path}: {names[odd]} has {len(arrays[odd])} landmarks but {names[0]} has "
+                           f"{len(arrays[0])}; every entry needs the same points")
     points = np.asarray(arrays, np.float64)
-    if points.ndim != 3 or points.shape[2] != 2:
-        raise FacegenError(f"{path}: expected (x, y) pairs, got an array of shape {points.shape}")
     for k, idx in found.items():
         bad = [i for i in idx if not 0 <= i < len(names)]
         if bad:

@@ -1,42 +1,108 @@
-"""Click commands `facegen train | eval | score | predict` (routed here from facegen/cli.py)."""
+"""Click commands `facegen train | eval | score | predict` (routed here from facegen/cli.py).
+
+Options are checked by their click types (ranges, output folders) before a command starts any work."""
 
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
+from facegen.cli_types import FiniteFloat, OutFolder
 from facegen.errors import FacegenError
 
+POSITIVE = FiniteFloat(min=0, min_open=True)
 
-def _fail(e: Exception) -> None:
-    raise click.ClickException(str(e))
+
+@contextmanager
+def _user_errors():
+    """ValueErrors from the library (bad input met while working) reach the user as FacegenErrors."""
+    try:
+        yield
+    except ValueError as e:
+        raise FacegenError(str(e)) from None
+
+
+def _model_name(ctx, param, value: str) -> str:
+    from facegen.trainer.models import list_models
+
+    if value not in list_models():
+        raise click.BadParameter(f"unknown model {value!r}; choose one of {', '.join(list_models())}.", ctx, param)
+    return value
+
+
+def _model_kwargs(model: str, pairs: tuple[str, ...]) -> dict:
+    """--model-arg KEY=VALUE pairs (VALUE as JSON, else a string), checked against the model's keywords."""
+    from facegen.trainer.models import check_model_kwargs
+
+    kwargs = {}
+    for pair in pairs:
+        k, eq, v = pair.partition("=")
+        k = k.strip()
+        if not eq or not k:
+            raise FacegenError(f"--model-arg {pair}: expected KEY=VALUE, e.g. --model-arg stacks=1")
+        if k == "in_chans":
+            raise FacegenError(f"--model-arg {pair}: in_chans is set by --gray (1) or --color (3)")
+        try:
+            kwargs[k] = json.loads(v)
+        except json.JSONDecodeError:
+            kwargs[k] = v
+        try:
+            check_model_kwargs(model, {k: kwargs[k]})
+        except ValueError as e:
+            raise FacegenError(f"--model-arg {pair}: {e}") from None
+    return kwargs
+
+
+def _norm(ctx, param, values: tuple[str, ...]) -> tuple[str, ...]:
+    from facegen.trainer.metrics import canonical_norm
+
+    try:
+        return tuple(canonical_norm(v) for v in values)
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx, param) from None
+
+
+def _device(ctx, param, value: str) -> str:
+    from facegen.trainer.predictor import pick_device
+
+    pick_device(value)  # a FacegenError naming --device if this machine has no such device
+    return value
+
+
+DEVICE = click.option("--device", default="auto", show_default=True, callback=_device,
+                      help="auto, cpu, cuda, cuda:1 ...")
 
 
 @click.command()
 @click.option("--data", "data", multiple=True, required=True, type=click.Path(), help="Shard folder (repeatable).")
-@click.option("--model", default="hourglass", show_default=True, help="hourglass, resnet18, resnet50.")
+@click.option("--model", default="hourglass", show_default=True, callback=_model_name,
+              help="hourglass, resnet18, resnet50.")
 @click.option("--model-arg", multiple=True, help="Model keyword, e.g. --model-arg stacks=1 --model-arg channels=64.")
-@click.option("--out", default="runs/train", show_default=True, type=click.Path(), help="Output folder.")
-@click.option("--epochs", default=10, show_default=True)
-@click.option("--steps", default=None, type=int, help="Total optimiser steps (overrides --epochs).")
-@click.option("--batch-size", default=16, show_default=True)
-@click.option("--lr", default=1e-3, show_default=True)
-@click.option("--input-size", default=256, show_default=True)
-@click.option("--crop-scale", default=1.25, show_default=True)
+@click.option("--out", default="runs/train", show_default=True, type=OutFolder(), help="Output folder.")
+@click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--steps", default=None, type=click.IntRange(min=1), help="Total optimiser steps (overrides --epochs).")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--lr", default=1e-3, show_default=True, type=POSITIVE)
+@click.option("--input-size", default=256, show_default=True, type=click.IntRange(min=1))
+@click.option("--crop-scale", default=1.25, show_default=True, type=POSITIVE)
 @click.option("--gray/--color", default=False, show_default=True, help="Grayscale input (ResNet baseline: 128 px).")
 @click.option("--augment", type=click.Choice(["default", "none"]), default="default", show_default=True)
-@click.option("--workers", default=2, show_default=True)
-@click.option("--val-fraction", default=0.05, show_default=True, help="Held-out synthetic share.")
-@click.option("--val-every", default=0, show_default=True, help="Validate every N steps (0: each epoch).")
-@click.option("--val-real", default=None, type=click.Path(), help="Real .pts folder scored in iBUG-68 terms.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0))
+@click.option("--val-fraction", default=0.05, show_default=True, type=FiniteFloat(0, 1, max_open=True),
+              help="Held-out synthetic share.")
+@click.option("--val-every", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Validate every N steps (0: each epoch).")
+@click.option("--val-real", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Real .pts folder scored in iBUG-68 terms.")
 @click.option("--coord-loss", type=click.Choice(["l1", "wing", "rmse"]), default="l1", show_default=True)
 @click.option("--heatmap-loss", type=click.Choice(["kl", "mse", "awing"]), default="kl", show_default=True,
               help="Hourglass: KL of the softmax heatmap to a gaussian, or MSE / adaptive wing on peak-scaled maps.")
-@click.option("--heatmap-weight", default=1.0, show_default=True)
-@click.option("--seed", default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
+@click.option("--heatmap-weight", default=1.0, show_default=True, type=FiniteFloat(min=0))
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@DEVICE
 @click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
 @click.option("--resume", default=None, type=click.Path(), help="Continue from a last.pt.")
 def train(data, model, model_arg, out, epochs, steps, batch_size, lr, input_size, crop_scale, gray, augment, workers,
@@ -54,22 +120,13 @@ def train(data, model, model_arg, out, epochs, steps, batch_size, lr, input_size
     """
     from facegen.trainer.train import TrainConfig, train as run
 
-    kwargs = {}
-    for a in model_arg:
-        k, _, v = a.partition("=")
-        try:
-            kwargs[k] = json.loads(v)
-        except json.JSONDecodeError:
-            kwargs[k] = v
-    cfg = TrainConfig(data=list(data), model=model, model_kwargs=kwargs, out=out, input_size=input_size,
-                      crop_scale=crop_scale, gray=gray, augment=augment, epochs=epochs, steps=steps,
-                      batch_size=batch_size, lr=lr, workers=workers, val_fraction=val_fraction, val_every=val_every,
-                      val_real=val_real, coord_loss=coord_loss, heatmap_loss=heatmap_loss,
+    cfg = TrainConfig(data=list(data), model=model, model_kwargs=_model_kwargs(model, model_arg), out=out,
+                      input_size=input_size, crop_scale=crop_scale, gray=gray, augment=augment, epochs=epochs,
+                      steps=steps, batch_size=batch_size, lr=lr, workers=workers, val_fraction=val_fraction,
+                      val_every=val_every, val_real=val_real, coord_loss=coord_loss, heatmap_loss=heatmap_loss,
                       heatmap_weight=heatmap_weight, seed=seed, device=device, amp=not no_amp, resume=resume)
-    try:
+    with _user_errors():
         summary = run(cfg)
-    except (FacegenError, ValueError) as e:
-        _fail(e)
     click.echo(json.dumps(summary, indent=2))
 
 
@@ -86,8 +143,8 @@ def _print_report(report: dict) -> None:
               help="300-W split: full, common, challenging, private, train (with --dataset 300w).")
 @click.option("--box", type=click.Choice(["gt", "detector"]), default="gt", show_default=True,
               help="Face crop from the ground-truth landmark box (300-W protocol) or the face detector.")
-@click.option("--out", default=None, type=click.Path(), help="Write predictions, metrics, CED plots here.")
-@click.option("--device", default="auto", show_default=True)
+@click.option("--out", default=None, type=OutFolder(), help="Write predictions, metrics, CED plots here.")
+@DEVICE
 def evaluate(checkpoint, dataset, root, split, box, out, device):
     """Predict with a checkpoint on 300-W (or any .pts folder) and score per subset.
 
@@ -102,12 +159,10 @@ def evaluate(checkpoint, dataset, root, split, box, out, device):
     from facegen.trainer.evaluate import evaluate as run, open_eval_dataset
     from facegen.trainer.predictor import load_checkpoint
 
-    try:
+    with _user_errors():
         predictor = load_checkpoint(checkpoint, device)
         ds = open_eval_dataset(dataset, root, split)
         report = run(predictor, ds, out, box=box)
-    except (FacegenError, ValueError) as e:
-        _fail(e)
     _print_report(report)
 
 
@@ -115,10 +170,12 @@ def evaluate(checkpoint, dataset, root, split, box, out, device):
 @click.option("--predictions", "-p", required=True, type=click.Path(), help=".pts folder or JSON list.")
 @click.option("--ground-truth", "-g", required=True, type=click.Path(), help=".pts folder or JSON list (SPIGA's).")
 @click.option("--subsets", default=None, type=click.Path(), help="SPIGA *_db_info.json or {name: [indices]} JSON.")
-@click.option("--norm", "norms", multiple=True, default=("inter_ocular", "inter_pupil", "box"), show_default=True)
-@click.option("--threshold", "thresholds", multiple=True, type=float, default=(0.08, 0.10), show_default=True)
+@click.option("--norm", "norms", multiple=True, default=("inter_ocular", "inter_pupil", "box"), show_default=True,
+              callback=_norm, help="inter_ocular (io), inter_pupil (ip) or box (repeatable).")
+@click.option("--threshold", "thresholds", multiple=True, type=FiniteFloat(0, 1, min_open=True), default=(0.08, 0.10),
+              show_default=True, help="AUC / FR threshold as a fraction in (0, 1] (repeatable).")
 @click.option("--auc-method", type=click.Choice(["spiga", "ced"]), default="spiga", show_default=True)
-@click.option("--out", default=None, type=click.Path(), help="Write metrics.json, metrics.md, ced_*.png here.")
+@click.option("--out", default=None, type=OutFolder(), help="Write metrics.json, metrics.md, ced_*.png here.")
 def score(predictions, ground_truth, subsets, norms, thresholds, auc_method, out):
     """Score predictions against ground truth: NME, AUC, FR, CED (knows nothing of models).
 
@@ -131,21 +188,19 @@ def score(predictions, ground_truth, subsets, norms, thresholds, auc_method, out
     """
     from facegen.trainer.score import score_files, write_report
 
-    try:
+    with _user_errors():
         report, gt = score_files(predictions, ground_truth, subsets, norms=tuple(norms),
                                  thresholds=tuple(thresholds), auc_method=auc_method)
         if out:
             write_report(report, gt, out)
-    except (FacegenError, ValueError) as e:
-        _fail(e)
     _print_report(report)
 
 
 @click.command()
 @click.argument("source", type=click.Path())
 @click.option("--checkpoint", required=True, type=click.Path())
-@click.option("-o", "--out", default="predictions", show_default=True, type=click.Path())
-@click.option("--device", default="auto", show_default=True)
+@click.option("-o", "--out", default="predictions", show_default=True, type=OutFolder())
+@DEVICE
 def predict(source, checkpoint, out, device):
     """Detect faces in IMAGE, DIR or VIDEO, predict landmarks, write overlays and JSON.
 
@@ -157,8 +212,6 @@ def predict(source, checkpoint, out, device):
     from facegen.trainer.predict import run_predict
     from facegen.trainer.predictor import load_checkpoint
 
-    try:
+    with _user_errors():
         summary = run_predict(load_checkpoint(checkpoint, device), Path(source), Path(out))
-    except (FacegenError, ValueError) as e:
-        _fail(e)
     click.echo(json.dumps(summary))

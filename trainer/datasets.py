@@ -22,7 +22,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from facegen.errors import FacegenError
 from facegen.shards import inflate_chunk, open_shards
-from facegen.trainer.annotations import W300_FOLDERS, W300_SPLITS, find_image, read_pts
+from facegen.trainer.annotations import IMAGE_EXTS, W300_FOLDERS, W300_SPLITS, find_image, read_pts
 
 # iBUG-68 horizontal flip partner of each point (0-based)
 IBUG68_FLIP = np.array([16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 26, 25, 24, 23, 22, 21, 20, 19,
@@ -186,7 +186,8 @@ class PtsFolder(LandmarkDataset):
         for pts in files:
             img = find_image(pts)
             if img is None:
-                raise FacegenError(f"{pts}: no image with the same name beside it (.jpg/.png) or in ../imgs/")
+                raise FacegenError(f"{pts}: no image with the same name beside it or in ../imgs/ "
+                                   f"(any format OpenCV reads: {', '.join(IMAGE_EXTS)})")
             self.items.append((img, pts))
         if not self.items:
             raise FacegenError(f"{self.root}: no .pts files found" + (f" in {', '.join(folders)}" if folders else ""))
@@ -211,8 +212,8 @@ def Real300W(root: Path | str, split: str = "full", transform: Callable | None =
     root = Path(root)
     groups = W300_SPLITS.get(split, (split,))
     if any(g not in W300_FOLDERS for g in groups):
-        raise FacegenError(f"unknown 300-W split {split!r}; choose one of "
-                           f"{', '.join(list(W300_SPLITS) + list(W300_FOLDERS))}")
+        raise FacegenError(f"--split {split}: unknown 300-W split; choose one of "
+                           f"{', '.join(dict.fromkeys([*W300_SPLITS, *W300_FOLDERS]))}")
     folders = [f for g in groups for f in W300_FOLDERS[g]]
     missing = [f for f in folders if not (root / f).is_dir()]
     if missing:

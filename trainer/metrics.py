@@ -12,7 +12,11 @@ numbers depend on the integration:
 - "spiga" (default; reproduces SPIGA's released 300-W numbers): a 10000-bin histogram of the errors between
   their min and max, cumulative counts placed at the bins' left edges, Simpson's rule up to the threshold,
   divided by the threshold, plus the flat tail when every error is below the threshold. Placing counts at
-  left edges shifts the curve by one bin, so it reads ~0.005 points higher than the exact curve.
+  left edges shifts the curve by one bin, so it reads ~0.005 points higher than the exact curve. When the
+  errors start at 0 the raw formula can exceed 1: Simpson's parabolas overshoot the CED's step at 0 (and
+  numpy's histogram spans [-0.5, 0.5] when every error is 0), so a perfect prediction reads 100.04 %.
+  `auc_fr` clips both methods to at most 1 (a perfect prediction scores exactly 100 %); the clip never
+  touches a published number, all well below 100 %, and `_auc_histogram` keeps SPIGA's formula unclipped.
 - "ced": the exact CED sampled every `step` (1e-4) on [0, threshold], trapezoid rule, divided by the
   threshold (ADNet / STAR style code).
 """
@@ -108,7 +112,7 @@ def auc_fr(errors: np.ndarray, threshold: float = 0.08, step: float = 1e-4,
     else:
         raise ValueError(f"unknown AUC method {method!r}; choose one of {', '.join(AUC_METHODS)}")
     fr = float(np.mean(errors > threshold))
-    return auc, fr
+    return min(auc, 1.0), fr  # the area under a curve <= 1 on [0, threshold], over threshold (module docstring)
 
 
 @dataclass

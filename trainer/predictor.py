@@ -23,7 +23,14 @@ def pick_device(device: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise FacegenError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise FacegenError(f"--device {device}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise FacegenError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                           f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return dev
 
 
 @dataclass
@@ -81,17 +88,30 @@ class Predictor:
         return self.predict([image], [box])[0]
 
 
-def load_checkpoint(path: Path | str, device: str = "auto") -> Predictor:
-    """Build a Predictor from a checkpoint written by `facegen train`."""
+CHECKPOINT_KEYS = ("model_state", "arch", "spec")
+RESUME_KEYS = CHECKPOINT_KEYS + ("optimizer", "scheduler", "scaler", "step", "best")
+
+
+def read_checkpoint(path: Path | str, keys: Sequence[str] = CHECKPOINT_KEYS) -> dict:
+    """A checkpoint written by `facegen train`, holding at least `keys`; a FacegenError naming the file if not."""
     path = Path(path)
     if not path.exists():
         raise FacegenError(f"{path}: no such checkpoint (train writes last.pt and best.pt in its --out folder)")
+    if path.is_dir():
+        raise FacegenError(f"{path}: is a folder; give the last.pt or best.pt file inside it")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # torch raises many types for a bad file
         raise FacegenError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
-    if "model_state" not in ckpt or "spec" not in ckpt:
-        raise FacegenError(f"{path}: not a facegen checkpoint (no model_state/spec)")
+    missing = [k for k in keys if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise FacegenError(f"{path}: not a facegen training checkpoint (no {', '.join(missing)})")
+    return ckpt
+
+
+def load_checkpoint(path: Path | str, device: str = "auto") -> Predictor:
+    """Build a Predictor from a checkpoint written by `facegen train`."""
+    ckpt = read_checkpoint(path)
     arch = ckpt["arch"]
     model = create_model(arch["name"], arch["num_landmarks"], **arch["kwargs"])
     model.load_state_dict(ckpt["model_state"])

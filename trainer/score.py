@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facegen.errors import FacegenError
 from facegen.trainer.annotations import LandmarkSet, align, load_landmark_set
 from facegen.trainer.metrics import NORMALISATIONS, canonical_norm, ced, nme, summarise
 
@@ -22,8 +23,11 @@ def score(pred: LandmarkSet, gt: LandmarkSet, norms: tuple[str, ...] = NORMALISA
     """Report dict: {norm: {subset: {count, nme, auc@t, fr@t} in %}} plus per-image errors."""
     p = align(pred, gt)
     if p.shape[1:] != gt.points.shape[1:]:
-        raise ValueError(f"predictions have {p.shape[1]} points, ground truth {gt.points.shape[1]}; "
-                         "map dense predictions to iBUG-68 first (facegen.trainer.evaluate.to_ibug68)")
+        raise FacegenError(f"{pred.source}: predictions have {p.shape[1]} points, {gt.source} {gt.points.shape[1]}; "
+                           "map dense predictions to iBUG-68 first (facegen.trainer.evaluate.to_ibug68)")
+    bad = np.flatnonzero(~np.isfinite(p).all((1, 2)))  # files are checked as they are read; a model's output here
+    if len(bad):
+        raise FacegenError(f"{pred.source}: {gt.names[bad[0]]}: predicted landmarks are not finite (NaN or Inf)")
     subsets = gt.subsets or {"all": list(range(len(gt)))}
     norms = tuple(canonical_norm(n) for n in norms)
     if gt.points.shape[1] != 68:  # eye-based normalisations need the iBUG-68 layout
@@ -31,7 +35,12 @@ def score(pred: LandmarkSet, gt: LandmarkSet, norms: tuple[str, ...] = NORMALISA
     report: dict = {"auc_method": auc_method, "thresholds": list(thresholds), "subsets": {},
                     "metrics": {}, "per_image": {}}
     for norm in norms:
-        errors = nme(p, gt.points, norm)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            errors = nme(p, gt.points, norm)
+        bad = np.flatnonzero(~np.isfinite(errors))
+        if len(bad):
+            raise FacegenError(f"{gt.source}: {gt.names[bad[0]]}: its {norm} distance is 0, so errors cannot be "
+                               "normalised by it; fix the annotation or choose another --norm")
         report["per_image"][norm] = {n: float(e) for n, e in zip(gt.names, errors)}
         report["metrics"][norm] = {name: summarise(errors[idx], thresholds, method=auc_method).as_percent()
                                    for name, idx in subsets.items()}

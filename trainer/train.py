@@ -22,7 +22,7 @@ from facegen.errors import FacegenError
 from facegen.trainer.datasets import ShardDataset, split_indices
 from facegen.trainer.losses import LandmarkLoss
 from facegen.trainer.models import create_model
-from facegen.trainer.predictor import Predictor, SpecInfo, pick_device
+from facegen.trainer.predictor import RESUME_KEYS, Predictor, SpecInfo, pick_device, read_checkpoint
 from facegen.trainer.transforms import build_transforms
 
 
@@ -88,13 +88,27 @@ def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device, s
     return float(torch.cat(errs).mean() / size * 100) if errs else float("nan")
 
 
+def _build_model(arch: dict, size: int, device: torch.device) -> torch.nn.Module:
+    """The model, run once on a blank image before training: arguments or an input size the architecture
+    cannot take fail here, naming the options, rather than in the first step."""
+    try:
+        model = create_model(arch["name"], arch["num_landmarks"], **arch["kwargs"]).to(device)
+        with torch.no_grad():
+            model.eval()
+            model(torch.zeros(1, arch["kwargs"]["in_chans"], size, size, device=device))
+            model.train()
+    except Exception as e:  # the architecture's own complaint, whatever its type
+        args = " ".join(f"--model-arg {k}={json.dumps(v)}" for k, v in arch["kwargs"].items() if k != "in_chans")
+        raise FacegenError(f"--model {arch['name']} {args} cannot run on --input-size {size} images "
+                           f"({type(e).__name__}: {e}); change --input-size or the model arguments") from None
+    return model
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     """Run training; returns a summary (first/last train loss, best validation, checkpoint paths)."""
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-
+    ckpt = read_checkpoint(cfg.resume, RESUME_KEYS) if cfg.resume else None
     full = ShardDataset(cfg.data, seed=cfg.seed)
     spec = _spec_info(full)
     L = full.num_landmarks
@@ -113,7 +127,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
 
     in_chans = 1 if cfg.gray else 3
     arch = {"name": cfg.model, "num_landmarks": L, "kwargs": {"in_chans": in_chans, **cfg.model_kwargs}}
-    model = create_model(arch["name"], L, **arch["kwargs"]).to(device)
+    model = _build_model(arch, cfg.input_size, device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = cfg.steps or cfg.epochs * len(train_loader)
     warmup = min(cfg.warmup_steps, max(1, total // 10))
@@ -123,8 +137,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     loss_fn = LandmarkLoss(cfg.coord_loss, cfg.heatmap_loss, cfg.heatmap_weight)
 
     step, best, history = 0, float("inf"), []
-    if cfg.resume:
-        ckpt = torch.load(cfg.resume, map_location="cpu", weights_only=False)
+    if ckpt is not None:
         if ckpt["arch"] != arch:
             raise FacegenError(f"{cfg.resume}: checkpoint model {ckpt['arch']} differs from the requested {arch}")
         model.load_state_dict(ckpt["model_state"])
@@ -143,6 +156,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     if cfg.val_real:
         from facegen.trainer.evaluate import open_eval_dataset
         real_ds = open_eval_dataset("folder", cfg.val_real)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
 
     def run_validation() -> dict:
         rec = {"step": step}
