@@ -49,6 +49,9 @@ def load_config(path: Path | str | None = None) -> dict:
         override = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise FacegenError(f"--config {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:  # a folder, unreadable, or not text
+        raise FacegenError(f"--config {path}: cannot read it as a YAML file "
+                           f"({getattr(e, 'strerror', None) or e}); give a .yaml file") from None
     except yaml.YAMLError as e:
         raise FacegenError(f"--config {path}: not valid YAML ({e})") from None
     if not isinstance(override, dict):

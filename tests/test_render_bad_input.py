@@ -112,6 +112,7 @@ CASES = [
     ("config: more modes than the model", ["--config", "{files}/modes_500.yaml"], ["identity.num_modes", "100"]),
     ("config: unknown expression", ["--config", "{files}/unknown_expression.yaml"], ["eyeWink", "unknown_expression.yaml"]),
     ("config: unknown key", ["--config", "{files}/unknown_key.yaml"], ["yaw_sd"]),
+    ("config is a folder", ["--config", "{files}/empty"], ["--config", "empty"]),
     ("config: not YAML", ["--config", "{files}/not_yaml.yaml"], ["not_yaml.yaml"]),
     ("config: a list", ["--config", "{files}/a_list.yaml"], ["a_list.yaml"]),
     ("config: more lights than drawn", ["--config", "{files}/too_many_lights.yaml"], ["lighting.num_lights"]),

@@ -244,7 +244,9 @@ def load_landmark_set(path: Path | str, subsets: Path | str | None = None) -> La
     for k, idx in found.items():
         bad = [i for i in idx if not 0 <= i < len(names)]
         if bad:
-            raise FacegenError(f"subset {k!r} names image {bad[0]} but {path} holds {len(names)}")
+            origin = subsets if subsets is not None else "the subsets beside it"
+            raise FacegenError(f"{origin}: subset {k!r} names image {bad[0]} but {path} holds {len(names)} "
+                               f"(indices 0-{len(names) - 1}); fix the subsets file or the ground truth")
     return LandmarkSet(names=names, points=points, subsets=derive_subsets(found, len(names)), source=str(path))
 
 
