@@ -103,6 +103,8 @@ def _run_processes(ctx, tasks, workers: int, progress, finished) -> None:
                     p.process.join(1.0)  # reaped: its exit code or signal is known
                     raise WorkerFailed(f"render worker {p.process.pid} {_death(p.process)} while rendering "
                                        f"{_where(p.task)}")
+        for p in procs:  # every shard done: each worker was sent None and closes its renderer
+            p.process.join(STOP_GRACE_S)
     finally:
         _stop(procs)
 
@@ -174,7 +176,7 @@ def _worker_main(ctx, threads: int, conn: Connection) -> None:
     """A worker process: set up once, then render the shards the job sends until it sends None."""
     _die_with_parent()
     _drop_blender_script_paths()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: the shard writer deletes its .partial
+    signal.signal(signal.SIGTERM, _on_stop)
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
     task = None
     try:
@@ -185,6 +187,7 @@ def _worker_main(ctx, threads: int, conn: Connection) -> None:
             entry = worker.render_shard(*task, tick=_faulty_tick(task, report))
             report.flush()
             conn.send(("done", entry))
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # nothing left to clean up
         worker.close()
     except SystemExit:
         raise
@@ -195,6 +198,17 @@ def _worker_main(ctx, threads: int, conn: Connection) -> None:
             sys.exit(1)
 
 
+_STOPPING = False
+
+
+def _on_stop(*_) -> None:
+    """SIGTERM from the job: unwind, so the shard writer deletes its .partial. Raised again at the next
+    image should the first one land where Python only prints it (a __del__ or a callback)."""
+    global _STOPPING
+    _STOPPING = True
+    raise SystemExit(143)
+
+
 class _Reporter:
     """Counts a worker's finished images and sends them a few times a second (not per image)."""
 
@@ -202,6 +216,8 @@ class _Reporter:
         self.conn, self.unsent, self.sent_at = conn, 0, time.monotonic()
 
     def __call__(self, n: int) -> None:
+        if _STOPPING:
+            raise SystemExit(143)
         self.unsent += n
         if time.monotonic() - self.sent_at >= PROGRESS_INTERVAL_S:
             self.flush()
