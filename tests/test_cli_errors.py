@@ -125,3 +125,24 @@ def test_rejected_train_creates_nothing(paths, tmp_path):
     for bad in (["--steps", "0"], ["--model", "resnet18", "--model-arg", "depth=7"], ["--resume", paths["txt"]]):
         result = CliRunner().invoke(main, ["train", "--data", paths["toy"], "--out", str(tmp_path / "run"), *bad])
         assert result.exit_code == 2 and not (tmp_path / "run").exists(), result.output
+
+
+# A mistake, then the command a user would type next: it works, and the data read is untouched.
+CORRECTED = [
+    ("preview {toy} -o {tmp}/p.txt --scale 0", "preview {toy} -o {tmp}/p.png --scale 1"),
+    ("preview {toy} -o {tmp}/p.png --start 1000", "preview {toy} -o {tmp}/p.png --start 40"),
+    ("score -p {gt} -g {gt} --threshold -1", "score -p {gt} -g {gt} --threshold 0.08"),
+    ("score -p {nanpts} -g {pts}", "score -p {pts} -g {pts}"),
+    ("specs preview ibug68 --size 0 -o {tmp}/s.png", "specs preview ibug68 --size 96 -o {tmp}/s.png"),
+]
+
+
+@pytest.mark.parametrize("bad,good", CORRECTED)
+def test_the_corrected_command_then_works_and_nothing_was_changed(paths, bad, good):
+    from pathlib import Path
+
+    shards = {p.name: p.read_bytes() for p in sorted(Path(paths["toy"]).iterdir())}
+    assert CliRunner().invoke(main, bad.format(**paths).split()).exit_code == 2
+    result = CliRunner().invoke(main, good.format(**paths).split())
+    assert result.exit_code == 0, result.output
+    assert {p.name: p.read_bytes() for p in sorted(Path(paths["toy"]).iterdir())} == shards
