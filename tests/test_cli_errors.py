@@ -138,7 +138,7 @@ CORRECTED = [
 
 
 @pytest.mark.parametrize("bad,good", CORRECTED)
-def test_the_corrected_command_then_works_and_nothing_was_changed(paths, bad, good):
+def test_the_corrected_command_then_works_and_nothing_was_changed(paths, face_model, bad, good):
     from pathlib import Path
 
     shards = {p.name: p.read_bytes() for p in sorted(Path(paths["toy"]).iterdir())}

@@ -37,8 +37,11 @@ def run(command, fault: str | None = None, timeout: float = 300) -> tuple[subpro
     return result, time.monotonic() - start
 
 
-def shard_bytes(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.glob("shard-*.h5"))}
+def shard_bytes(folder: Path) -> dict[str, str]:
+    """Each shard's sha256 (short to print when two folders differ)."""
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:12] for p in sorted(folder.glob("shard-*.h5"))}
 
 
 def manifest_files(folder: Path) -> list[str]:

@@ -20,7 +20,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 
@@ -138,8 +138,10 @@ def _receive(p: _Process, todo: deque, progress, finished) -> None:
 
 
 def _stop(procs: list[_Process]) -> None:
-    """Stop every worker still running (SIGTERM lets it delete its .partial; SIGKILL after a grace)."""
+    """Stop every worker still running: SIGTERM stops one after its current image (deleting its
+    .partial), the closed pipe one waiting for work; SIGKILL after a grace period."""
     for p in procs:
+        p.conn.close()
         if p.process.is_alive():
             p.process.terminate()
     deadline = time.monotonic() + STOP_GRACE_S
@@ -148,7 +150,6 @@ def _stop(procs: list[_Process]) -> None:
         if p.process.is_alive():
             p.process.kill()
             p.process.join()
-        p.conn.close()
 
 
 def _death(process: mp.Process) -> str:
@@ -173,40 +174,49 @@ def _sigint_ignored():
 
 
 def _worker_main(ctx, threads: int, conn: Connection) -> None:
-    """A worker process: set up once, then render the shards the job sends until it sends None."""
+    """A worker process: set up once, then render the shards the job sends until it sends None.
+
+    The job stops a worker with SIGTERM, which only sets a flag: the worker stops after its current
+    image, from a known place (the progress tick inside the shard writer's `with`, which then deletes
+    the .partial), or on the closed pipe while it waits for work. An exception raised by the signal
+    handler itself could land anywhere, even in a destructor that Python only reports."""
     _die_with_parent()
     _drop_blender_script_paths()
     signal.signal(signal.SIGTERM, _on_stop)
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
-    task = None
+    task, worker, code = None, None, 0
     try:
         _inject_fault("start")
         worker = Worker(ctx, threads=threads)
-        while (task := conn.recv()) is not None:
+        while not _STOPPING and (task := conn.recv()) is not None:
             report = _Reporter(conn)
             entry = worker.render_shard(*task, tick=_faulty_tick(task, report))
             report.flush()
             conn.send(("done", entry))
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # nothing left to clean up
-        worker.close()
-    except SystemExit:
-        raise
+    except _Stopped:
+        code = 143
     except BaseException as e:  # noqa: BLE001 - everything goes back to the job, which stops
-        try:
-            conn.send(("failed", task, _describe(e), traceback.format_exc()))
-        finally:
-            sys.exit(1)
+        code = 143 if _STOPPING or isinstance(e, EOFError) else 1  # EOFError: the job closed the pipe
+        if code == 1:
+            with suppress(OSError):
+                conn.send(("failed", task, _describe(e), traceback.format_exc()))
+    finally:
+        if worker is not None:
+            with suppress(Exception):  # close the renderer here: its destructors fail at interpreter exit
+                worker.close()
+    sys.exit(code)
+
+
+class _Stopped(BaseException):
+    """Raised at a worker's next image once the job asked it to stop."""
 
 
 _STOPPING = False
 
 
 def _on_stop(*_) -> None:
-    """SIGTERM from the job: unwind, so the shard writer deletes its .partial. Raised again at the next
-    image should the first one land where Python only prints it (a __del__ or a callback)."""
     global _STOPPING
     _STOPPING = True
-    raise SystemExit(143)
 
 
 class _Reporter:
@@ -217,7 +227,7 @@ class _Reporter:
 
     def __call__(self, n: int) -> None:
         if _STOPPING:
-            raise SystemExit(143)
+            raise _Stopped
         self.unsent += n
         if time.monotonic() - self.sent_at >= PROGRESS_INTERVAL_S:
             self.flush()
