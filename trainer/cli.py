@@ -137,8 +137,9 @@ def _print_report(report: dict) -> None:
 
 @click.command()
 @click.option("--checkpoint", required=True, type=click.Path())
-@click.option("--dataset", type=click.Choice(["300w", "folder"]), default="300w", show_default=True)
-@click.option("--root", required=True, type=click.Path(), help="300-W root (official layout) or a .pts folder.")
+@click.option("--dataset", type=click.Choice(["300w", "aflw2000", "folder"]), default="300w", show_default=True,
+              help="300w (official layout), aflw2000 (AFLW2000-3D: .jpg + .mat) or folder (any .pts folder).")
+@click.option("--root", required=True, type=click.Path(), help="The dataset's folder.")
 @click.option("--split", default="full", show_default=True,
               help="300-W split: full, common, challenging, private, train (with --dataset 300w).")
 @click.option("--box", type=click.Choice(["gt", "detector"]), default="gt", show_default=True,
@@ -152,9 +153,11 @@ def evaluate(checkpoint, dataset, root, split, box, out, device):
     Examples:
       facegen eval --checkpoint runs/hg/best.pt --dataset 300w --root ~/data/300W --out runs/hg/eval
       facegen eval --checkpoint runs/hg/best.pt --dataset folder --root ../shared/data/real300w-mini
+      facegen eval --checkpoint runs/hg/best.pt --dataset aflw2000 --root ../shared/data/aflw2000-3d-half
 
     Faces are cropped from the ground-truth box (the 300-W protocol); dense specs are scored on their
-    iBUG-68 nearest-point subset.
+    iBUG-68 nearest-point subset. AFLW2000-3D is scored as the field reports it: NME by the
+    ground-truth box, per |yaw| bin (0-30, 30-60, 60-90) and their balanced mean.
     """
     from facegen.trainer.evaluate import evaluate as run, open_eval_dataset
     from facegen.trainer.predictor import load_checkpoint

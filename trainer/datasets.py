@@ -206,6 +206,65 @@ class PtsFolder(LandmarkDataset):
         return np.stack([read_pts(p) for _, p in self.items])
 
 
+# The AFLW2000-3D protocol's yaw bins (degrees of |yaw|), as 3DDFA, PRNet and 3DDFA-V2 report them.
+YAW_BINS = {"yaw 0-30": (0.0, 30.0), "yaw 30-60": (30.0, 60.0), "yaw 60-90": (60.0, 90.0)}
+
+
+class AFLW2000(LandmarkDataset):
+    """AFLW2000-3D in its official layout: `imageNNNNN.jpg` + `imageNNNNN.mat` (`pt3d_68`, `Pose_Para`).
+
+    `pt3d_68` rows are x, y, z; x and y are MATLAB pixel coordinates (1-based: the centre of the top-left
+    pixel is (1, 1)), converted here to the project's 0-based convention, the same as `.pts` files.
+    The 68 points follow the 3D-fit convention (the jaw is the projected 3D jaw line, not the visible
+    outline). `Pose_Para` = pitch, yaw, roll (radians), tx, ty, tz, scale; `yaw` is read along, in degrees."""
+
+    def __init__(self, root: Path | str, transform: Callable | None = None, seed: int = 0):
+        from scipy.io import loadmat
+
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FacegenError(f"{self.root}: no such folder (expected AFLW2000-3D's imageNNNNN.jpg + .mat files)")
+        self.transform, self.seed = transform, seed
+        mats = sorted(self.root.glob("image*.mat"))
+        if not mats:
+            raise FacegenError(f"{self.root}: no imageNNNNN.mat files (the official AFLW2000-3D layout)")
+        self.items, points, yaws = [], [], []
+        for mat in mats:
+            img = mat.with_suffix(".jpg")
+            if not img.exists():
+                raise FacegenError(f"{mat}: no {img.name} beside it")
+            try:
+                m = loadmat(str(mat), variable_names=["pt3d_68", "Pose_Para"])
+                pt3d, pose = np.asarray(m["pt3d_68"], np.float64), np.asarray(m["Pose_Para"], np.float64).ravel()
+            except (KeyError, ValueError, OSError) as e:
+                raise FacegenError(f"{mat}: not an AFLW2000-3D annotation with pt3d_68 and Pose_Para ({e})") from None
+            if pt3d.shape != (3, 68) or len(pose) < 3 or not np.isfinite(pt3d).all():
+                raise FacegenError(f"{mat}: pt3d_68 must be 3 x 68 finite numbers and Pose_Para hold pitch, yaw, roll")
+            self.items.append(img)
+            points.append(pt3d[:2].T - 1.0)
+            yaws.append((np.degrees(pose[1]) + 180.0) % 360.0 - 180.0)  # a few fits wrap past +-180
+        self.points = np.stack(points)
+        self.yaw = np.array(yaws)
+        self.names = [p.stem for p in self.items]
+        self.flip_map = IBUG68_FLIP
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def raw(self, i: int) -> dict:
+        return {"image": read_image(self.items[i]), "landmarks": self.points[i].astype(np.float32)}
+
+    def ground_truth(self) -> np.ndarray:
+        return self.points.copy()
+
+    def subsets(self) -> dict[str, list[int]]:
+        """Image indices per |yaw| bin ([0, 30), [30, 60), [60, 90]; the few beyond 90 join the last)."""
+        a = np.abs(self.yaw)
+        bins = {name: np.flatnonzero((a >= lo) & (a < hi)) for name, (lo, hi) in YAW_BINS.items()}
+        bins["yaw 60-90"] = np.flatnonzero(a >= 60.0)
+        return {name: idx.tolist() for name, idx in bins.items()}
+
+
 def Real300W(root: Path | str, split: str = "full", transform: Callable | None = None, seed: int = 0) -> PtsFolder:
     """300-W in its official layout. Splits: train (3148), common (554), challenging (135), full (689),
     private (600), or a single folder group (helen, lfpw, ibug, indoor, outdoor)."""

@@ -17,9 +17,9 @@ import numpy as np
 
 from facegen.errors import FacegenError
 from facegen.trainer.annotations import LandmarkSet, derive_subsets, w300_group, write_pts
-from facegen.trainer.datasets import PtsFolder, Real300W
+from facegen.trainer.datasets import AFLW2000, YAW_BINS, PtsFolder, Real300W
 from facegen.trainer.predictor import Predictor, SpecInfo
-from facegen.trainer.score import score, write_report
+from facegen.trainer.score import add_balanced, score, write_report
 from facegen.trainer.transforms import landmark_box
 
 Adapter = Callable[[np.ndarray], np.ndarray]
@@ -47,12 +47,20 @@ def to_ibug68(pred: np.ndarray, spec: SpecInfo, adapter: Adapter | None = None) 
     return (adapter or NearestSubsetAdapter(spec))(pred)
 
 
-def open_eval_dataset(dataset: str, root: Path | str, split: str = "full") -> PtsFolder:
+DATASETS = ("300w", "aflw2000", "folder")
+# What each benchmark reports by default: 300-W normalises by the eye corners (and more), AFLW2000-3D
+# by the ground-truth landmark box, per yaw bin and their balanced mean (3DDFA's protocol).
+PROTOCOL_NORMS = {"aflw2000": ("box",)}
+
+
+def open_eval_dataset(dataset: str, root: Path | str, split: str = "full") -> PtsFolder | AFLW2000:
     if dataset == "300w":
         return Real300W(root, split)
+    if dataset == "aflw2000":
+        return AFLW2000(root)
     if dataset == "folder":
         return PtsFolder(root)
-    raise FacegenError(f"unknown dataset {dataset!r}; use 300w (official layout) or folder (any .pts folder)")
+    raise FacegenError(f"unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}")
 
 
 def predict_folder(predictor: Predictor, ds: PtsFolder, box: str = "gt") -> np.ndarray:
@@ -70,12 +78,16 @@ def predict_folder(predictor: Predictor, ds: PtsFolder, box: str = "gt") -> np.n
     return predictor.predict(images, boxes)
 
 
-def ground_truth_set(ds: PtsFolder) -> LandmarkSet:
-    groups: dict[str, list[int]] = {}
-    for i, n in enumerate(ds.names):
-        g = w300_group(n)
-        if g:
-            groups.setdefault(g, []).append(i)
+def ground_truth_set(ds: PtsFolder | AFLW2000) -> LandmarkSet:
+    """The labels as the scorer reads them, with the dataset's subsets (300-W groups or yaw bins)."""
+    if hasattr(ds, "subsets"):
+        groups = ds.subsets()
+    else:
+        groups = {}
+        for i, n in enumerate(ds.names):
+            g = w300_group(n)
+            if g:
+                groups.setdefault(g, []).append(i)
     return LandmarkSet(names=list(ds.names), points=ds.ground_truth().astype(np.float64),
                        subsets=derive_subsets(groups, len(ds)), source=str(ds.root))
 
@@ -86,7 +98,11 @@ def evaluate(predictor: Predictor, ds: PtsFolder, out: Path | str | None = None,
     pred = to_ibug68(predict_folder(predictor, ds, box), predictor.spec, adapter)
     pred_set = LandmarkSet(names=list(ds.names), points=pred.astype(np.float64), source="predictions")
     gt = ground_truth_set(ds)
+    if isinstance(ds, AFLW2000):
+        score_kw.setdefault("norms", PROTOCOL_NORMS["aflw2000"])
     report = score(pred_set, gt, **score_kw)
+    if isinstance(ds, AFLW2000):
+        add_balanced(report, tuple(YAW_BINS))
     if out is not None:
         out = Path(out)
         for n, p in zip(ds.names, pred):
@@ -94,4 +110,5 @@ def evaluate(predictor: Predictor, ds: PtsFolder, out: Path | str | None = None,
         (out / "predictions.json").write_text(json.dumps(
             [{"image": n, "landmarks": p.tolist()} for n, p in zip(ds.names, pred)]))
         write_report(report, gt, out)
+        (out / "subsets.json").write_text(json.dumps(gt.subsets))  # `facegen score --subsets` reads it
     return report

@@ -48,6 +48,20 @@ def score(pred: LandmarkSet, gt: LandmarkSet, norms: tuple[str, ...] = NORMALISA
     return report
 
 
+def add_balanced(report: dict, parts: tuple[str, ...], name: str = "balanced") -> dict:
+    """Add a row `name` to every normalisation: the unweighted mean of each metric over the subsets
+    `parts` (AFLW2000-3D's yaw bins: its "balanced" NME, which counts each pose range equally)."""
+    for rows in report["metrics"].values():
+        present = [rows[p] for p in parts if p in rows and rows[p]["count"]]
+        if len(present) != len(parts):
+            continue
+        rows[name] = {k: (sum(r["count"] for r in present) if k == "count" else float(np.mean([r[k] for r in present])))
+                      for k in present[0]}
+    report["subsets"][name] = sum(report["subsets"][p] for p in parts if p in report["subsets"])
+    report["balanced_over"] = list(parts)
+    return report
+
+
 def markdown_table(report: dict) -> str:
     """One row per subset: count, NME under each normalisation, AUC/FR at each threshold (first norm)."""
     norms = list(report["metrics"])
