@@ -176,7 +176,11 @@ def _dump(name: str, description: str, points: list[dict], pairs: list[list[int]
     return "\n".join(lines) + "\n"
 
 
-def ibug68_spec_yaml(model: FaceModel, command: str = "facegen specs generate --points 68 --name ibug68") -> str:
+def ibug68_spec_yaml(model: FaceModel, command: str = "facegen specs generate --points 68 --name ibug68",
+                     jaw_3d: bool = False) -> str:
+    """iBUG-68 on the model. The jaw follows the visible outline (contour points, the 300-W markup), or
+    with `jaw_3d` sits on fixed surface points, the frontal outline's vertices (the 3D-fit convention of
+    AFLW2000-3D and 300W-LP: on a turned face the far jaw is projected through the cheek)."""
     mesh = _Mesh(model)
     g = mesh.graph()
     L = [int(x) for x in model.landmarks68]
@@ -191,12 +195,18 @@ def ibug68_spec_yaml(model: FaceModel, command: str = "facegen specs generate --
         p: dict = {"name": names[i], "group": group[i]}
         if i < 8 or i > 8 and i < 17:
             inner, frontal, outer = jaw[i] if i < 8 else (int(mesh.mirror[v]) for v in jaw[16 - i])
-            p["contour"] = _contour_line(mesh, g, inner, frontal, outer)
-            p["frontal"] = frontal
+            if jaw_3d:
+                p["vertex"] = frontal
+            else:
+                p["contour"] = _contour_line(mesh, g, inner, frontal, outer)
+                p["frontal"] = frontal
         else:
             p["vertex"] = L[i]
         points.append(p)
     pairs = [[i, int(IBUG68_FLIP[i])] for i in range(68) if IBUG68_FLIP[i] > i]
+    if jaw_3d:
+        return _dump("ibug68_3d", "The 68 iBUG points with the jaw on fixed surface points (the 3D-fit convention "
+                     "of AFLW2000-3D and 300W-LP); elsewhere identical to ibug68.", points, pairs, None, command)
     return _dump("ibug68", "The 68 iBUG / Multi-PIE points (300-W markup) on ICT-FaceKit; jaw points "
                  "follow the face outline on turned faces.", points, pairs, None, command)
 

@@ -80,7 +80,8 @@ def preview(name: str, out: Path, labels: bool, size: int) -> None:
 
 
 @specs.command()
-@click.option("--points", "n", type=int, required=True, help="Number of points (68 writes ibug68).")
+@click.option("--points", "n", type=int, required=True,
+              help="Number of points (68 writes ibug68, or ibug68_3d with --name ibug68_3d).")
 @click.option("--name", default=None, help="Spec name (default: denseN).")
 @click.option("--line-fraction", default=0.6, show_default=True,
               help="Share of the non-iBUG points on lids, lips, brows, nose and oval lines; the rest fill the skin.")
@@ -99,8 +100,8 @@ def generate(n: int, name: str | None, line_fraction: float, out: Path) -> None:
     name = name or ("ibug68" if n == 68 else f"dense{n}")
     opts = f" --line-fraction {line_fraction}" if line_fraction != 0.6 else ""
     cmd = f"facegen specs generate --points {n} --name {name}{opts} -o {out.name}"
-    if n == 68 and name == "ibug68":
-        text = ibug68_spec_yaml(model, cmd)
+    if n == 68 and name in ("ibug68", "ibug68_3d"):
+        text = ibug68_spec_yaml(model, cmd, jaw_3d=name == "ibug68_3d")
     else:
         text = dense_spec_yaml(model, n, name, line_fraction, cmd)
     compile_spec(parse_spec(text, str(out)), model)  # never write a spec that would not load

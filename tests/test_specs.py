@@ -12,7 +12,7 @@ import pytest
 from facegen.camera import euler_to_matrix
 from facegen.specs import IBUG68_FLIP, SpecError, compile_spec, load_spec, parse_spec
 
-BUILTIN = {"ibug68": 68, "dense243": 243, "dense490": 490, "dense1001": 1001}
+BUILTIN = {"ibug68": 68, "ibug68_3d": 68, "dense243": 243, "dense490": 490, "dense1001": 1001}
 
 
 def _centre_cam(v: np.ndarray, yaw: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -170,3 +170,17 @@ def test_cli_validate_exit_code(tmp_path):
     r = subprocess.run([sys.executable, "-m", "facegen.cli", "specs", "validate", "ibug68"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_ibug68_3d_keeps_the_jaw_on_fixed_surface_points(face_model):
+    """ibug68_3d's jaw is ibug68's frontal jaw candidates, whatever the view (the 3D-fit convention),
+    while ibug68's far-side jaw slides to the visible outline on a turned face."""
+    contour, fixed = (compile_spec(load_spec(n), face_model) for n in ("ibug68", "ibug68_3d"))
+    assert not fixed.contours and fixed.names == contour.names
+    front_v, front_cam = _centre_cam(face_model.neutral)
+    np.testing.assert_allclose(fixed.locate(front_v, front_cam), contour.frontal_positions(front_v), atol=1e-9)
+    turned_v, cam = _centre_cam(face_model.neutral, yaw=60.0)
+    a, b = contour.locate(turned_v, cam), fixed.locate(turned_v, cam)
+    np.testing.assert_allclose(b, fixed.frontal_positions(turned_v), atol=1e-9)  # no view dependence
+    moved = np.linalg.norm(a[:17] - b[:17], axis=1)
+    assert np.allclose(a[17:], b[17:]) and moved.max() > 1.0  # cm: the far jaw moved to the outline
