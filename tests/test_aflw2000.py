@@ -106,3 +106,27 @@ def test_eval_cli_scores_aflw2000_with_its_protocol(fixture_set, toy_shards, tmp
     bins = [report["metrics"]["box"][b]["nme"] for b in ("yaw 0-30", "yaw 30-60", "yaw 60-90")]
     assert report["metrics"]["box"]["balanced"]["nme"] == pytest.approx(np.mean(bins))
     assert json.loads((tmp_path / "eval" / "subsets.json").read_text())["yaw 60-90"] == [4]
+
+
+def test_300w_lp_reader_reads_both_conventions(tmp_path):
+    from facegen.trainer.datasets import W300LP
+
+    rng = np.random.default_rng(2)
+    expected = {}
+    for group in ("AFW", "HELEN"):
+        (tmp_path / group).mkdir()
+        (tmp_path / "landmarks" / group).mkdir(parents=True)
+        name = f"{group}_1_0"
+        p3, p2 = face_points(rng)[:2].T, face_points(rng)[:2].T
+        savemat(tmp_path / "landmarks" / group / f"{name}_pts.mat", {"pts_3d": p3, "pts_2d": p2})
+        savemat(tmp_path / group / f"{name}.mat", {"Pose_Para": [[0.0, np.radians(40.0), 0.0, 0, 0, 0, 1e-3]]})
+        cv2.imwrite(str(tmp_path / group / f"{name}.jpg"), np.zeros((240, 240, 3), np.uint8))
+        expected[f"{group}/{name}"] = (p3, p2)
+    three, two = W300LP(tmp_path), W300LP(tmp_path, convention="2d")
+    assert three.names == two.names == sorted(expected)
+    for i, name in enumerate(three.names):
+        assert np.allclose(three.ground_truth()[i], expected[name][0] - 1)
+        assert np.allclose(two.ground_truth()[i], expected[name][1] - 1)
+    assert np.allclose(three.yaw, 40.0) and three.raw(0)["image"].shape == (240, 240, 3)
+    with pytest.raises(Exception, match="landmarks"):
+        W300LP(tmp_path / "AFW")

@@ -265,6 +265,62 @@ class AFLW2000(LandmarkDataset):
         return {name: idx.tolist() for name, idx in bins.items()}
 
 
+class W300LP(LandmarkDataset):
+    """300W-LP (Zhu et al. 2016), the large-pose training set: `GROUP/NAME.jpg` (+ `NAME.mat` with
+    `Pose_Para`) and `landmarks/GROUP/NAME_pts.mat` with `pts_3d` (the 3D-fit convention, as AFLW2000-3D
+    and `ibug68_3d`) and `pts_2d` (the visible outline, as 300-W and `ibug68`), each 68 x 2.
+
+    `convention` picks which. Coordinates are taken as MATLAB's 1-based pixels, like AFLW2000-3D's (both
+    come from the same 3DDFA fitting code), and converted to 0-based here. Only the groups that have a
+    `landmarks/` folder are read (the `_Flip` copies have none; flip augmentation does that job)."""
+
+    def __init__(self, root: Path | str, convention: str = "3d", transform: Callable | None = None, seed: int = 0):
+        from scipy.io import loadmat
+
+        if convention not in ("3d", "2d"):
+            raise FacegenError(f"300W-LP convention {convention!r}: use 3d (pts_3d) or 2d (pts_2d)")
+        self.root = Path(root)
+        marks = sorted((self.root / "landmarks").glob("*/*_pts.mat"))
+        if not marks:
+            raise FacegenError(f"{self.root}: no landmarks/GROUP/NAME_pts.mat files (the official 300W-LP layout)")
+        self.transform, self.seed = transform, seed
+        key = f"pts_{convention}"
+        self.items, points, yaws = [], [], []
+        for mark in marks:
+            group, name = mark.parent.name, mark.name[: -len("_pts.mat")]
+            img = self.root / group / f"{name}.jpg"
+            if not img.exists():
+                raise FacegenError(f"{mark}: no image {img}")
+            try:
+                pts = np.asarray(loadmat(str(mark), variable_names=[key])[key], np.float64)
+            except (KeyError, ValueError, OSError) as e:
+                raise FacegenError(f"{mark}: no {key} in it ({e})") from None
+            if pts.shape == (2, 68):
+                pts = pts.T
+            if pts.shape != (68, 2) or not np.isfinite(pts).all():
+                raise FacegenError(f"{mark}: {key} must be 68 x 2 finite numbers, not {pts.shape}")
+            pose_file = img.with_suffix(".mat")
+            yaw = np.nan
+            if pose_file.exists():
+                pose = np.asarray(loadmat(str(pose_file), variable_names=["Pose_Para"])["Pose_Para"]).ravel()
+                yaw = (np.degrees(pose[1]) + 180.0) % 360.0 - 180.0
+            self.items.append(img)
+            points.append(pts - 1.0)
+            yaws.append(yaw)
+        self.points, self.yaw = np.stack(points), np.array(yaws)
+        self.names = [f"{p.parent.name}/{p.stem}" for p in self.items]
+        self.flip_map = IBUG68_FLIP
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def raw(self, i: int) -> dict:
+        return {"image": read_image(self.items[i]), "landmarks": self.points[i].astype(np.float32)}
+
+    def ground_truth(self) -> np.ndarray:
+        return self.points.copy()
+
+
 def Real300W(root: Path | str, split: str = "full", transform: Callable | None = None, seed: int = 0) -> PtsFolder:
     """300-W in its official layout. Splits: train (3148), common (554), challenging (135), full (689),
     private (600), or a single folder group (helen, lfpw, ibug, indoor, outdoor)."""
