@@ -210,7 +210,31 @@ class PtsFolder(LandmarkDataset):
 YAW_BINS = {"yaw 0-30": (0.0, 30.0), "yaw 30-60": (30.0, 60.0), "yaw 60-90": (60.0, 90.0)}
 
 
-class AFLW2000(LandmarkDataset):
+class _MatLandmarks(LandmarkDataset):
+    """A dataset read from MATLAB files at start-up: `items` (image paths), `points` (N, 68, 2) 0-based
+    pixels and `yaw` (N,) degrees, set by the subclass."""
+
+    items: list[Path]
+    points: np.ndarray
+    yaw: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def raw(self, i: int) -> dict:
+        return {"image": read_image(self.items[i]), "landmarks": self.points[i].astype(np.float32)}
+
+    def ground_truth(self) -> np.ndarray:
+        return self.points.copy()
+
+
+def _yaw_degrees(pose_para: np.ndarray) -> float:
+    """Yaw of a 3DDFA `Pose_Para` (pitch, yaw, roll in radians, ...) in degrees, wrapped to +-180 (a few
+    fits wrap past it)."""
+    return float((np.degrees(np.ravel(pose_para)[1]) + 180.0) % 360.0 - 180.0)
+
+
+class AFLW2000(_MatLandmarks):
     """AFLW2000-3D in its official layout: `imageNNNNN.jpg` + `imageNNNNN.mat` (`pt3d_68`, `Pose_Para`).
 
     `pt3d_68` rows are x, y, z; x and y are MATLAB pixel coordinates (1-based: the centre of the top-left
@@ -242,20 +266,11 @@ class AFLW2000(LandmarkDataset):
                 raise FacegenError(f"{mat}: pt3d_68 must be 3 x 68 finite numbers and Pose_Para hold pitch, yaw, roll")
             self.items.append(img)
             points.append(pt3d[:2].T - 1.0)
-            yaws.append((np.degrees(pose[1]) + 180.0) % 360.0 - 180.0)  # a few fits wrap past +-180
+            yaws.append(_yaw_degrees(pose))
         self.points = np.stack(points)
         self.yaw = np.array(yaws)
         self.names = [p.stem for p in self.items]
         self.flip_map = IBUG68_FLIP
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def raw(self, i: int) -> dict:
-        return {"image": read_image(self.items[i]), "landmarks": self.points[i].astype(np.float32)}
-
-    def ground_truth(self) -> np.ndarray:
-        return self.points.copy()
 
     def subsets(self) -> dict[str, list[int]]:
         """Image indices per |yaw| bin ([0, 30), [30, 60), [60, 90]; the few beyond 90 join the last)."""
@@ -265,7 +280,7 @@ class AFLW2000(LandmarkDataset):
         return {name: idx.tolist() for name, idx in bins.items()}
 
 
-class W300LP(LandmarkDataset):
+class W300LP(_MatLandmarks):
     """300W-LP (Zhu et al. 2016), the large-pose training set: `GROUP/NAME.jpg` (+ `NAME.mat` with
     `Pose_Para`) and `landmarks/GROUP/NAME_pts.mat` with `pts_3d` (the 3D-fit convention, as AFLW2000-3D
     and `ibug68_3d`) and `pts_2d` (the visible outline, as 300-W and `ibug68`), each 68 x 2.
@@ -300,10 +315,8 @@ class W300LP(LandmarkDataset):
             if pts.shape != (68, 2) or not np.isfinite(pts).all():
                 raise FacegenError(f"{mark}: {key} must be 68 x 2 finite numbers, not {pts.shape}")
             pose_file = img.with_suffix(".mat")
-            yaw = np.nan
-            if pose_file.exists():
-                pose = np.asarray(loadmat(str(pose_file), variable_names=["Pose_Para"])["Pose_Para"]).ravel()
-                yaw = (np.degrees(pose[1]) + 180.0) % 360.0 - 180.0
+            yaw = _yaw_degrees(loadmat(str(pose_file), variable_names=["Pose_Para"])["Pose_Para"]) \
+                if pose_file.exists() else np.nan
             self.items.append(img)
             points.append(pts - 1.0)
             yaws.append(yaw)
@@ -311,14 +324,6 @@ class W300LP(LandmarkDataset):
         self.names = [f"{p.parent.name}/{p.stem}" for p in self.items]
         self.flip_map = IBUG68_FLIP
 
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def raw(self, i: int) -> dict:
-        return {"image": read_image(self.items[i]), "landmarks": self.points[i].astype(np.float32)}
-
-    def ground_truth(self) -> np.ndarray:
-        return self.points.copy()
 
 
 def Real300W(root: Path | str, split: str = "full", transform: Callable | None = None, seed: int = 0) -> PtsFolder:
