@@ -159,7 +159,7 @@ def _flow(d: dict) -> str:
 
 
 def _dump(name: str, description: str, points: list[dict], pairs: list[list[int]],
-          ibug68: list[int] | None, command: str, options: dict | None = None) -> str:
+          correspondences: dict[str, list[int]] | None, command: str, options: dict | None = None) -> str:
     lines = [_header(name, description, command).rstrip("\n"),
              f"name: {name}", f"description: {_flow({'d': description})[4:-1]}", "model: ict-facekit",
              f"num_points: {len(points)}"]
@@ -170,10 +170,21 @@ def _dump(name: str, description: str, points: list[dict], pairs: list[list[int]
     lines.append("# Mirror pairs [i, j] (the horizontal flip map); points in no pair lie on the midline.")
     lines.append("pairs:")
     lines += [f"  - [{a}, {b}]" for a, b in pairs]
-    if ibug68 is not None:
+    if correspondences is not None:
         lines.append("# Spec point nearest to each iBUG-68 point (used to score this spec on 300-W).")
-        lines.append(f"ibug68: {_flow(ibug68)}")
+        lines.append(f"ibug68: {_flow(correspondences['ibug68'])}")
+        lines.append("# Spec point on each ibug68_3d point's surface point in a frontal view (used to score on")
+        lines.append("# AFLW2000-3D). The jaw here traces the outline, so on turned faces it is not the fixed jaw.")
+        lines.append(f"ibug68_3d: {_flow(correspondences['ibug68_3d'])}")
     return "\n".join(lines) + "\n"
+
+
+def _ibug68_3d_vertices(mesh: _Mesh) -> list[int]:
+    """The vertex of each ibug68_3d point: the jaw contours' frontal vertices (left mirrored from right),
+    elsewhere ICT's Multi-PIE vertex."""
+    L = [int(x) for x in mesh.model.landmarks68]
+    jaw = _jaw_lines(mesh)
+    return [jaw[i][1] if i < 8 else int(mesh.mirror[jaw[16 - i][1]]) if 8 < i < 17 else L[i] for i in range(68)]
 
 
 def ibug68_spec_yaml(model: FaceModel, command: str = "facegen specs generate --points 68 --name ibug68",
@@ -345,8 +356,9 @@ def dense_spec_yaml(model: FaceModel, n: int, name: str | None = None, line_frac
         d[k] = -1
         d[cand == m[v]] = -1
 
-    P = np.asarray(pos)
-    ibug68 = [int(np.argmin(np.linalg.norm(P - V[L[i]], axis=1))) for i in range(68)]
+    P = np.asarray(pos)  # contour points at their frontal vertex
+    nearest = lambda targets: [int(np.argmin(np.linalg.norm(P - V[v], axis=1))) for v in targets]  # noqa: E731
+    ibug68 = {"ibug68": nearest(L), "ibug68_3d": nearest(_ibug68_3d_vertices(mesh))}
     desc = (f"{n} points on ICT-FaceKit: face oval (contours), brows, lids, nose, outer and inner lips "
             "densest, cheeks, forehead and chin filled evenly; symmetric.")
     return _dump(name, desc, points, pairs, ibug68, command,

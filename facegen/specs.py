@@ -25,7 +25,7 @@ MIRROR_TOL_CM = 0.05  # the ICT mesh is symmetric to ~0.03 cm; a wrong pair is o
 MIDLINE_TOL_CM = 0.05
 WEIGHT_SUM_TOL = 1e-4
 
-TOP_KEYS = {"name", "description", "model", "num_points", "points", "pairs", "ibug68", "generator"}
+TOP_KEYS = {"name", "description", "model", "num_points", "points", "pairs", "ibug68", "ibug68_3d", "generator"}
 POINT_KEYS = {"name", "group", "vertex", "triangle", "weights", "contour", "frontal"}
 
 # The standard iBUG-68 horizontal flip permutation (point i <-> IBUG68_FLIP[i]).
@@ -65,6 +65,9 @@ class Spec:
     pairs: tuple[tuple[int, int], ...]
     groups: dict[str, list[int]]
     ibug68: tuple[int, ...] | None  # None for ibug68 itself
+    # Spec point on the surface point of each ibug68_3d point in a frontal view (AFLW2000-3D's jaw convention);
+    # None: the same as ibug68.
+    ibug68_3d: tuple[int, ...] | None = None
 
     @property
     def num_points(self) -> int:
@@ -88,6 +91,7 @@ class CompiledSpec:
     weights: np.ndarray  # (L, 3) float barycentric weights
     contours: dict[int, np.ndarray]  # point index -> candidate vertex indices (inner -> outer)
     ibug68: np.ndarray  # (68,) spec point index per iBUG-68 point
+    ibug68_3d: np.ndarray  # (68,) the same for the 3D-fit convention (ibug68_3d); dense specs: same surface points
     triangles: np.ndarray = field(repr=False)  # model triangles, for normals in locate()
     contour_facing: dict[int, float] = field(default_factory=dict)  # target facing cosine per contour
     contour_frontal: dict[int, int] = field(default_factory=dict)  # position of the frontal candidate
@@ -276,24 +280,31 @@ def parse_spec(text: str, where: str = "<string>") -> Spec:
 
     pairs = _parse_pairs(d.get("pairs", []), n, seen_names, fail)
 
-    ibug = d.get("ibug68")
-    if ibug is not None:
-        if not (isinstance(ibug, list) and len(ibug) == 68 and all(_int(x) for x in ibug)):
-            raise fail("ibug68", "must be a list of 68 point indices")
-        bad = [x for x in ibug if not 0 <= x < n]
-        if bad:
-            raise fail("ibug68", f"point index {bad[0]} out of range (spec has {n} points)")
-        ibug = tuple(ibug)
-    elif n != 68:
+    ibug = _parse_correspondence(d, "ibug68", n, fail)
+    if ibug is None and n != 68:
         raise fail("ibug68", f"missing: a spec with {n} points must give its correspondence to iBUG-68")
+    ibug_3d = _parse_correspondence(d, "ibug68_3d", n, fail)
 
     groups: dict[str, list[int]] = {}
     for i, pt in enumerate(points):
         groups.setdefault(pt.group, []).append(i)
     return Spec(
         yaml_text=text, path=where, name=d["name"], description=str(d.get("description", "")),
-        model_id=d["model"], points=tuple(points), pairs=pairs, groups=groups, ibug68=ibug,
+        model_id=d["model"], points=tuple(points), pairs=pairs, groups=groups, ibug68=ibug, ibug68_3d=ibug_3d,
     )
+
+
+def _parse_correspondence(d: dict, key: str, n: int, fail) -> tuple[int, ...] | None:
+    """A list of 68 point indices under `key` (the spec's point for each iBUG-68 point), or None."""
+    ibug = d.get(key)
+    if ibug is None:
+        return None
+    if not (isinstance(ibug, list) and len(ibug) == 68 and all(_int(x) for x in ibug)):
+        raise fail(key, "must be a list of 68 point indices")
+    bad = [x for x in ibug if not 0 <= x < n]
+    if bad:
+        raise fail(key, f"point index {bad[0]} out of range (spec has {n} points)")
+    return tuple(ibug)
 
 
 def _location_key(pt: Point) -> tuple:
@@ -408,11 +419,12 @@ def compile_spec(spec: Spec, model: FaceModel) -> CompiledSpec:
     n = vertex_normals(V, model.triangles)
     facing = {i: float(n[spec.points[i].frontal, 2]) for i in contours}
     ibug = np.arange(68) if spec.ibug68 is None else np.asarray(spec.ibug68, np.int64)
+    ibug_3d = ibug if spec.ibug68_3d is None else np.asarray(spec.ibug68_3d, np.int64)
     compiled = CompiledSpec(
         name=spec.name, num_points=L, names=[p.name for p in spec.points],
         groups={g: np.asarray(ix, np.int64) for g, ix in spec.groups.items()},
         flip=flip, yaml_text=spec.yaml_text, hash=spec.hash, tri_vertices=tri_v, weights=w,
-        contours=contours, ibug68=ibug, triangles=model.triangles, contour_facing=facing,
+        contours=contours, ibug68=ibug, ibug68_3d=ibug_3d, triangles=model.triangles, contour_facing=facing,
         contour_frontal={i: spec.points[i].contour.index(spec.points[i].frontal) for i in contours},
         model_hash=model.hash,
     )

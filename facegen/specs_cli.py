@@ -80,6 +80,32 @@ def preview(name: str, out: Path, labels: bool, size: int) -> None:
 
 
 @specs.command()
+@click.argument("first")
+@click.argument("second")
+@click.option("-o", "--out", type=ImageFile(path_type=Path), required=True, help="PNG (or JPEG...) to write.")
+@click.option("--yaw", "yaws", multiple=True, type=click.FloatRange(-90, 90), default=(0.0, 60.0), show_default=True,
+              help="Head turn in degrees of each view (repeatable).")
+@click.option("--size", default=768, show_default=True, type=click.IntRange(64, 4096), help="Pixels per view.")
+def compare(first: str, second: str, out: Path, yaws: tuple[float, ...], size: int) -> None:
+    """Draw the iBUG-68 points of two specs on the same turned face, to see where they differ.
+
+    \b
+    Example (the jaw conventions of 300-W and of AFLW2000-3D / 300W-LP):
+      facegen specs compare ibug68 ibug68_3d -o jaw_conventions.png --yaw 0 --yaw 60
+    """
+    from facegen.face_model import load_face_model
+    from facegen.spec_preview import compare_image, write_image
+    from facegen.specs import load_compiled
+
+    model = load_face_model()
+    img, moved = compare_image(load_compiled(first, model), load_compiled(second, model), model, size, yaws)
+    write_image(img, out)
+    for yaw, d in zip(yaws, moved):
+        click.echo(f"yaw {yaw:g}: largest difference {d:.1f} px ({100 * d / size:.1f} % of the view)")
+    click.echo(f"wrote {out}")
+
+
+@specs.command()
 @click.option("--points", "n", type=int, required=True,
               help="Number of points (68 writes ibug68, or ibug68_3d with --name ibug68_3d).")
 @click.option("--name", default=None, help="Spec name (default: denseN).")

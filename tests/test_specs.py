@@ -184,3 +184,51 @@ def test_ibug68_3d_keeps_the_jaw_on_fixed_surface_points(face_model):
     np.testing.assert_allclose(b, fixed.frontal_positions(turned_v), atol=1e-9)  # no view dependence
     moved = np.linalg.norm(a[:17] - b[:17], axis=1)
     assert np.allclose(a[17:], b[17:]) and moved.max() > 1.0  # cm: the far jaw moved to the outline
+
+
+@pytest.mark.parametrize("name", ["dense243", "dense490", "dense1001"])
+def test_dense_records_both_ibug_conventions(name, face_model):
+    """A dense spec's `ibug68_3d` points sit on ibug68_3d's surface points in a frontal view; turned, the 51
+    inner points still agree and the jaw follows the outline (as ibug68's does), not the fixed jaw."""
+    dense, fixed, contour = (compile_spec(load_spec(n), face_model) for n in (name, "ibug68_3d", "ibug68"))
+    np.testing.assert_allclose(dense.frontal_positions(face_model.neutral)[dense.ibug68_3d],
+                               fixed.frontal_positions(face_model.neutral), atol=1e-9)
+    turned_v, cam = _centre_cam(face_model.neutral, yaw=60.0)
+    d, f, c = (s.locate(turned_v, cam) for s in (dense, fixed, contour))
+    np.testing.assert_allclose(d[dense.ibug68_3d][17:], f[17:], atol=1e-9)
+    np.testing.assert_allclose(d[dense.ibug68][:17], c[:17], atol=1e-9)
+    assert np.linalg.norm(d[dense.ibug68_3d][:17] - f[:17], axis=1).max() > 1.0  # cm
+
+
+def test_checkpoint_spec_knows_its_jaw_convention():
+    from facegen.trainer.predictor import SpecInfo
+
+    def info(name):
+        spec = load_spec(name)
+        return SpecInfo(name, spec.yaml_text, [p.name for p in spec.points], np.arange(spec.num_points),
+                        None if spec.ibug68 is None else np.asarray(spec.ibug68))
+
+    assert info("ibug68").jaw_convention() == "2d" and info("ibug68_3d").jaw_convention() == "3d"
+    dense = info("dense490")
+    assert dense.jaw_convention() == "2d"
+    np.testing.assert_array_equal(dense.correspondence("3d"), load_spec("dense490").ibug68_3d)
+    np.testing.assert_array_equal(info("ibug68_3d").correspondence("2d"), np.arange(68))
+    assert SpecInfo("toy", "name: toy\n", [], np.arange(10), None).correspondence("3d") is None
+
+
+def test_specs_compare_draws_the_jaw_difference(face_model, tmp_path):
+    """`facegen specs compare` renders both specs on one face: identical when frontal, the far jaw
+    apart on a turned face (measured in pixels from the drawn points)."""
+    import cv2
+    from click.testing import CliRunner
+
+    from facegen.cli import main
+
+    out = tmp_path / "jaw.png"
+    r = CliRunner().invoke(main, ["specs", "compare", "ibug68", "ibug68_3d", "-o", str(out), "--yaw", "0",
+                                  "--yaw", "60", "--size", "256"])
+    assert r.exit_code == 0, r.output
+    moved = [float(line.split("difference ")[1].split(" px")[0]) for line in r.output.splitlines() if "px" in line]
+    assert moved[0] == 0.0 and moved[1] > 20.0
+    img = cv2.imread(str(out))
+    assert img.shape == (256, 512, 3) and img.std() > 10

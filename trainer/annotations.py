@@ -112,6 +112,11 @@ def w300_group(relpath: str) -> str | None:
     return None
 
 
+# AFLW2000-3D's pose bins by |yaw| in degrees (the last one closed: 90 is in it); a report with all three
+# also gets their "balanced" mean, which counts each pose range equally.
+YAW_BINS = {"yaw 0-30": (0.0, 30.0), "yaw 30-60": (30.0, 60.0), "yaw 60-90": (60.0, 90.0)}
+
+
 def derive_subsets(subsets: dict[str, list[int]], count: int) -> dict[str, list[int]]:
     """Add the standard unions: common = helen + lfpw, challenging = ibug, full = common + challenging,
     private = indoor + outdoor; and `all`. Keeps the order: all, standard splits, then the rest."""

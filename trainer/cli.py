@@ -133,6 +133,12 @@ def train(data, model, model_arg, out, epochs, steps, batch_size, lr, input_size
 def _print_report(report: dict) -> None:
     from facegen.trainer.score import markdown_table
     click.echo(markdown_table(report))
+    jaw = report.get("jaw") or {}
+    if jaw.get("spec") and jaw["spec"] != jaw["labels"]:
+        what = {"2d": "the visible outline (300-W markup)", "3d": "fixed surface points (3D-fit convention)"}
+        click.echo(f"note: this model's jaw follows {what[jaw['spec']]}, the labels' jaw {what[jaw['labels']]}; "
+                   f"to match them, train on shards rendered with --spec {'ibug68_3d' if jaw['labels'] == '3d' else 'ibug68'}. "
+                   "The other 51 points are unaffected.")
 
 
 @click.command()

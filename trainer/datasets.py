@@ -22,7 +22,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from facegen.errors import FacegenError
 from facegen.shards import inflate_chunk, open_shards
-from facegen.trainer.annotations import IMAGE_EXTS, W300_FOLDERS, W300_SPLITS, find_image, read_pts
+from facegen.trainer.annotations import IMAGE_EXTS, W300_FOLDERS, W300_SPLITS, YAW_BINS, find_image, read_pts
 
 # iBUG-68 horizontal flip partner of each point (0-based)
 IBUG68_FLIP = np.array([16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 26, 25, 24, 23, 22, 21, 20, 19,
@@ -51,6 +51,9 @@ class LandmarkDataset(Dataset):
 
     transform: Callable | None = None
     seed: int = 0
+    # How the labels place the jaw: "2d" the visible outline (300-W markup), "3d" fixed surface points
+    # projected through (AFLW2000-3D, 300W-LP pts_3d); scoring picks the spec's matching correspondence.
+    jaw_convention: str = "2d"
 
     def raw(self, i: int) -> dict:
         raise NotImplementedError
@@ -207,7 +210,6 @@ class PtsFolder(LandmarkDataset):
 
 
 # The AFLW2000-3D protocol's yaw bins (degrees of |yaw|), as 3DDFA, PRNet and 3DDFA-V2 report them.
-YAW_BINS = {"yaw 0-30": (0.0, 30.0), "yaw 30-60": (30.0, 60.0), "yaw 60-90": (60.0, 90.0)}
 
 
 class _MatLandmarks(LandmarkDataset):
@@ -241,6 +243,8 @@ class AFLW2000(_MatLandmarks):
     pixel is (1, 1)), converted here to the project's 0-based convention, the same as `.pts` files.
     The 68 points follow the 3D-fit convention (the jaw is the projected 3D jaw line, not the visible
     outline). `Pose_Para` = pitch, yaw, roll (radians), tx, ty, tz, scale; `yaw` is read along, in degrees."""
+
+    jaw_convention = "3d"
 
     def __init__(self, root: Path | str, transform: Callable | None = None, seed: int = 0):
         from scipy.io import loadmat
@@ -295,6 +299,7 @@ class W300LP(_MatLandmarks):
         if convention not in ("3d", "2d"):
             raise FacegenError(f"300W-LP convention {convention!r}: use 3d (pts_3d) or 2d (pts_2d)")
         self.root = Path(root)
+        self.jaw_convention = convention
         marks = sorted((self.root / "landmarks").glob("*/*_pts.mat"))
         if not marks:
             raise FacegenError(f"{self.root}: no landmarks/GROUP/NAME_pts.mat files (the official 300W-LP layout)")

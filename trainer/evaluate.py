@@ -17,34 +17,33 @@ import numpy as np
 
 from facegen.errors import FacegenError
 from facegen.trainer.annotations import LandmarkSet, derive_subsets, w300_group, write_pts
-from facegen.trainer.datasets import AFLW2000, YAW_BINS, PtsFolder, Real300W
+from facegen.trainer.datasets import AFLW2000, PtsFolder, Real300W
 from facegen.trainer.predictor import Predictor, SpecInfo
-from facegen.trainer.score import add_balanced, score, write_report
+from facegen.trainer.score import score, write_report
 from facegen.trainer.transforms import landmark_box
 
 Adapter = Callable[[np.ndarray], np.ndarray]
 
 
 class NearestSubsetAdapter:
-    """iBUG-68 from a spec's points by the spec's nearest-point correspondence (`ibug68` indices)."""
+    """iBUG-68 from a spec's points by the spec's correspondence: `ibug68` indices, or `ibug68_3d` for a
+    dataset that labels the jaw on fixed surface points (AFLW2000-3D)."""
 
-    def __init__(self, spec: SpecInfo):
-        if spec.ibug68 is not None:
-            self.index = np.asarray(spec.ibug68, np.int64)
-        elif len(spec.flip_map) == 68:
-            self.index = np.arange(68)  # an iBUG-68 spec without an explicit map: identity
-        else:
+    def __init__(self, spec: SpecInfo, convention: str = "2d"):
+        index = spec.correspondence(convention)
+        if index is None:
             raise FacegenError(f"spec {spec.name!r} has {len(spec.flip_map)} points and no iBUG-68 correspondence; "
-                               "it cannot be scored on 300-W")
+                               "it cannot be scored on iBUG-68 labels")
+        self.index = index
 
     def __call__(self, pred: np.ndarray) -> np.ndarray:
         return np.asarray(pred)[..., self.index, :]
 
 
-def to_ibug68(pred: np.ndarray, spec: SpecInfo, adapter: Adapter | None = None) -> np.ndarray:
+def to_ibug68(pred: np.ndarray, spec: SpecInfo, adapter: Adapter | None = None, convention: str = "2d") -> np.ndarray:
     """Predictions in a spec's points (..., L, 2) -> iBUG-68 (..., 68, 2). The default adapter takes the
-    spec's nearest point for each iBUG point; a learned adapter replaces it here."""
-    return (adapter or NearestSubsetAdapter(spec))(pred)
+    spec's point for each iBUG point in the dataset's jaw `convention`; a learned adapter replaces it here."""
+    return (adapter or NearestSubsetAdapter(spec, convention))(pred)
 
 
 DATASETS = ("300w", "aflw2000", "folder")
@@ -94,21 +93,26 @@ def ground_truth_set(ds: PtsFolder | AFLW2000) -> LandmarkSet:
 
 def evaluate(predictor: Predictor, ds: PtsFolder, out: Path | str | None = None, box: str = "gt",
              adapter: Adapter | None = None, **score_kw) -> dict:
-    """Predict, map to iBUG-68, write predictions (`predictions/*.pts`, `predictions.json`), score."""
-    pred = to_ibug68(predict_folder(predictor, ds, box), predictor.spec, adapter)
+    """Predict, map to iBUG-68, write predictions (`predictions/*.pts`, `predictions.json`), score.
+    The report's `jaw` says which correspondence was used and whether the spec's jaw matches the labels'."""
+    convention = ds.jaw_convention
+    pred = to_ibug68(predict_folder(predictor, ds, box), predictor.spec, adapter, convention)
     pred_set = LandmarkSet(names=list(ds.names), points=pred.astype(np.float64), source="predictions")
     gt = ground_truth_set(ds)
     if isinstance(ds, AFLW2000):
         score_kw.setdefault("norms", PROTOCOL_NORMS["aflw2000"])
     report = score(pred_set, gt, **score_kw)
-    if isinstance(ds, AFLW2000):
-        add_balanced(report, tuple(YAW_BINS))
+    spec_jaw = predictor.spec.jaw_convention()
+    report["jaw"] = {"labels": convention, "spec": spec_jaw,
+                     "correspondence": "ibug68_3d" if convention == "3d" else "ibug68"}
     if out is not None:
         out = Path(out)
         for n, p in zip(ds.names, pred):
             write_pts(out / "predictions" / f"{n}.pts", p)
-        (out / "predictions.json").write_text(json.dumps(
-            [{"image": n, "landmarks": p.tolist()} for n, p in zip(ds.names, pred)]))
+        for name, points in (("predictions", pred), ("ground_truth", gt.points)):
+            (out / f"{name}.json").write_text(json.dumps(
+                [{"image": n, "landmarks": p.tolist()} for n, p in zip(ds.names, points)]))
         write_report(report, gt, out)
-        (out / "subsets.json").write_text(json.dumps(gt.subsets))  # `facegen score --subsets` reads it
+        # with ground_truth.json, `facegen score --subsets subsets.json` reproduces this report
+        (out / "subsets.json").write_text(json.dumps(gt.subsets))
     return report

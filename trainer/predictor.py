@@ -51,6 +51,33 @@ class SpecInfo:
         return cls(d.get("name", ""), d.get("yaml", ""), list(d.get("names", [])), np.asarray(d["flip_map"], np.int64),
                    None if d.get("ibug68") is None else np.asarray(d["ibug68"], np.int64))
 
+    def _doc(self) -> dict:
+        import yaml
+
+        try:
+            doc = yaml.safe_load(self.yaml) if self.yaml else None
+        except yaml.YAMLError:
+            doc = None
+        return doc if isinstance(doc, dict) else {}
+
+    def correspondence(self, convention: str = "2d") -> np.ndarray | None:
+        """(68,) spec point for each iBUG-68 point in the dataset's jaw convention: "2d" (the visible
+        outline, 300-W) or "3d" (fixed surface points, AFLW2000-3D). None when the spec gives none."""
+        if convention == "3d" and self._doc().get("ibug68_3d") is not None:
+            return np.asarray(self._doc()["ibug68_3d"], np.int64)
+        if self.ibug68 is not None:
+            return self.ibug68
+        return np.arange(68) if len(self.flip_map) == 68 else None
+
+    def jaw_convention(self) -> str | None:
+        """"2d" when the spec's jaw points follow the outline (contours), "3d" when they are fixed surface
+        points, None when unknown (no YAML)."""
+        points = self._doc().get("points")
+        index = self.correspondence("3d")
+        if not isinstance(points, list) or index is None or len(points) != len(self.flip_map):
+            return None
+        return "2d" if any(isinstance(points[i], dict) and "contour" in points[i] for i in index[:17]) else "3d"
+
 
 class Predictor:
     """Crop a face from a box, run the model, map landmarks back to the image."""

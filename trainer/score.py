@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from facegen.errors import FacegenError
-from facegen.trainer.annotations import LandmarkSet, align, load_landmark_set
+from facegen.trainer.annotations import YAW_BINS, LandmarkSet, align, load_landmark_set
 from facegen.trainer.metrics import NORMALISATIONS, canonical_norm, ced, nme, summarise
 
 DEFAULT_THRESHOLDS = (0.08, 0.10)
@@ -45,6 +45,8 @@ def score(pred: LandmarkSet, gt: LandmarkSet, norms: tuple[str, ...] = NORMALISA
         report["metrics"][norm] = {name: summarise(errors[idx], thresholds, method=auc_method).as_percent()
                                    for name, idx in subsets.items()}
     report["subsets"] = {k: len(v) for k, v in subsets.items()}
+    if set(YAW_BINS) <= set(subsets):  # AFLW2000-3D's protocol, from `facegen eval` or its subsets.json
+        add_balanced(report, tuple(YAW_BINS))
     return report
 
 
