@@ -76,8 +76,26 @@ DEVICE = click.option("--device", default="auto", show_default=True, callback=_d
                       help="auto, cpu, cuda, cuda:1 ...")
 
 
+STRATEGY_HELP = ("synthetic-only (shards), real-only (--real), mixed (shards + --real in every batch), "
+                 "fine-tune (--init checkpoint, then --real at lr x 0.1).")
+
+
 @click.command()
-@click.option("--data", "data", multiple=True, required=True, type=click.Path(), help="Shard folder (repeatable).")
+@click.option("--data", "data", multiple=True, type=click.Path(), help="Shard folder (repeatable).")
+@click.option("--strategy", default="synthetic-only", show_default=True, help=STRATEGY_HELP)
+@click.option("--real", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Real labelled faces: 300-W (its train split), AFLW2000-3D, 300W-LP or any .pts folder.")
+@click.option("--real-format", type=click.Choice(["auto", "300w", "aflw2000", "300w-lp", "folder"]), default="auto",
+              show_default=True, help="Layout of --real (auto: recognised from its files).")
+@click.option("--n-real", default=None, type=click.IntRange(min=0),
+              help="Train on N real faces, a fixed subset by --seed (a larger N contains a smaller one); default all.")
+@click.option("--real-val-fraction", default=0.1, show_default=True, type=FiniteFloat(0, 1, max_open=True),
+              help="Real faces held out to choose best.pt (fixed by --seed, whatever --n-real).")
+@click.option("--real-test-fraction", default=0.0, show_default=True, type=FiniteFloat(0, 1, max_open=True),
+              help="Real faces held out for scoring only (never trained or validated on).")
+@click.option("--real-share", default=0.25, show_default=True, type=FiniteFloat(0, 1, min_open=True, max_open=True),
+              help="mixed: share of real crops in every batch.")
+@click.option("--init", default=None, type=click.Path(), help="fine-tune: the checkpoint to start from.")
 @click.option("--model", default="hourglass", show_default=True, callback=_model_name,
               help="hourglass, resnet18, resnet50.")
 @click.option("--model-arg", multiple=True, help="Model keyword, e.g. --model-arg stacks=1 --model-arg channels=64.")
@@ -105,9 +123,10 @@ DEVICE = click.option("--device", default="auto", show_default=True, callback=_d
 @DEVICE
 @click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
 @click.option("--resume", default=None, type=click.Path(), help="Continue from a last.pt.")
-def train(data, model, model_arg, out, epochs, steps, batch_size, lr, input_size, crop_scale, gray, augment, workers,
+def train(data, strategy, real, real_format, n_real, real_val_fraction, real_test_fraction, real_share, init, model,
+          model_arg, out, epochs, steps, batch_size, lr, input_size, crop_scale, gray, augment, workers,
           val_fraction, val_every, val_real, coord_loss, heatmap_loss, heatmap_weight, seed, device, no_amp, resume):
-    """Train a landmark detector on shards; writes last.pt, best.pt and history.json to --out.
+    """Train a landmark detector on shards and / or real faces; writes last.pt, best.pt and history.json.
 
     \b
     Examples:
@@ -115,8 +134,15 @@ def train(data, model, model_arg, out, epochs, steps, batch_size, lr, input_size
       facegen train --data data/i68 --model resnet18 --input-size 128 --gray --steps 2000 --out runs/r18
       facegen train --data data/d490 --data data/d490b --val-real ../shared/data/real300w-mini --out runs/d490
       facegen train --data data/i68 --resume runs/hg/last.pt --out runs/hg
+    Synthetic + real (docs/trainer.md, "Strategies"):
+      A=../shared/data/aflw2000-3d-half
+      facegen train --strategy real-only --real $A --n-real 250 --model resnet18 --input-size 128 --out runs/real
+      facegen train --strategy mixed --data data/i68_3d --real $A --n-real 50 --real-share 0.25 --out runs/mix
+      facegen train --strategy fine-tune --init runs/syn/best.pt --real $A --n-real 50 --steps 500 --out runs/ft
 
-    A checkpoint embeds its config and landmark spec: `facegen eval` and `facegen predict` need nothing else.
+    The points a model learns come from the shards' spec (real labels supervise its iBUG-68 points), or
+    are iBUG-68 for real-only. A checkpoint embeds its config and landmark spec: `facegen eval` and
+    `facegen predict` need nothing else.
     """
     from facegen.trainer.train import TrainConfig, train as run
 
@@ -124,7 +150,10 @@ def train(data, model, model_arg, out, epochs, steps, batch_size, lr, input_size
                       input_size=input_size, crop_scale=crop_scale, gray=gray, augment=augment, epochs=epochs,
                       steps=steps, batch_size=batch_size, lr=lr, workers=workers, val_fraction=val_fraction,
                       val_every=val_every, val_real=val_real, coord_loss=coord_loss, heatmap_loss=heatmap_loss,
-                      heatmap_weight=heatmap_weight, seed=seed, device=device, amp=not no_amp, resume=resume)
+                      heatmap_weight=heatmap_weight, seed=seed, device=device, amp=not no_amp, resume=resume,
+                      strategy=strategy, real=real, real_format=real_format, n_real=n_real,
+                      real_val_fraction=real_val_fraction, real_test_fraction=real_test_fraction,
+                      real_share=real_share, init=init)
     with _user_errors():
         summary = run(cfg)
     click.echo(json.dumps(summary, indent=2))

@@ -209,9 +209,6 @@ class PtsFolder(LandmarkDataset):
         return np.stack([read_pts(p) for _, p in self.items])
 
 
-# The AFLW2000-3D protocol's yaw bins (degrees of |yaw|), as 3DDFA, PRNet and 3DDFA-V2 report them.
-
-
 class _MatLandmarks(LandmarkDataset):
     """A dataset read from MATLAB files at start-up: `items` (image paths), `points` (N, 68, 2) 0-based
     pixels and `yaw` (N,) degrees, set by the subclass."""

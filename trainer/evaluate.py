@@ -79,10 +79,8 @@ def predict_folder(predictor: Predictor, ds: PtsFolder, box: str = "gt") -> np.n
 
 def ground_truth_set(ds: PtsFolder | AFLW2000) -> LandmarkSet:
     """The labels as the scorer reads them, with the dataset's subsets (300-W groups or yaw bins)."""
-    if hasattr(ds, "subsets"):
-        groups = ds.subsets()
-    else:
-        groups = {}
+    groups = ds.subsets() if hasattr(ds, "subsets") else {}
+    if not groups:
         for i, n in enumerate(ds.names):
             g = w300_group(n)
             if g:
@@ -99,7 +97,7 @@ def evaluate(predictor: Predictor, ds: PtsFolder, out: Path | str | None = None,
     pred = to_ibug68(predict_folder(predictor, ds, box), predictor.spec, adapter, convention)
     pred_set = LandmarkSet(names=list(ds.names), points=pred.astype(np.float64), source="predictions")
     gt = ground_truth_set(ds)
-    if isinstance(ds, AFLW2000):
+    if convention == "3d":  # AFLW2000-3D (and 300W-LP) are scored by the box, as the field reports them
         score_kw.setdefault("norms", PROTOCOL_NORMS["aflw2000"])
     report = score(pred_set, gt, **score_kw)
     spec_jaw = predictor.spec.jaw_convention()

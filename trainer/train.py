@@ -1,4 +1,9 @@
-"""Training loop: shards -> augment -> model -> loss, AdamW + cosine, AMP on CUDA, checkpoints, resume.
+"""Training: data -> model -> optimiser -> steps (with validation) -> checkpoints, for every strategy.
+
+`train(cfg)` runs named stages: `build_data` (the sources the strategy reads: synthetic shards, real
+labelled faces, unlabelled images, plus held-out validation), `build_model`, `build_optimiser`, then
+steps whose loss the strategy computes (trainer/strategies/), `validate_run` and `save_checkpoint`.
+AdamW + cosine, AMP on CUDA, resume from `last.pt`.
 
 Checkpoints (`last.pt`, `best.pt`) hold the model, optimiser, scheduler and step, plus the config and the
 landmark spec, so `load_checkpoint(best.pt)` predicts with nothing else.
@@ -10,7 +15,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from facegen.errors import FacegenError
+from facegen.specs import IBUG68_FLIP
 from facegen.trainer.datasets import ShardDataset, split_indices
 from facegen.trainer.losses import LandmarkLoss
 from facegen.trainer.models import create_model
@@ -28,7 +34,7 @@ from facegen.trainer.transforms import build_transforms
 
 @dataclass
 class TrainConfig:
-    data: list[str]
+    data: list[str] = field(default_factory=list)  # shard folders (strategies that read synthetic data)
     model: str = "hourglass"
     model_kwargs: dict = field(default_factory=dict)
     out: str = "runs/train"
@@ -54,6 +60,14 @@ class TrainConfig:
     amp: bool = True
     resume: str | None = None
     log_every: int = 10
+    strategy: str = "synthetic-only"  # trainer/strategies/: synthetic-only, real-only, mixed, fine-tune, ...
+    real: str | None = None  # real labelled faces: 300-W, AFLW2000-3D, 300W-LP or a .pts folder
+    real_format: str = "auto"
+    n_real: int | None = None  # how many real faces to train on (a fixed, nested subset by seed); None: all
+    real_val_fraction: float = 0.1  # real faces held out to choose the best checkpoint
+    real_test_fraction: float = 0.0  # real faces held out for scoring (never trained or validated on)
+    real_share: float = 0.25  # mixed: the share of real crops in every batch
+    init: str | None = None  # fine-tune: the checkpoint to start from
 
 
 def seed_everything(seed: int) -> None:
@@ -66,6 +80,14 @@ def _spec_info(ds: ShardDataset) -> SpecInfo:
     a = ds.shards.attrs
     return SpecInfo(name=str(a.get("spec_name", "")), yaml=ds.spec_yaml, names=ds.shards.landmark_names,
                     flip_map=ds.flip_map, ibug68=ds.ibug68)
+
+
+def _ibug68_spec_info(jaw_convention: str) -> SpecInfo:
+    """The built-in iBUG-68 spec in a jaw convention (the points of a model trained on real labels)."""
+    from facegen.specs import load_spec
+
+    spec = load_spec("ibug68_3d" if jaw_convention == "3d" else "ibug68")
+    return SpecInfo(spec.name, spec.yaml_text, [p.name for p in spec.points], IBUG68_FLIP.copy(), None)
 
 
 def _cosine(step: int, total: int, warmup: int) -> float:
@@ -88,7 +110,7 @@ def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device, s
     return float(torch.cat(errs).mean() / size * 100) if errs else float("nan")
 
 
-def _build_model(arch: dict, size: int, device: torch.device) -> torch.nn.Module:
+def _construct_model(arch: dict, size: int, device: torch.device) -> torch.nn.Module:
     """The model, run once on a blank image before training: arguments or an input size the architecture
     cannot take fail here, naming the options, rather than in the first step."""
     try:
@@ -104,118 +126,284 @@ def _build_model(arch: dict, size: int, device: torch.device) -> torch.nn.Module
     return model
 
 
+@dataclass
+class Data:
+    """What `build_data` found: the model's points and the datasets of each source."""
+    spec: SpecInfo
+    train: dict[str, torch.utils.data.Dataset]  # source -> training dataset (transforms attached)
+    val: torch.utils.data.Dataset | None  # held-out synthetic crops
+    real_val: object | None  # held-out real faces (a RealView), scored as `facegen eval` would
+    real_test: object | None  # held-out real faces for scoring after training (never used here)
+    real_convention: str = "2d"  # jaw convention of the real labels
+
+
+def build_data(cfg: TrainConfig, strategy, init: dict | None = None) -> Data:
+    """The datasets a strategy reads, with their transforms, and the spec of the model's points."""
+    train_tf = lambda flip: build_transforms(cfg.input_size, cfg.crop_scale, train=True, flip_map=flip,  # noqa: E731
+                                             gray=cfg.gray, augment=cfg.augment)
+    eval_tf = build_transforms(cfg.input_size, cfg.crop_scale, train=False, gray=cfg.gray)
+    sets: dict[str, torch.utils.data.Dataset] = {}
+    spec, val = None, None
+    if "synthetic" in strategy.sources:
+        if not cfg.data:
+            raise FacegenError(f"--strategy {strategy.name} trains on rendered shards: give --data FOLDER")
+        full = ShardDataset(cfg.data, seed=cfg.seed)
+        spec = _spec_info(full)
+        tr_idx, va_idx = split_indices(len(full), cfg.val_fraction, cfg.seed)
+        sets["synthetic"] = full.subset(tr_idx, train_tf(spec.flip_map))
+        val = full.subset(va_idx, eval_tf)
+        if len(sets["synthetic"]) == 0:
+            raise FacegenError(f"{cfg.data}: no training samples after holding out {cfg.val_fraction:.0%}")
+        val = val if len(val) else None
+    real_val = real_test = None
+    convention = "2d"
+    if "real" in strategy.sources or cfg.real:
+        from facegen.trainer.real_data import RealView, open_real, real_split
+
+        if not cfg.real:
+            raise FacegenError(f"--strategy {strategy.name} trains on real labelled faces: give --real FOLDER")
+        base = open_real(cfg.real, cfg.real_format, seed=cfg.seed)
+        convention = base.jaw_convention
+        split = real_split(len(base), cfg.n_real, cfg.seed, cfg.real_val_fraction, cfg.real_test_fraction)
+        if "real" in strategy.sources:
+            if len(split.train) == 0:
+                raise FacegenError(f"--strategy {strategy.name}: --n-real {cfg.n_real} leaves no real faces to "
+                                   "train on; use --n-real 1 or more (or synthetic-only)")
+            sets["real"] = RealView(base, split.train, train_tf(IBUG68_FLIP), seed=cfg.seed)
+        real_val = RealView(base, split.val) if len(split.val) else None
+        real_test = RealView(base, split.test) if len(split.test) else None
+    if strategy.points == "real":
+        spec = _ibug68_spec_info(convention)
+    elif strategy.points == "init":
+        spec = SpecInfo.from_dict(init["spec"])
+    return Data(spec, sets, val, real_val, real_test, convention)
+
+
+def build_model(cfg: TrainConfig, spec: SpecInfo, device: torch.device, init: dict | None = None) -> tuple[torch.nn.Module, dict]:
+    """The model and its construction arguments; from the --init checkpoint's weights when given."""
+    if init is not None:
+        arch = init["arch"]
+        model = _construct_model(arch, cfg.input_size, device)
+        model.load_state_dict(init["model_state"])
+        return model, arch
+    in_chans = 1 if cfg.gray else 3
+    arch = {"name": cfg.model, "num_landmarks": len(spec.flip_map),
+            "kwargs": {"in_chans": in_chans, **cfg.model_kwargs}}
+    return _construct_model(arch, cfg.input_size, device), arch
+
+
+@dataclass
+class Optimiser:
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+
+    def step(self, loss: torch.Tensor) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.sched.step()
+
+
+def build_optimiser(cfg: TrainConfig, params, total: int, use_amp: bool, lr_scale: float = 1.0) -> Optimiser:
+    """AdamW with a linear warm-up and a cosine decay over `total` steps."""
+    opt = torch.optim.AdamW(params, lr=cfg.lr * lr_scale, weight_decay=cfg.weight_decay)
+    warmup = min(cfg.warmup_steps, max(1, total // 10))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, total, warmup))
+    return Optimiser(opt, sched, torch.amp.GradScaler("cuda", enabled=use_amp))
+
+
+@dataclass
+class Run:
+    """A training run in progress: what a strategy's loss needs to compute one step."""
+    cfg: TrainConfig
+    device: torch.device
+    spec: SpecInfo
+    model: torch.nn.Module
+    loss_fn: LandmarkLoss
+    real_index: np.ndarray | None  # the model's point for each real label (iBUG-68 correspondence)
+    modules: torch.nn.ModuleDict  # trained beside the model (strategy modules), saved with it
+    use_amp: bool = False
+    step: int = 0
+    total: int = 0
+
+    def inputs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images in [0, 1], landmarks) of a batch, on the run's device."""
+        x = batch["image"].to(self.device, non_blocking=True).float() / 255.0
+        return x, batch["landmarks"].to(self.device, non_blocking=True)
+
+    def forward(self, x: torch.Tensor) -> dict:
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            return self.model(x)
+
+    def supervised(self, output: dict, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """The landmark loss of the model's own points."""
+        return self.loss_fn(output, target, self.cfg.input_size, self.model)
+
+    def supervised_real(self, output: dict, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """The landmark loss of real iBUG-68 labels on the model's corresponding points."""
+        return self.supervised(select(output, points=self.real_index), target)
+
+    @staticmethod
+    def rows(output: dict, rows: slice) -> dict:
+        return select(output, rows=rows)
+
+
+def select(output: dict, rows: slice | None = None, points: np.ndarray | None = None) -> dict:
+    """A model output restricted to some batch rows and / or landmark points (heatmaps included)."""
+    def cut(t: torch.Tensor) -> torch.Tensor:
+        t = t if rows is None else t[rows]
+        return t if points is None else t[:, torch.as_tensor(points, device=t.device)]
+    out = dict(output)
+    out["landmarks"] = cut(output["landmarks"])
+    if output.get("heatmaps"):
+        out["heatmaps"] = [cut(h) for h in output["heatmaps"]]
+    return out
+
+
+def _loaders(cfg: TrainConfig, data: Data, strategy, device: torch.device, gen: torch.Generator) -> dict[str, DataLoader]:
+    """One loader per source; a mixed batch splits --batch-size between synthetic and real crops."""
+    loader_kw = dict(num_workers=cfg.workers, persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
+    sizes = {s: cfg.batch_size for s in strategy.sources}
+    if "synthetic" in sizes and "real" in sizes:
+        sizes["real"] = min(max(1, int(round(cfg.batch_size * cfg.real_share))), cfg.batch_size - 1)
+        sizes["synthetic"] = cfg.batch_size - sizes["real"]
+    loaders = {}
+    for s in strategy.sources:
+        ds = data.train[s]
+        loaders[s] = DataLoader(ds, batch_size=sizes[s], shuffle=True, generator=gen,
+                                drop_last=len(ds) >= sizes[s], **loader_kw)
+    return loaders
+
+
+def _cycle(loader: DataLoader):
+    while True:
+        yield from loader
+
+
+def save_checkpoint(path: Path, run: Run, optim: Optimiser, arch: dict, best: float, history: list) -> None:
+    torch.save({"model_state": run.model.state_dict(), "optimizer": optim.opt.state_dict(),
+                "scheduler": optim.sched.state_dict(), "scaler": optim.scaler.state_dict(), "step": run.step,
+                "best": best, "history": history, "arch": arch, "config": asdict(run.cfg), "spec": run.spec.as_dict(),
+                **({"modules_state": run.modules.state_dict()} if len(run.modules) else {})}, path)
+
+
+def validate_run(run: Run, data: Data, val_loader: DataLoader | None, real_folder) -> dict:
+    """Held-out synthetic crops (`val_nme_crop`), held-out real faces (`real_val_nme`, the dataset's
+    protocol normalisation) and the --val-real folder (`real_nme_io`)."""
+    from facegen.trainer.evaluate import evaluate
+
+    rec = {"step": run.step}
+    if val_loader is not None:
+        rec["val_nme_crop"] = validate(run.model, val_loader, run.device, run.cfg.input_size)
+    for key, ds, norm in (("real_val_nme", data.real_val, "box" if data.real_convention == "3d" else "inter_ocular"),
+                          ("real_nme_io", real_folder, "inter_ocular")):
+        if ds is None:
+            continue
+        run.model.eval()
+        p = Predictor(run.model, run.spec, run.cfg.input_size, run.cfg.crop_scale, run.cfg.gray, run.device)
+        rep = evaluate(p, ds, norms=(norm,))
+        run.model.train()
+        rec[key] = rep["metrics"][norm]["all"]["nme"]
+    return rec
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     """Run training; returns a summary (first/last train loss, best validation, checkpoint paths)."""
+    from facegen.trainer.strategies import get_strategy
+
+    strategy = get_strategy(cfg.strategy)
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     ckpt = read_checkpoint(cfg.resume, RESUME_KEYS) if cfg.resume else None
-    full = ShardDataset(cfg.data, seed=cfg.seed)
-    spec = _spec_info(full)
-    L = full.num_landmarks
-    tr_idx, va_idx = split_indices(len(full), cfg.val_fraction, cfg.seed)
-    train_tf = build_transforms(cfg.input_size, cfg.crop_scale, train=True, flip_map=spec.flip_map,
-                                gray=cfg.gray, augment=cfg.augment)
-    eval_tf = build_transforms(cfg.input_size, cfg.crop_scale, train=False, gray=cfg.gray)
-    train_ds, val_ds = full.subset(tr_idx, train_tf), full.subset(va_idx, eval_tf)
-    if len(train_ds) == 0:
-        raise FacegenError(f"{cfg.data}: no training samples after holding out {cfg.val_fraction:.0%}")
+    if strategy.points == "init" and not cfg.init and ckpt is None:
+        raise FacegenError(f"--strategy {strategy.name} starts from a trained checkpoint: give --init CHECKPOINT")
+    init = read_checkpoint(cfg.init) if strategy.points == "init" and cfg.init and ckpt is None else None
+    if strategy.points == "init" and ckpt is not None:
+        init = ckpt  # resuming: the arch and spec are the run's own
+    if init is not None:  # continue as the checkpoint was trained: same model, input size, crop and colour
+        c = init.get("config", {})
+        cfg = replace(cfg, model=init["arch"]["name"], input_size=int(c.get("input_size", cfg.input_size)),
+                      crop_scale=float(c.get("crop_scale", cfg.crop_scale)), gray=bool(c.get("gray", cfg.gray)),
+                      model_kwargs={k: v for k, v in init["arch"]["kwargs"].items() if k != "in_chans"})
+    data = build_data(cfg, strategy, init)
+    spec = data.spec
     gen = torch.Generator().manual_seed(cfg.seed)
-    loader_kw = dict(num_workers=cfg.workers, persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
-    train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, generator=gen,
-                              drop_last=len(train_ds) >= cfg.batch_size, **loader_kw)
-    val_loader = DataLoader(val_ds, batch_size=cfg.batch_size, num_workers=0) if len(val_ds) else None
+    loaders = _loaders(cfg, data, strategy, device, gen)
+    val_loader = DataLoader(data.val, batch_size=cfg.batch_size, num_workers=0) if data.val is not None else None
 
-    in_chans = 1 if cfg.gray else 3
-    arch = {"name": cfg.model, "num_landmarks": L, "kwargs": {"in_chans": in_chans, **cfg.model_kwargs}}
-    model = _build_model(arch, cfg.input_size, device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    total = cfg.steps or cfg.epochs * len(train_loader)
-    warmup = min(cfg.warmup_steps, max(1, total // 10))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, total, warmup))
+    model, arch = build_model(cfg, spec, device, init if ckpt is None else None)
+    real_index = spec.correspondence(data.real_convention) if "real" in strategy.sources else None
+    if real_index is None and "real" in strategy.sources:
+        raise FacegenError(f"spec {spec.name!r} has no iBUG-68 correspondence, so real labels cannot supervise it")
     use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    loss_fn = LandmarkLoss(cfg.coord_loss, cfg.heatmap_loss, cfg.heatmap_weight)
+    run = Run(cfg, device, spec, model, LandmarkLoss(cfg.coord_loss, cfg.heatmap_loss, cfg.heatmap_weight),
+              real_index, torch.nn.ModuleDict(), use_amp)
+    if strategy.modules is not None:
+        run.modules.update(strategy.modules(run))
+        run.modules.to(device)
+    primary = loaders[strategy.sources[0]]
+    run.total = total = cfg.steps or cfg.epochs * len(primary)
+    optim = build_optimiser(cfg, [*model.parameters(), *run.modules.parameters()], total, use_amp, strategy.lr_scale)
 
-    step, best, history = 0, float("inf"), []
+    best, history = float("inf"), []
     if ckpt is not None:
         if ckpt["arch"] != arch:
             raise FacegenError(f"{cfg.resume}: checkpoint model {ckpt['arch']} differs from the requested {arch}")
         model.load_state_dict(ckpt["model_state"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        step, best, history = ckpt["step"], ckpt["best"], ckpt.get("history", [])
-        gen.manual_seed(cfg.seed + step)  # a new but reproducible shuffle after resuming
+        if "modules_state" in ckpt:
+            run.modules.load_state_dict(ckpt["modules_state"])
+        optim.opt.load_state_dict(ckpt["optimizer"])
+        optim.sched.load_state_dict(ckpt["scheduler"])
+        optim.scaler.load_state_dict(ckpt["scaler"])
+        run.step, best, history = ckpt["step"], ckpt["best"], ckpt.get("history", [])
+        gen.manual_seed(cfg.seed + run.step)  # a new but reproducible shuffle after resuming
 
-    def save(path: Path) -> None:
-        torch.save({"model_state": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "scaler": scaler.state_dict(), "step": step, "best": best, "history": history, "arch": arch,
-                    "config": asdict(cfg), "spec": spec.as_dict()}, path)
-
-    real_ds = None
+    real_folder = None
     if cfg.val_real:
         from facegen.trainer.evaluate import open_eval_dataset
-        real_ds = open_eval_dataset("folder", cfg.val_real)
+        real_folder = open_eval_dataset("folder", cfg.val_real)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    def run_validation() -> dict:
-        rec = {"step": step}
-        if val_loader is not None:
-            rec["val_nme_crop"] = validate(model, val_loader, device, cfg.input_size)
-        if real_ds is not None:
-            from facegen.trainer.evaluate import evaluate
-            model.eval()
-            p = Predictor(model, spec, cfg.input_size, cfg.crop_scale, cfg.gray, device)
-            rep = evaluate(p, real_ds, norms=("inter_ocular",))
-            model.train()
-            first = next(iter(rep["metrics"]["inter_ocular"].values()))
-            rec["real_nme_io"] = first["nme"]
-        return rec
-
     model.train()
-    bar = tqdm(total=total, initial=step, disable=not progress, dynamic_ncols=True, desc=f"train {cfg.model}")
+    bar = tqdm(total=total, initial=run.step, disable=not progress, dynamic_ncols=True,
+               desc=f"train {cfg.model} ({strategy.name})")
     first_losses, recent, t0, seen = [], [], time.perf_counter(), 0
-    val_every = cfg.val_every or len(train_loader)
-    while step < total:
-        for batch in train_loader:
-            if step >= total:
-                break
-            x = batch["image"].to(device, non_blocking=True).float() / 255.0
-            y = batch["landmarks"].to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                output = model(x)
-            loss, parts = loss_fn(output, y, cfg.input_size, model)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            step += 1
-            seen += len(x)
-            lv = float(loss.detach())
-            if len(first_losses) < 5:
-                first_losses.append(lv)
-            recent = (recent + [lv])[-20:]
-            rate = seen / (time.perf_counter() - t0)
-            bar.update(1)
-            bar.set_postfix(loss=f"{np.mean(recent):.3f}", img_s=f"{rate:.1f}", lr=f"{sched.get_last_lr()[0]:.2e}")
-            if step % cfg.log_every == 0 or step == total:
-                history.append({"step": step, "loss": float(np.mean(recent)), **parts, "img_per_s": rate})
-            if step % val_every == 0 or step == total:
-                rec = run_validation()
-                history.append(rec)
-                metric = rec.get("real_nme_io", rec.get("val_nme_crop", np.mean(recent)))
-                if metric < best:
-                    best = metric
-                    save(out / "best.pt")
-                save(out / "last.pt")
-                bar.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in rec.items()}))
+    val_every = cfg.val_every or len(primary)
+    streams = {s: _cycle(loader) for s, loader in loaders.items()}
+    while run.step < total:
+        batches = {s: next(stream) for s, stream in streams.items()}
+        loss, parts = strategy.loss(run, batches)
+        optim.step(loss)
+        run.step += 1
+        step = run.step
+        seen += sum(len(b["image"]) for b in batches.values())
+        lv = float(loss.detach())
+        if len(first_losses) < 5:
+            first_losses.append(lv)
+        recent = (recent + [lv])[-20:]
+        rate = seen / (time.perf_counter() - t0)
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(recent):.3f}", img_s=f"{rate:.1f}", lr=f"{optim.sched.get_last_lr()[0]:.2e}")
+        if step % cfg.log_every == 0 or step == total:
+            history.append({"step": step, "loss": float(np.mean(recent)), **parts, "img_per_s": rate})
+        if step % val_every == 0 or step == total:
+            rec = validate_run(run, data, val_loader, real_folder)
+            history.append(rec)
+            metric = rec.get("real_val_nme", rec.get("real_nme_io", rec.get("val_nme_crop", np.mean(recent))))
+            if metric < best:
+                best = metric
+                save_checkpoint(out / "best.pt", run, optim, arch, best, history)
+            save_checkpoint(out / "last.pt", run, optim, arch, best, history)
+            bar.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in rec.items()}))
     bar.close()
-    save(out / "last.pt")
+    save_checkpoint(out / "last.pt", run, optim, arch, best, history)
     if not (out / "best.pt").exists():
-        save(out / "best.pt")
-    summary = {"steps": step, "first_loss": float(np.mean(first_losses)) if first_losses else None,
+        save_checkpoint(out / "best.pt", run, optim, arch, best, history)
+    summary = {"steps": run.step, "strategy": strategy.name,
+               "first_loss": float(np.mean(first_losses)) if first_losses else None,
                "last_loss": float(np.mean(recent)) if recent else None, "best": best,
                "last": str(out / "last.pt"), "best_checkpoint": str(out / "best.pt"),
                "img_per_s": seen / max(time.perf_counter() - t0, 1e-9)}
