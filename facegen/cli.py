@@ -22,6 +22,7 @@ COMMANDS = {
     "eval": "facegen.trainer.cli:evaluate",
     "score": "facegen.trainer.cli:score",
     "predict": "facegen.trainer.cli:predict",
+    "experiment": "facegen.trainer.cli:experiment",
 }
 
 SHORT_HELP = {
@@ -34,6 +35,7 @@ SHORT_HELP = {
     "eval": "Predict with a checkpoint on 300-W (or a folder) and score it.",
     "score": "Score predictions against ground truth: NME, AUC, FR, CED.",
     "predict": "Detect faces and predict landmarks on images or a video.",
+    "experiment": "Compare training strategies x real-set sizes x seeds on real faces; report and plots.",
 }
 
 

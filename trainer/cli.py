@@ -253,3 +253,32 @@ def predict(source, checkpoint, out, device):
     with _user_errors():
         summary = run_predict(load_checkpoint(checkpoint, device), Path(source), Path(out))
     click.echo(json.dumps(summary))
+
+
+@click.command()
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", default=None, type=OutFolder(), help="Report folder (default: the config's `out`).")
+@click.option("--dry-run", is_flag=True, help="List the cells and exit.")
+def experiment(config, out, dry_run):
+    """Train and score every cell of strategies x N_real x seeds; write a report folder.
+
+    \b
+    Example (edit the shard folder and sizes first; docs/trainer.md, "Experiments"):
+      facegen render --spec ibug68_3d --n 2000 --size 128 --out data/i68_3d
+      facegen experiment trainer/experiments/example.yaml --out runs/exp
+    Writes report.md (NME per strategy and N_real, both evaluation modes), results.json (every number),
+    nme_vs_nreal.png (one line per strategy) and ced_N.png. Run it again after an interruption:
+    finished cells are kept, the rest run.
+    """
+    from facegen.trainer.experiment import load_experiment, plan_cells, run_experiment
+
+    with _user_errors():
+        exp = load_experiment(config, out)
+        cells = plan_cells(exp)
+        if dry_run:
+            for c in cells:
+                done = (exp.out / "cells" / c.id / "result.json").exists()
+                click.echo(f"{c.id}{'  (finished)' if done else ''}")
+            click.echo(f"{len(cells)} cells -> {exp.out}")
+            return
+        run_experiment(exp, echo=click.echo)

@@ -66,6 +66,8 @@ class TrainConfig:
     n_real: int | None = None  # how many real faces to train on (a fixed, nested subset by seed); None: all
     real_val_fraction: float = 0.1  # real faces held out to choose the best checkpoint
     real_test_fraction: float = 0.0  # real faces held out for scoring (never trained or validated on)
+    real_split_seed: int | None = None  # seed of the real test / validation hold-out (default: seed), so that
+    # runs with different seeds can share one test set
     real_share: float = 0.25  # mixed: the share of real crops in every batch
     init: str | None = None  # fine-tune: the checkpoint to start from
 
@@ -164,7 +166,8 @@ def build_data(cfg: TrainConfig, strategy, init: dict | None = None) -> Data:
             raise FacegenError(f"--strategy {strategy.name} trains on real labelled faces: give --real FOLDER")
         base = open_real(cfg.real, cfg.real_format, seed=cfg.seed)
         convention = base.jaw_convention
-        split = real_split(len(base), cfg.n_real, cfg.seed, cfg.real_val_fraction, cfg.real_test_fraction)
+        split_seed = cfg.seed if cfg.real_split_seed is None else cfg.real_split_seed
+        split = real_split(len(base), cfg.n_real, split_seed, cfg.real_val_fraction, cfg.real_test_fraction)
         if "real" in strategy.sources:
             if len(split.train) == 0:
                 raise FacegenError(f"--strategy {strategy.name}: --n-real {cfg.n_real} leaves no real faces to "
