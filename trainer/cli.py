@@ -93,6 +93,8 @@ STRATEGY_HELP = ("synthetic-only (shards), real-only (--real), mixed (shards + -
               help="Real faces held out to choose best.pt (fixed by --seed, whatever --n-real).")
 @click.option("--real-test-fraction", default=0.0, show_default=True, type=FiniteFloat(0, 1, max_open=True),
               help="Real faces held out for scoring only (never trained or validated on).")
+@click.option("--real-split-seed", default=None, type=click.IntRange(min=0),
+              help="Seed of the real val / test hold-out (default --seed): keeps it fixed across seeds.")
 @click.option("--real-share", default=0.25, show_default=True, type=FiniteFloat(0, 1, min_open=True, max_open=True),
               help="mixed: share of real crops in every batch.")
 @click.option("--init", default=None, type=click.Path(), help="fine-tune: the checkpoint to start from.")
@@ -123,7 +125,8 @@ STRATEGY_HELP = ("synthetic-only (shards), real-only (--real), mixed (shards + -
 @DEVICE
 @click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
 @click.option("--resume", default=None, type=click.Path(), help="Continue from a last.pt.")
-def train(data, strategy, real, real_format, n_real, real_val_fraction, real_test_fraction, real_share, init, model,
+def train(data, strategy, real, real_format, n_real, real_val_fraction, real_test_fraction, real_split_seed, real_share,
+          init, model,
           model_arg, out, epochs, steps, batch_size, lr, input_size, crop_scale, gray, augment, workers,
           val_fraction, val_every, val_real, coord_loss, heatmap_loss, heatmap_weight, seed, device, no_amp, resume):
     """Train a landmark detector on shards and / or real faces; writes last.pt, best.pt and history.json.
@@ -153,6 +156,7 @@ def train(data, strategy, real, real_format, n_real, real_val_fraction, real_tes
                       heatmap_weight=heatmap_weight, seed=seed, device=device, amp=not no_amp, resume=resume,
                       strategy=strategy, real=real, real_format=real_format, n_real=n_real,
                       real_val_fraction=real_val_fraction, real_test_fraction=real_test_fraction,
+                      real_split_seed=real_split_seed,
                       real_share=real_share, init=init)
     with _user_errors():
         summary = run(cfg)

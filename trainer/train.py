@@ -135,7 +135,6 @@ class Data:
     train: dict[str, torch.utils.data.Dataset]  # source -> training dataset (transforms attached)
     val: torch.utils.data.Dataset | None  # held-out synthetic crops
     real_val: object | None  # held-out real faces (a RealView), scored as `facegen eval` would
-    real_test: object | None  # held-out real faces for scoring after training (never used here)
     real_convention: str = "2d"  # jaw convention of the real labels
 
 
@@ -157,7 +156,7 @@ def build_data(cfg: TrainConfig, strategy, init: dict | None = None) -> Data:
         if len(sets["synthetic"]) == 0:
             raise FacegenError(f"{cfg.data}: no training samples after holding out {cfg.val_fraction:.0%}")
         val = val if len(val) else None
-    real_val = real_test = None
+    real_val = None
     convention = "2d"
     if "real" in strategy.sources or cfg.real:
         from facegen.trainer.real_data import RealView, open_real, real_split
@@ -173,13 +172,12 @@ def build_data(cfg: TrainConfig, strategy, init: dict | None = None) -> Data:
                 raise FacegenError(f"--strategy {strategy.name}: --n-real {cfg.n_real} leaves no real faces to "
                                    "train on; use --n-real 1 or more (or synthetic-only)")
             sets["real"] = RealView(base, split.train, train_tf(IBUG68_FLIP), seed=cfg.seed)
-        real_val = RealView(base, split.val) if len(split.val) else None
-        real_test = RealView(base, split.test) if len(split.test) else None
+        real_val = RealView(base, split.val) if len(split.val) else None  # (split.test is never touched here)
     if strategy.points == "real":
         spec = _ibug68_spec_info(convention)
     elif strategy.points == "init":
         spec = SpecInfo.from_dict(init["spec"])
-    return Data(spec, sets, val, real_val, real_test, convention)
+    return Data(spec, sets, val, real_val, convention)
 
 
 def build_model(cfg: TrainConfig, spec: SpecInfo, device: torch.device, init: dict | None = None) -> tuple[torch.nn.Module, dict]:
