@@ -2,6 +2,8 @@
 
 Every model maps images (B, C, S, S) float in [0, 1] to a dict with `landmarks` (B, L, 2) in input pixels
 (project convention: pixel centres at integers) and, for heatmap models, `heatmaps` (a list, one per stack).
+Each also returns `features`, what its landmark head reads (`feature_dim` channels), and `task_head(features,
+size)` gives the head's output from them: domain adaptation (trainer/strategies/dann.py, daln.py) needs both.
 """
 
 from __future__ import annotations

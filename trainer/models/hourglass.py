@@ -69,6 +69,7 @@ class StackedHourglass(nn.Module):
         self.outs = nn.ModuleList(nn.Conv2d(channels, num_landmarks, 1) for _ in range(stacks))
         self.merge_f = nn.ModuleList(nn.Conv2d(channels, channels, 1) for _ in range(stacks - 1))
         self.merge_h = nn.ModuleList(nn.Conv2d(num_landmarks, channels, 1) for _ in range(stacks - 1))
+        self.feature_dim = channels  # channels of the feature map the last head reads (domain adaptation)
 
     def decode(self, heatmaps: torch.Tensor) -> torch.Tensor:
         """Heatmaps -> landmarks in input pixels (sub-pixel, differentiable)."""
@@ -83,7 +84,14 @@ class StackedHourglass(nn.Module):
             heatmaps.append(h)
             if i < len(self.hgs) - 1:
                 x = x + self.merge_f[i](f) + self.merge_h[i](h)
-        return {"heatmaps": heatmaps, "landmarks": self.decode(heatmaps[-1]), "stride": self.stride}
+        # `features`: the last stack's map (B, C, H/4, W/4), the input of its head (domain adaptation)
+        return {"heatmaps": heatmaps, "landmarks": self.decode(heatmaps[-1]), "stride": self.stride, "features": f}
+
+    def task_head(self, features: torch.Tensor, size: int | None = None) -> dict:
+        """The last stack's heatmaps and landmarks from its feature map (`features` of `forward`); domain
+        adaptation reuses the head on them. `size` (the input side) is not needed: the stride fixes it."""
+        h = self.outs[-1](features)
+        return {"heatmaps": [h], "landmarks": self.decode(h), "stride": self.stride}
 
 
 @register_model

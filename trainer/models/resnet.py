@@ -73,6 +73,7 @@ class ResNetRegressor(nn.Module):
                 cin = planes * block.expansion
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
+        self.feature_dim = cin  # size of the pooled feature vector the head reads (domain adaptation)
         self.head = nn.Linear(cin, num_landmarks * 2)
         nn.init.zeros_(self.head.weight)
         nn.init.constant_(self.head.bias, 0.5)
@@ -81,9 +82,13 @@ class ResNetRegressor(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> dict:
-        size = x.shape[-1]
         f = self.stages(self.stem(x)).mean((2, 3))
-        frac = self.head(f).view(-1, self.num_landmarks, 2)
+        return {**self.task_head(f, x.shape[-1]), "features": f}
+
+    def task_head(self, features: torch.Tensor, size: int) -> dict:
+        """The landmarks the head reads from pooled `features` (B, C) of `size` px inputs (what `forward`
+        returns as `features`): domain adaptation reuses the head on them."""
+        frac = self.head(features).view(-1, self.num_landmarks, 2)
         return {"landmarks": frac * size - 0.5}
 
 
