@@ -77,7 +77,8 @@ DEVICE = click.option("--device", default="auto", show_default=True, callback=_d
 
 
 STRATEGY_HELP = ("synthetic-only (shards), real-only (--real), mixed (shards + --real in every batch), "
-                 "fine-tune (--init checkpoint, then --real at lr x 0.1).")
+                 "fine-tune (--init checkpoint, then --real at lr x 0.1), dann and daln (shards + --unlabelled "
+                 "real images: domain adaptation; daln needs a heatmap model).")
 
 
 @click.command()
@@ -98,6 +99,11 @@ STRATEGY_HELP = ("synthetic-only (shards), real-only (--real), mixed (shards + -
 @click.option("--real-share", default=0.25, show_default=True, type=FiniteFloat(0, 1, min_open=True, max_open=True),
               help="mixed: share of real crops in every batch.")
 @click.option("--init", default=None, type=click.Path(), help="fine-tune: the checkpoint to start from.")
+@click.option("--unlabelled", default=None, type=click.Path(exists=True, file_okay=False),
+              help="dann, daln: a folder of real face images, searched recursively; no labels needed (any beside "
+                   "them are ignored), OpenCV's face detector crops the largest face of each.")
+@click.option("--da-weight", default=1.0, show_default=True, type=FiniteFloat(min=0),
+              help="dann, daln: weight of the domain adaptation loss beside the landmark loss.")
 @click.option("--model", default="hourglass", show_default=True, callback=_model_name,
               help="hourglass, resnet18, resnet50.")
 @click.option("--model-arg", multiple=True, help="Model keyword, e.g. --model-arg stacks=1 --model-arg channels=64.")
@@ -126,7 +132,7 @@ STRATEGY_HELP = ("synthetic-only (shards), real-only (--real), mixed (shards + -
 @click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
 @click.option("--resume", default=None, type=click.Path(), help="Continue from a last.pt.")
 def train(data, strategy, real, real_format, n_real, real_val_fraction, real_test_fraction, real_split_seed, real_share,
-          init, model,
+          init, unlabelled, da_weight, model,
           model_arg, out, epochs, steps, batch_size, lr, input_size, crop_scale, gray, augment, workers,
           val_fraction, val_every, val_real, coord_loss, heatmap_loss, heatmap_weight, seed, device, no_amp, resume):
     """Train a landmark detector on shards and / or real faces; writes last.pt, best.pt and history.json.
@@ -142,6 +148,10 @@ def train(data, strategy, real, real_format, n_real, real_val_fraction, real_tes
       facegen train --strategy real-only --real $A --n-real 250 --model resnet18 --input-size 128 --out runs/real
       facegen train --strategy mixed --data data/i68_3d --real $A --n-real 50 --real-share 0.25 --out runs/mix
       facegen train --strategy fine-tune --init runs/syn/best.pt --real $A --n-real 50 --steps 500 --out runs/ft
+    Synthetic + unlabelled real images (domain adaptation; docs/trainer.md, "Domain adaptation"):
+      U=../shared/data/real300w-mini    # any folder of face photos: labels are not read
+      facegen train --strategy dann --data data/i68 --unlabelled $U --model resnet18 --input-size 128 --out runs/dann
+      facegen train --strategy daln --data data/i68 --unlabelled $U --model hourglass --da-weight 0.5 --out runs/daln
 
     The points a model learns come from the shards' spec (real labels supervise its iBUG-68 points), or
     are iBUG-68 for real-only. A checkpoint embeds its config and landmark spec: `facegen eval` and
@@ -157,7 +167,7 @@ def train(data, strategy, real, real_format, n_real, real_val_fraction, real_tes
                       strategy=strategy, real=real, real_format=real_format, n_real=n_real,
                       real_val_fraction=real_val_fraction, real_test_fraction=real_test_fraction,
                       real_split_seed=real_split_seed,
-                      real_share=real_share, init=init)
+                      real_share=real_share, init=init, unlabelled=unlabelled, da_weight=da_weight)
     with _user_errors():
         summary = run(cfg)
     click.echo(json.dumps(summary, indent=2))

@@ -377,3 +377,57 @@ class FaceSynthetics(LandmarkDataset):
         if seg.exists():
             sample["segmentation"] = cv2.imread(str(seg), cv2.IMREAD_UNCHANGED)
         return sample
+
+
+# Face boxes found in unlabelled images, per process: (path, mtime, size, detector min size) -> box or None.
+# The Haar cascade takes ~0.2 s on a large photo; a run or test that opens the same folder again skips it.
+_FACE_BOXES: dict[tuple, np.ndarray | None] = {}
+
+
+class UnlabelledFaces(LandmarkDataset):
+    """Real face images without labels (the target of domain adaptation): every image under `root`,
+    recursively (annotations beside them are ignored), cropped around the largest face OpenCV's Haar cascade
+    finds (trainer/predict.py's `FaceDetector`, its box mapped to landmark-box geometry, as `facegen predict`
+    crops). Faces are detected once, here; images without one are left out (listed in `skipped`).
+
+    `raw(i)` gives the image, its `box` (the transforms crop from it) and `landmarks`: zeros (68, 2), carried
+    through the transforms but read by no loss. `flip_map` is the identity (there are no labels to swap)."""
+
+    def __init__(self, root: Path | str, transform: Callable | None = None, seed: int = 0, min_face: int = 40):
+        from facegen.trainer.predict import FaceDetector
+
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FacegenError(f"{self.root}: no such folder (expected unlabelled face images)")
+        self.transform, self.seed = transform, seed
+        files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+        if not files:
+            raise FacegenError(f"{self.root}: no images found (any format OpenCV reads: {', '.join(IMAGE_EXTS)})")
+        detector = FaceDetector(min_face)
+        self.items: list[Path] = []
+        self.boxes: list[np.ndarray] = []
+        self.skipped: list[Path] = []
+        for path in files:
+            st = path.stat()
+            key = (str(path.resolve()), st.st_mtime_ns, st.st_size, min_face)
+            if key not in _FACE_BOXES:
+                faces = detector(read_image(path))  # largest first
+                _FACE_BOXES[key] = faces[0] if faces else None
+            box = _FACE_BOXES[key]
+            if box is None:
+                self.skipped.append(path)
+            else:
+                self.items.append(path)
+                self.boxes.append(box)
+        if not self.items:
+            raise FacegenError(f"{self.root}: OpenCV's face detector found no face (of at least {min_face} px) in "
+                               f"any of its {len(files)} images")
+        self.names = [p.relative_to(self.root).with_suffix("").as_posix() for p in self.items]
+        self.flip_map = np.arange(68)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def raw(self, i: int) -> dict:
+        return {"image": read_image(self.items[i]), "box": self.boxes[i].copy(),
+                "landmarks": np.zeros((68, 2), np.float32)}

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from facegen.errors import FacegenError
 from facegen.specs import IBUG68_FLIP
-from facegen.trainer.datasets import ShardDataset, split_indices
+from facegen.trainer.datasets import ShardDataset, UnlabelledFaces, split_indices
 from facegen.trainer.losses import LandmarkLoss
 from facegen.trainer.models import create_model
 from facegen.trainer.predictor import RESUME_KEYS, Predictor, SpecInfo, pick_device, read_checkpoint
@@ -70,6 +70,8 @@ class TrainConfig:
     # runs with different seeds can share one test set
     real_share: float = 0.25  # mixed: the share of real crops in every batch
     init: str | None = None  # fine-tune: the checkpoint to start from
+    unlabelled: str | None = None  # dann, daln: a folder of real face images (no labels; a face detector crops)
+    da_weight: float = 1.0  # dann, daln: weight of the domain adaptation loss beside the landmark loss
 
 
 def seed_everything(seed: int) -> None:
@@ -173,6 +175,12 @@ def build_data(cfg: TrainConfig, strategy, init: dict | None = None) -> Data:
                                    "train on; use --n-real 1 or more (or synthetic-only)")
             sets["real"] = RealView(base, split.train, train_tf(IBUG68_FLIP), seed=cfg.seed)
         real_val = RealView(base, split.val) if len(split.val) else None  # (split.test is never touched here)
+    if "unlabelled" in strategy.sources:
+        if not cfg.unlabelled:
+            raise FacegenError(f"--strategy {strategy.name} adapts to unlabelled real images: "
+                               "give --unlabelled FOLDER")
+        # flips with the identity map: there are no labels to swap
+        sets["unlabelled"] = UnlabelledFaces(cfg.unlabelled, train_tf(np.arange(68)), seed=cfg.seed)
     if strategy.points == "real":
         spec = _ibug68_spec_info(convention)
     elif strategy.points == "init":
@@ -260,6 +268,8 @@ def select(output: dict, rows: slice | None = None, points: np.ndarray | None = 
     out["landmarks"] = cut(output["landmarks"])
     if output.get("heatmaps"):
         out["heatmaps"] = [cut(h) for h in output["heatmaps"]]
+    if "features" in output and rows is not None:
+        out["features"] = output["features"][rows]
     return out
 
 
