@@ -42,7 +42,8 @@ def register_strategy(strategy: Strategy) -> Strategy:
 
 
 def _load() -> None:
-    from facegen.trainer.strategies import fine_tune, mixed, real_only, synthetic_only  # noqa: F401 (registers)
+    from facegen.trainer.strategies import (daln, dann, fine_tune, mixed, real_only,  # noqa: F401 (registers)
+                                            synthetic_only)
 
 
 def list_strategies() -> list[str]:
