@@ -30,6 +30,7 @@ import numpy as np
 import yaml
 
 from facegen.errors import FacegenError
+from facegen.trainer.score import overall
 
 CONFIG_KEYS = {"name", "data", "real", "test", "strategies", "n_real", "seeds", "train", "out"}
 REAL_KEYS = {"path", "format", "test_fraction", "val_fraction", "split_seed"}
@@ -270,7 +271,7 @@ def write_report(exp: Experiment, cells: list[Cell]) -> dict:
     for r in done:
         for mode, rep in r["modes"].items():
             norm = norm or _norm(rep["metrics"])
-            m = rep["metrics"][norm]["all"]
+            m = overall(rep["metrics"][norm])
             n = r["cell"]["n_real"]
             rows.setdefault((r["cell"]["variant"], mode), {}).setdefault("all" if n is None else n, []).append(m)
     ns = [("all" if n is None else n) for n in exp.n_real]

@@ -50,6 +50,14 @@ def score(pred: LandmarkSet, gt: LandmarkSet, norms: tuple[str, ...] = NORMALISA
     return report
 
 
+def overall(rows: dict) -> dict:
+    """The row of one normalisation that covers every image: `all`, or the subset that equals it (the
+    scorer keeps one name for one set, e.g. `full` when every image is 300-W full)."""
+    if "all" in rows:
+        return rows["all"]
+    return max((r for k, r in rows.items() if k != "balanced"), key=lambda r: r["count"])
+
+
 def add_balanced(report: dict, parts: tuple[str, ...], name: str = "balanced") -> dict:
     """Add a row `name` to every normalisation: the unweighted mean of each metric over the subsets
     `parts` (AFLW2000-3D's yaw bins: its "balanced" NME, which counts each pose range equally)."""

@@ -304,6 +304,7 @@ def validate_run(run: Run, data: Data, val_loader: DataLoader | None, real_folde
     """Held-out synthetic crops (`val_nme_crop`), held-out real faces (`real_val_nme`, the dataset's
     protocol normalisation) and the --val-real folder (`real_nme_io`)."""
     from facegen.trainer.evaluate import evaluate
+    from facegen.trainer.score import overall
 
     rec = {"step": run.step}
     if val_loader is not None:
@@ -316,7 +317,7 @@ def validate_run(run: Run, data: Data, val_loader: DataLoader | None, real_folde
         p = Predictor(run.model, run.spec, run.cfg.input_size, run.cfg.crop_scale, run.cfg.gray, run.device)
         rep = evaluate(p, ds, norms=(norm,))
         run.model.train()
-        rec[key] = rep["metrics"][norm]["all"]["nme"]
+        rec[key] = overall(rep["metrics"][norm])["nme"]
     return rec
 
 
