@@ -36,9 +36,10 @@ NUM_IBUG = 68
 
 def _check_index(index: Sequence[int], num_points: int) -> list[int]:
     index = [int(i) for i in np.asarray(index).reshape(-1)]
-    if len(index) != NUM_IBUG or min(index) < 0 or max(index) >= num_points:
+    bad = [i for i in index if not 0 <= i < num_points]
+    if len(index) != NUM_IBUG or bad:
         raise FacegenError(f"adapter: the correspondence must give {NUM_IBUG} point indices in [0, {num_points}), "
-                           f"got {len(index)} in [{min(index)}, {max(index)}]")
+                           f"got {len(index)}" + (f", {bad[0]} among them" if bad else ""))
     return index
 
 
