@@ -1,4 +1,4 @@
-"""Click commands `facegen train | eval | score | predict` (routed here from facegen/cli.py).
+"""Click commands `facegen train | adapt | eval | score | predict` (routed here from facegen/cli.py).
 
 Options are checked by their click types (ranges, output folders) before a command starts any work."""
 
@@ -104,6 +104,9 @@ STRATEGY_HELP = ("synthetic-only (shards), real-only (--real), mixed (shards + -
                    "them are ignored), OpenCV's face detector crops the largest face of each.")
 @click.option("--da-weight", default=1.0, show_default=True, type=FiniteFloat(min=0),
               help="dann, daln: weight of the domain adaptation loss beside the landmark loss.")
+@click.option("--adapter", default=None, type=click.Choice(["mlp", "unet"]),
+              help="mixed / fine-tune: real labels supervise the model through a label adapter trained with it "
+                   "(label transfer; unet: hourglass models). Saved in the checkpoint; eval scores both ways.")
 @click.option("--model", default="hourglass", show_default=True, callback=_model_name,
               help="hourglass, resnet18, resnet50.")
 @click.option("--model-arg", multiple=True, help="Model keyword, e.g. --model-arg stacks=1 --model-arg channels=64.")
@@ -132,7 +135,7 @@ STRATEGY_HELP = ("synthetic-only (shards), real-only (--real), mixed (shards + -
 @click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
 @click.option("--resume", default=None, type=click.Path(), help="Continue from a last.pt.")
 def train(data, strategy, real, real_format, n_real, real_val_fraction, real_test_fraction, real_split_seed, real_share,
-          init, unlabelled, da_weight, model,
+          init, unlabelled, da_weight, adapter, model,
           model_arg, out, epochs, steps, batch_size, lr, input_size, crop_scale, gray, augment, workers,
           val_fraction, val_every, val_real, coord_loss, heatmap_loss, heatmap_weight, seed, device, no_amp, resume):
     """Train a landmark detector on shards and / or real faces; writes last.pt, best.pt and history.json.
@@ -152,6 +155,8 @@ def train(data, strategy, real, real_format, n_real, real_val_fraction, real_tes
       U=../shared/data/real300w-mini    # any folder of face photos: labels are not read
       facegen train --strategy dann --data data/i68 --unlabelled $U --model resnet18 --input-size 128 --out runs/dann
       facegen train --strategy daln --data data/i68 --unlabelled $U --model hourglass --da-weight 0.5 --out runs/daln
+    Label transfer (real labels through a learned adapter, docs/trainer.md, "Adapters"):
+      facegen train --strategy mixed --data data/d490 --real $A --n-real 50 --adapter mlp --out runs/mix-mlp
 
     The points a model learns come from the shards' spec (real labels supervise its iBUG-68 points), or
     are iBUG-68 for real-only. A checkpoint embeds its config and landmark spec: `facegen eval` and
@@ -167,15 +172,27 @@ def train(data, strategy, real, real_format, n_real, real_val_fraction, real_tes
                       strategy=strategy, real=real, real_format=real_format, n_real=n_real,
                       real_val_fraction=real_val_fraction, real_test_fraction=real_test_fraction,
                       real_split_seed=real_split_seed,
-                      real_share=real_share, init=init, unlabelled=unlabelled, da_weight=da_weight)
+                      real_share=real_share, init=init, unlabelled=unlabelled, da_weight=da_weight, adapter=adapter)
     with _user_errors():
         summary = run(cfg)
     click.echo(json.dumps(summary, indent=2))
 
 
 def _print_report(report: dict) -> None:
+    from facegen.trainer.evaluate import modes_table
     from facegen.trainer.score import markdown_table
-    click.echo(markdown_table(report))
+
+    modes = report.get("modes") or {}
+    if "adapter" in modes:
+        info = modes["adapter"].get("adapter") or {}
+        click.echo(f"iBUG-68 two ways: nearest (the spec's nearest point for each) and adapter (the checkpoint's "
+                   f"{info.get('name')} adapter, fitted in the {info.get('convention')} jaw convention)")
+        click.echo(modes_table(report))
+        if info.get("convention") and info["convention"] != report["jaw"]["labels"]:
+            click.echo(f"note: the adapter was fitted on {info['convention']}-jaw labels and these are "
+                       f"{report['jaw']['labels']}-jaw; its jaw points follow the other convention.")
+    else:
+        click.echo(markdown_table(report))
     jaw = report.get("jaw") or {}
     if jaw.get("spec") and jaw["spec"] != jaw["labels"]:
         what = {"2d": "the visible outline (300-W markup)", "3d": "fixed surface points (3D-fit convention)"}
@@ -207,6 +224,10 @@ def evaluate(checkpoint, dataset, root, split, box, out, device):
     Faces are cropped from the ground-truth box (the 300-W protocol); dense specs are scored on their
     iBUG-68 nearest-point subset. AFLW2000-3D is scored as the field reports it: NME by the
     ground-truth box, per |yaw| bin (0-30, 30-60, 60-90) and their balanced mean.
+
+    A checkpoint with a label adapter (facegen adapt, or train --adapter) is scored both ways, side by
+    side: nearest subset and adapter. metrics.json keeps the nearest-subset report at its top level and
+    both under "modes"; the adapter's predictions and report are in OUT/adapter/, the table in modes.md.
     """
     from facegen.trainer.evaluate import evaluate as run, open_eval_dataset
     from facegen.trainer.predictor import load_checkpoint
@@ -252,20 +273,27 @@ def score(predictions, ground_truth, subsets, norms, thresholds, auc_method, out
 @click.argument("source", type=click.Path())
 @click.option("--checkpoint", required=True, type=click.Path())
 @click.option("-o", "--out", default="predictions", show_default=True, type=OutFolder())
+@click.option("--no-adapter", is_flag=True, help="With an adapted checkpoint: write the model's own points instead "
+                                                 "of the adapter's iBUG-68.")
 @DEVICE
-def predict(source, checkpoint, out, device):
+def predict(source, checkpoint, out, no_adapter, device):
     """Detect faces in IMAGE, DIR or VIDEO, predict landmarks, write overlays and JSON.
 
     \b
     Examples:
       facegen predict photo.jpg --checkpoint runs/hg/best.pt -o out/
       facegen predict clip.mp4 --checkpoint runs/hg/best.pt -o out/     # overlay mp4 + per-frame JSON
+      facegen predict photo.jpg --checkpoint runs/hg/best_adapted.pt -o out/   # iBUG-68 via its adapter
+
+    A checkpoint with a label adapter (facegen adapt) predicts iBUG-68 through it; the printed summary's
+    "points" says which points were written. --no-adapter writes the model's own points.
     """
     from facegen.trainer.predict import run_predict
     from facegen.trainer.predictor import load_checkpoint
 
     with _user_errors():
-        summary = run_predict(load_checkpoint(checkpoint, device), Path(source), Path(out))
+        predictor = load_checkpoint(checkpoint, device)
+        summary = run_predict(predictor, Path(source), Path(out), adapter=not no_adapter)
     click.echo(json.dumps(summary))
 
 
@@ -296,3 +324,66 @@ def experiment(config, out, dry_run):
             click.echo(f"{len(cells)} cells -> {exp.out}")
             return
         run_experiment(exp, echo=click.echo)
+
+
+@click.command()
+@click.option("--checkpoint", required=True, type=click.Path(), help="A checkpoint of facegen train (stays as it is).")
+@click.option("--real", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Real labelled faces: 300-W (its train split), AFLW2000-3D, 300W-LP or any .pts folder.")
+@click.option("--real-format", type=click.Choice(["auto", "300w", "aflw2000", "300w-lp", "folder"]), default="auto",
+              show_default=True, help="Layout of --real (auto: recognised from its files).")
+@click.option("--n-real", default=None, type=click.IntRange(min=1),
+              help="Fit on N real faces, a fixed subset by --seed (the same as facegen train --n-real); default all.")
+@click.option("--real-val-fraction", default=0.1, show_default=True,
+              type=FiniteFloat(0, 1, min_open=True, max_open=True),
+              help="Real faces held out to stop on (fixed by --seed, whatever --n-real).")
+@click.option("--real-test-fraction", default=0.0, show_default=True, type=FiniteFloat(0, 1, max_open=True),
+              help="Real faces held out and never used (use training's value to keep its test faces out).")
+@click.option("--real-split-seed", default=None, type=click.IntRange(min=0),
+              help="Seed of the real val / test hold-out (default --seed), as in facegen train.")
+@click.option("--adapter", default="mlp", show_default=True, type=click.Choice(["mlp", "unet"]),
+              help="mlp: on the predicted points; unet: on the heatmaps (hourglass models).")
+@click.option("--out", default=None, type=click.Path(dir_okay=False),
+              help="The adapted checkpoint to write [default: CHECKPOINT's name + _adapted.pt, beside it].")
+@click.option("--max-epochs", default=200, show_default=True, type=click.IntRange(min=1))
+@click.option("--patience", default=20, show_default=True, type=click.IntRange(min=1),
+              help="Stop after this many epochs without a lower validation NME.")
+@click.option("--lr", default=1e-3, show_default=True, type=POSITIVE, help="Adam's learning rate.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--augment-copies", default=4, show_default=True, type=click.IntRange(min=0),
+              help="Augmented crops (shift, roll, scale, flip, colour) per training face, beside its plain crop.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@DEVICE
+def adapt(checkpoint, real, real_format, n_real, real_val_fraction, real_test_fraction, real_split_seed, adapter, out,
+          max_epochs, patience, lr, batch_size, augment_copies, seed, device):
+    """Fit a label adapter on a frozen model: its points -> iBUG-68 as annotators place them.
+
+    The model's weights stay as they are. It runs on the real faces (cropped from the ground-truth box
+    as in eval); the adapter learns to map its output to their labels (Adam), stopping when the NME on
+    held-out real faces stops falling. It starts as the nearest subset (exactly), and the best epoch
+    is kept, so on those faces it is never worse than the nearest subset. Writes a new checkpoint (the
+    model + the adapter) that facegen eval (both ways, side by side) and facegen predict use.
+
+    \b
+    Examples:
+      facegen adapt --checkpoint runs/d490/best.pt --real ../shared/data/real300w-mini
+      facegen eval --checkpoint runs/d490/best_adapted.pt --dataset 300w --root ~/data/300W
+      A=../shared/data/aflw2000-3d-half
+      facegen adapt --checkpoint runs/hg/best.pt --real $A --n-real 200 --real-test-fraction 0.5 \\
+                    --adapter unet --out runs/hg/unet200.pt
+      facegen predict photo.jpg --checkpoint runs/hg/unet200.pt -o out/
+
+    Score on faces it was not fitted on: another dataset, or with --real-test-fraction the same
+    faces facegen train held out (same fraction and --seed, or --real-split-seed). The jaw convention
+    is the labels' own: fitted on AFLW2000-3D it places the 3D-fit jaw, on 300-W the visible outline.
+    """
+    from facegen.trainer.adapt import AdaptConfig, adapt as run
+
+    cfg = AdaptConfig(checkpoint=checkpoint, real=real, real_format=real_format, n_real=n_real,
+                      real_val_fraction=real_val_fraction, real_test_fraction=real_test_fraction,
+                      real_split_seed=real_split_seed, adapter=adapter, out=out, max_epochs=max_epochs,
+                      patience=patience, lr=lr, batch_size=batch_size, augment_copies=augment_copies, seed=seed,
+                      device=device)
+    with _user_errors():
+        summary = run(cfg, log=click.echo)
+    click.echo(json.dumps(summary, indent=2))

@@ -3,8 +3,10 @@
 Predicting and scoring stay separate: predictions are written as a `.pts` folder (and JSON) first, then
 `score.py` compares them with the ground truth exactly as `facegen score` would.
 
-Dense specs are scored on iBUG-68 through `to_ibug68`, the seam where a learned adapter can plug in: any
-object with `__call__(pred (N, L, 2)) -> (N, 68, 2)` can be passed as `adapter`.
+Dense specs are scored on iBUG-68 through `to_ibug68`: the nearest subset by default, or any object with
+`__call__(pred (N, L, 2)) -> (N, 68, 2)` passed as `adapter`. A checkpoint with a learned label adapter
+(trainer/adapters.py, `facegen adapt` or `facegen train --adapter`) is scored both ways, side by side:
+`report["modes"]["nearest"]` and `report["modes"]["adapter"]` (the top-level report stays the nearest one).
 """
 
 from __future__ import annotations
@@ -62,9 +64,7 @@ def open_eval_dataset(dataset: str, root: Path | str, split: str = "full") -> Pt
     raise FacegenError(f"unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}")
 
 
-def predict_folder(predictor: Predictor, ds: PtsFolder, box: str = "gt") -> np.ndarray:
-    """(N, L, 2) predictions for every image; the crop comes from the ground-truth landmark box (300-W
-    protocol) or a face detector (`box='detector'`, falls back to the GT box when nothing is found)."""
+def _images_and_boxes(ds: PtsFolder, box: str = "gt") -> tuple[list[np.ndarray], list[np.ndarray]]:
     images, boxes = [], []
     for i in range(len(ds)):
         raw = ds.raw(i)
@@ -74,7 +74,13 @@ def predict_folder(predictor: Predictor, ds: PtsFolder, box: str = "gt") -> np.n
             b = best_face_for(raw["image"], b)
         images.append(raw["image"])
         boxes.append(b)
-    return predictor.predict(images, boxes)
+    return images, boxes
+
+
+def predict_folder(predictor: Predictor, ds: PtsFolder, box: str = "gt") -> np.ndarray:
+    """(N, L, 2) predictions for every image; the crop comes from the ground-truth landmark box (300-W
+    protocol) or a face detector (`box='detector'`, falls back to the GT box when nothing is found)."""
+    return predictor.predict(*_images_and_boxes(ds, box))
 
 
 def ground_truth_set(ds: PtsFolder | AFLW2000) -> LandmarkSet:
@@ -92,25 +98,70 @@ def ground_truth_set(ds: PtsFolder | AFLW2000) -> LandmarkSet:
 def evaluate(predictor: Predictor, ds: PtsFolder, out: Path | str | None = None, box: str = "gt",
              adapter: Adapter | None = None, **score_kw) -> dict:
     """Predict, map to iBUG-68, write predictions (`predictions/*.pts`, `predictions.json`), score.
+
+    The report is the nearest-subset one (or the given `adapter`'s), as before; `report["modes"]` holds one
+    report per evaluation mode: `nearest` always and, when the predictor has a learned adapter (and no
+    `adapter` is given), `adapter`, from the same forward pass and scored the same way. With `out`, the
+    adapter mode's files go to `out/adapter/` (`facegen score -p out/adapter/predictions.json -g
+    out/ground_truth.json --subsets out/subsets.json` reproduces it) and `modes.md` puts both side by side.
     The report's `jaw` says which correspondence was used and whether the spec's jaw matches the labels'."""
     convention = ds.jaw_convention
-    pred = to_ibug68(predict_folder(predictor, ds, box), predictor.spec, adapter, convention)
-    pred_set = LandmarkSet(names=list(ds.names), points=pred.astype(np.float64), source="predictions")
+    images, boxes = _images_and_boxes(ds, box)
+    learned = adapter is None and predictor.adapter is not None
+    raw = predictor.predict_modes(images, boxes, adapter=learned)
+    preds = {"nearest": to_ibug68(raw["points"], predictor.spec, adapter, convention)}
+    if learned:
+        preds["adapter"] = raw["adapter"]
     gt = ground_truth_set(ds)
     if convention == "3d":  # AFLW2000-3D (and 300W-LP) are scored by the box, as the field reports them
         score_kw.setdefault("norms", PROTOCOL_NORMS["aflw2000"])
-    report = score(pred_set, gt, **score_kw)
-    spec_jaw = predictor.spec.jaw_convention()
-    report["jaw"] = {"labels": convention, "spec": spec_jaw,
-                     "correspondence": "ibug68_3d" if convention == "3d" else "ibug68"}
+    modes = {}
+    for mode, pred in preds.items():
+        pred_set = LandmarkSet(names=list(ds.names), points=pred.astype(np.float64), source=f"predictions ({mode})")
+        modes[mode] = score(pred_set, gt, **score_kw)
+    modes["nearest"]["jaw"] = {"labels": convention, "spec": predictor.spec.jaw_convention(),
+                               "correspondence": "ibug68_3d" if convention == "3d" else "ibug68"}
+    if learned:
+        info = predictor.adapter_info
+        modes["adapter"]["jaw"] = {"labels": convention, "adapter": info.get("convention")}
+        modes["adapter"]["adapter"] = info
+    report = {**modes["nearest"], "modes": modes}
     if out is not None:
         out = Path(out)
-        for n, p in zip(ds.names, pred):
-            write_pts(out / "predictions" / f"{n}.pts", p)
-        for name, points in (("predictions", pred), ("ground_truth", gt.points)):
-            (out / f"{name}.json").write_text(json.dumps(
-                [{"image": n, "landmarks": p.tolist()} for n, p in zip(ds.names, points)]))
+        for mode, pred in preds.items():
+            where = out if mode == "nearest" else out / mode
+            for n, p in zip(ds.names, pred):
+                write_pts(where / "predictions" / f"{n}.pts", p)
+            (where / "predictions.json").write_text(json.dumps(
+                [{"image": n, "landmarks": p.tolist()} for n, p in zip(ds.names, pred)]))
+            if mode != "nearest":
+                write_report(modes[mode], gt, where)
+        (out / "ground_truth.json").write_text(json.dumps(
+            [{"image": n, "landmarks": p.tolist()} for n, p in zip(ds.names, gt.points)]))
         write_report(report, gt, out)
         # with ground_truth.json, `facegen score --subsets subsets.json` reproduces this report
         (out / "subsets.json").write_text(json.dumps(gt.subsets))
+        if learned:
+            (out / "modes.md").write_text(modes_table(report))
     return report
+
+
+def modes_table(report: dict) -> str:
+    """The evaluation modes side by side: NME under each normalisation, then AUC / FR at the first
+    threshold under the first normalisation, one column per mode."""
+    modes = report.get("modes") or {"nearest": report}
+    names = list(modes)
+    first = modes[names[0]]
+    norms = list(first["metrics"])
+    t = first["thresholds"][0]
+    head = ["subset", "n"] + [f"NME {n} % {m}" for n in norms for m in names]
+    head += [f"{k}@{t:g} % {m}" for k in ("AUC", "FR") for m in names]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for subset, row0 in first["metrics"][norms[0]].items():
+        row = [subset, str(row0["count"])]
+        row += [f"{modes[m]['metrics'][n][subset]['nme']:.3f}" for n in norms for m in names]
+        row += [f"{modes[m]['metrics'][norms[0]][subset][f'{k.lower()}@{t:g}']:.2f}"
+                for k in ("AUC", "FR") for m in names]
+        lines.append("| " + " | ".join(row) + " |")
+    return ("\n".join(lines) + f"\n\nnearest: the spec's nearest point for each iBUG-68 point; adapter: the "
+            f"checkpoint's learned label adapter. AUC and FR under {norms[0]} normalisation.\n")

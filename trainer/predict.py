@@ -2,6 +2,7 @@
 
 The path a webcam or video user takes: images, a folder of images, or a video file in; overlays (images or
 an mp4) and JSON out. The detector ships inside opencv-python; nothing is downloaded at run time.
+A checkpoint with a label adapter (trainer/adapters.py) predicts iBUG-68 through it unless told not to.
 """
 
 from __future__ import annotations
@@ -74,16 +75,36 @@ def draw(image: np.ndarray, faces: list[dict]) -> np.ndarray:
     return out
 
 
-def predict_image(predictor: Predictor, image: np.ndarray, detector: FaceDetector) -> list[dict]:
+def predict_image(predictor: Predictor, image: np.ndarray, detector: FaceDetector, adapter: bool = False) -> list[dict]:
     boxes = detector(image)
     if not boxes:
         return []
-    pts = predictor.predict([image] * len(boxes), boxes)
+    pts = predictor.predict([image] * len(boxes), boxes, adapter=adapter)
     return [{"box": [float(v) for v in b], "landmarks": p.tolist()} for b, p in zip(boxes, pts)]
 
 
-def run_predict(predictor: Predictor, source: Path | str, out: Path | str) -> dict:
-    """Images / a folder / a video -> overlays + predictions.json in `out`. Returns a short summary."""
+def _points(predictor: Predictor, adapter: bool) -> tuple[str, list[str], str]:
+    """(spec name, landmark names, a line saying which points) of what run_predict writes."""
+    if not adapter:
+        extra = "; the checkpoint's adapter was not used (--no-adapter)" if predictor.adapter is not None else ""
+        return predictor.spec.name, list(predictor.spec.names), \
+            f"landmarks: the model's own {predictor.num_landmarks} points ({predictor.spec.name}){extra}"
+    from facegen.specs import load_spec
+
+    info = predictor.adapter_info
+    spec = load_spec("ibug68_3d" if info.get("convention") == "3d" else "ibug68")
+    return spec.name, [q.name for q in spec.points], \
+        (f"landmarks: iBUG-68 ({spec.name}) through the checkpoint's {info.get('name')} label adapter, "
+         f"fitted by {(info.get('fitted_on') or {}).get('by', '?')} on {(info.get('fitted_on') or {}).get('real', '?')}"
+         "; --no-adapter for the model's own points")
+
+
+def run_predict(predictor: Predictor, source: Path | str, out: Path | str, adapter: bool = True) -> dict:
+    """Images / a folder / a video -> overlays + predictions.json in `out`. Returns a short summary; its
+    `points` says which points were written: through the checkpoint's label adapter when it has one and
+    `adapter` is true, else the model's own."""
+    adapter = adapter and predictor.adapter is not None
+    spec_name, names, points = _points(predictor, adapter)
     source, out = Path(source), Path(out)
     if not source.exists():
         raise FacegenError(f"{source}: no such image, folder or video")
@@ -101,7 +122,7 @@ def run_predict(predictor: Predictor, source: Path | str, out: Path | str) -> di
             if not ok:
                 break
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            faces = predict_image(predictor, rgb, detector)
+            faces = predict_image(predictor, rgb, detector, adapter)
             frames.append(faces)
             if writer is None:
                 h, w = rgb.shape[:2]
@@ -119,13 +140,14 @@ def run_predict(predictor: Predictor, source: Path | str, out: Path | str) -> di
         for f in files:
             from facegen.trainer.datasets import read_image
             rgb = read_image(f)
-            faces = predict_image(predictor, rgb, detector)
+            faces = predict_image(predictor, rgb, detector, adapter)
             rel = f.name if source.is_file() else f.relative_to(source).as_posix()
             results[rel] = faces
             dst = out / (Path(rel).with_suffix("").as_posix().replace("/", "__") + "_landmarks.png")
             cv2.imwrite(str(dst), cv2.cvtColor(draw(rgb, faces), cv2.COLOR_RGB2BGR))
-    (out / "predictions.json").write_text(json.dumps({"spec": predictor.spec.name, "landmark_names": predictor.spec.names,
+    (out / "predictions.json").write_text(json.dumps({"spec": spec_name, "landmark_names": names, "points": points,
+                                                      "adapter": predictor.adapter_info if adapter else None,
                                                       "results": results}))
     n_faces = sum(len(v) if source.suffix.lower() not in VIDEO_EXTS else sum(len(fr) for fr in v)
                   for v in results.values())
-    return {"inputs": len(results), "faces": n_faces, "out": str(out)}
+    return {"inputs": len(results), "faces": n_faces, "out": str(out), "points": points}

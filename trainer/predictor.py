@@ -1,7 +1,9 @@
 """A checkpoint alone can predict: `load_checkpoint(path) -> Predictor`.
 
 Checkpoints embed the training config, the model's construction arguments and the landmark spec (YAML,
-names, flip map, iBUG-68 correspondence), so nothing else is needed at prediction time.
+names, flip map, iBUG-68 correspondence), so nothing else is needed at prediction time. A checkpoint may
+also hold a label adapter (`adapter`, trainer/adapters.py): the Predictor then predicts iBUG-68 through
+it on request (`predict(..., adapter=True)`, `predict_modes`).
 """
 
 from __future__ import annotations
@@ -83,23 +85,31 @@ class Predictor:
     """Crop a face from a box, run the model, map landmarks back to the image."""
 
     def __init__(self, model: torch.nn.Module, spec: SpecInfo, input_size: int, crop_scale: float,
-                 gray: bool, device: torch.device, config: dict | None = None):
+                 gray: bool, device: torch.device, config: dict | None = None,
+                 adapter: torch.nn.Module | None = None, adapter_info: dict | None = None):
         self.model = model.to(device).eval()
         self.spec, self.input_size, self.crop_scale, self.gray = spec, input_size, crop_scale, gray
         self.device = device
         self.config = config or {}
         self.transform = build_transforms(input_size, crop_scale, train=False, gray=gray)
+        # a label adapter (trainer/adapters.py): the model's output -> iBUG-68 as annotators place them;
+        # adapter_info: its name, the jaw convention it was fitted in and where (no weights)
+        self.adapter = adapter.to(device).eval() if adapter is not None else None
+        self.adapter_info = adapter_info or {}
 
     @property
     def num_landmarks(self) -> int:
         return len(self.spec.flip_map)
 
     @torch.no_grad()
-    def predict(self, images: Sequence[np.ndarray], boxes: Sequence[Sequence[float]], batch_size: int = 16) -> np.ndarray:
-        """RGB uint8 images and face boxes (x0, y0, x1, y1) -> (N, L, 2) landmarks in image pixels.
+    def predict_modes(self, images: Sequence[np.ndarray], boxes: Sequence[Sequence[float]], batch_size: int = 16,
+                      adapter: bool = True) -> dict[str, np.ndarray]:
+        """One forward pass, image pixels: `points` (N, L, 2), the model's own landmarks, and `adapter`
+        (N, 68, 2), iBUG-68 through the checkpoint's adapter (when it has one and `adapter` is true).
 
         The box plays the role of the landmark box in training (the crop is scale x its longer side)."""
-        out = []
+        use_adapter = adapter and self.adapter is not None
+        out: dict[str, list] = {"points": [], **({"adapter": []} if use_adapter else {})}
         for start in range(0, len(images), batch_size):
             crops, mats = [], []
             for img, box in zip(images[start:start + batch_size], boxes[start:start + batch_size]):
@@ -107,9 +117,22 @@ class Predictor:
                 crops.append(torch.from_numpy(np.ascontiguousarray(s["image"].transpose(2, 0, 1))))
                 mats.append(s["matrix"])
             x = torch.stack(crops).to(self.device).float() / 255.0
-            pred = self.model(x)["landmarks"].float().cpu().numpy()
-            out += [apply_matrix(p, invert(m)) for p, m in zip(pred, mats)]
-        return np.stack(out) if out else np.zeros((0, self.num_landmarks, 2), np.float32)
+            output = self.model(x)
+            crop_pts = {"points": output["landmarks"]}
+            if use_adapter:  # the adapter works in crop pixels, like the model; both map back the same way
+                crop_pts["adapter"] = self.adapter(output)["landmarks"]
+            for k, v in crop_pts.items():
+                out[k] += [apply_matrix(p, invert(m)) for p, m in zip(v.float().cpu().numpy(), mats)]
+        empty = {"points": self.num_landmarks, "adapter": 68}
+        return {k: np.stack(v) if v else np.zeros((0, empty[k], 2), np.float32) for k, v in out.items()}
+
+    def predict(self, images: Sequence[np.ndarray], boxes: Sequence[Sequence[float]], batch_size: int = 16,
+                adapter: bool = False) -> np.ndarray:
+        """RGB uint8 images and face boxes (x0, y0, x1, y1) -> (N, L, 2) landmarks in image pixels, or with
+        `adapter` (N, 68, 2) iBUG-68 points through the checkpoint's adapter."""
+        if adapter and self.adapter is None:
+            raise FacegenError("this checkpoint has no label adapter; fit one with `facegen adapt`")
+        return self.predict_modes(images, boxes, batch_size, adapter)["adapter" if adapter else "points"]
 
     def predict_one(self, image: np.ndarray, box: Sequence[float]) -> np.ndarray:
         return self.predict([image], [box])[0]
@@ -137,11 +160,21 @@ def read_checkpoint(path: Path | str, keys: Sequence[str] = CHECKPOINT_KEYS) -> 
 
 
 def load_checkpoint(path: Path | str, device: str = "auto") -> Predictor:
-    """Build a Predictor from a checkpoint written by `facegen train`."""
-    ckpt = read_checkpoint(path)
+    """Build a Predictor from a checkpoint written by `facegen train` (or `facegen adapt`: with its adapter)."""
+    return predictor_from(read_checkpoint(path), device, str(path))
+
+
+def predictor_from(ckpt: dict, device: str = "auto", source: str = "checkpoint") -> Predictor:
+    """A Predictor from a checkpoint's contents (`read_checkpoint`), its label adapter included."""
     arch = ckpt["arch"]
     model = create_model(arch["name"], arch["num_landmarks"], **arch["kwargs"])
     model.load_state_dict(ckpt["model_state"])
     cfg = ckpt.get("config", {})
+    adapter, info = None, None
+    if ckpt.get("adapter"):
+        from facegen.trainer.adapters import adapter_from_record, adapter_info
+
+        adapter, info = adapter_from_record(ckpt["adapter"], source), adapter_info(ckpt["adapter"])
     return Predictor(model, SpecInfo.from_dict(ckpt["spec"]), int(cfg.get("input_size", 256)),
-                     float(cfg.get("crop_scale", 1.25)), bool(cfg.get("gray", False)), pick_device(device), cfg)
+                     float(cfg.get("crop_scale", 1.25)), bool(cfg.get("gray", False)), pick_device(device), cfg,
+                     adapter, info)

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from facegen.errors import FacegenError
 from facegen.specs import IBUG68_FLIP
+from facegen.trainer.adapters import adapter_record
 from facegen.trainer.datasets import ShardDataset, UnlabelledFaces, split_indices
 from facegen.trainer.losses import LandmarkLoss
 from facegen.trainer.models import create_model
@@ -72,6 +73,7 @@ class TrainConfig:
     init: str | None = None  # fine-tune: the checkpoint to start from
     unlabelled: str | None = None  # dann, daln: a folder of real face images (no labels; a face detector crops)
     da_weight: float = 1.0  # dann, daln: weight of the domain adaptation loss beside the landmark loss
+    adapter: str | None = None  # label transfer: real labels supervise the model through this adapter (mlp, unet)
 
 
 def seed_everything(seed: int) -> None:
@@ -236,6 +238,9 @@ class Run:
     use_amp: bool = False
     step: int = 0
     total: int = 0
+    # label transfer (--adapter): model points -> iBUG-68, trained jointly, saved as the checkpoint's `adapter`
+    adapter: torch.nn.Module | None = None
+    adapter_meta: dict = field(default_factory=dict)  # its jaw convention and what it was fitted on
 
     def inputs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(images in [0, 1], landmarks) of a batch, on the run's device."""
@@ -251,7 +256,11 @@ class Run:
         return self.loss_fn(output, target, self.cfg.input_size, self.model)
 
     def supervised_real(self, output: dict, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """The landmark loss of real iBUG-68 labels on the model's corresponding points."""
+        """The landmark loss of real iBUG-68 labels on the model's corresponding points, or through the
+        run's label adapter when it has one (then the adapter learns the annotators' placement and the
+        gradient reaches the model through it)."""
+        if self.adapter is not None:  # float32 outside autocast; the unet adapter decodes like the model
+            return self.loss_fn(self.adapter(output), target, self.cfg.input_size, self.adapter)
         return self.supervised(select(output, points=self.real_index), target)
 
     @staticmethod
@@ -297,12 +306,15 @@ def save_checkpoint(path: Path, run: Run, optim: Optimiser, arch: dict, best: fl
     torch.save({"model_state": run.model.state_dict(), "optimizer": optim.opt.state_dict(),
                 "scheduler": optim.sched.state_dict(), "scaler": optim.scaler.state_dict(), "step": run.step,
                 "best": best, "history": history, "arch": arch, "config": asdict(run.cfg), "spec": run.spec.as_dict(),
-                **({"modules_state": run.modules.state_dict()} if len(run.modules) else {})}, path)
+                **({"modules_state": run.modules.state_dict()} if len(run.modules) else {}),
+                **({"adapter": adapter_record(run.adapter, **run.adapter_meta)} if run.adapter is not None else {})},
+               path)
 
 
 def validate_run(run: Run, data: Data, val_loader: DataLoader | None, real_folder) -> dict:
     """Held-out synthetic crops (`val_nme_crop`), held-out real faces (`real_val_nme`, the dataset's
-    protocol normalisation) and the --val-real folder (`real_nme_io`)."""
+    protocol normalisation) and the --val-real folder (`real_nme_io`); with a label adapter, the real
+    scores through it as well (`real_val_nme_adapter`, `real_nme_io_adapter`)."""
     from facegen.trainer.evaluate import evaluate
     from facegen.trainer.score import overall
 
@@ -314,11 +326,53 @@ def validate_run(run: Run, data: Data, val_loader: DataLoader | None, real_folde
         if ds is None:
             continue
         run.model.eval()
-        p = Predictor(run.model, run.spec, run.cfg.input_size, run.cfg.crop_scale, run.cfg.gray, run.device)
+        p = Predictor(run.model, run.spec, run.cfg.input_size, run.cfg.crop_scale, run.cfg.gray, run.device,
+                      adapter=run.adapter, adapter_info={"name": run.cfg.adapter, **run.adapter_meta})
         rep = evaluate(p, ds, norms=(norm,))
         run.model.train()
         rec[key] = overall(rep["metrics"][norm])["nme"]
+        if run.adapter is not None:
+            run.adapter.train()
+            rec[f"{key}_adapter"] = overall(rep["modes"]["adapter"]["metrics"][norm])["nme"]
     return rec
+
+
+# best.pt is chosen by the first of these a validation record holds: real faces first (through the adapter
+# when the run trains one: that is what its real labels supervise), then the synthetic crops
+SELECT_BY = ("real_val_nme_adapter", "real_val_nme", "real_nme_io_adapter", "real_nme_io", "val_nme_crop")
+
+
+def _check_adapter(cfg: TrainConfig, strategy) -> None:
+    """--adapter trains on real labels: refuse the strategies where it would learn nothing or mean nothing."""
+    from facegen.trainer.adapters import check_adapter_name
+
+    check_adapter_name(cfg.adapter)
+    if strategy.points == "real":
+        raise FacegenError(f"--adapter {cfg.adapter} with --strategy {strategy.name}: this model's points already "
+                           "are iBUG-68 in the labels' convention, so there is nothing to adapt; drop --adapter")
+    if "real" not in strategy.sources:
+        raise FacegenError(f"--adapter {cfg.adapter} with --strategy {strategy.name}: the adapter learns from real "
+                           "labels and this strategy reads none, so it would stay untrained. Train without it, "
+                           "then fit one on the frozen model: facegen adapt --checkpoint OUT/best.pt --real PATH; "
+                           "or train it jointly with --strategy mixed or fine-tune")
+
+
+def _attach_adapter(run: Run, data: Data, init: dict | None) -> None:
+    """The run's label adapter, for the real labels' jaw convention; a fine-tune continues the --init
+    checkpoint's adapter when it is the same kind for the same points (e.g. one fitted by `facegen adapt`)."""
+    from facegen.trainer.adapters import create_adapter
+
+    cfg = run.cfg
+    run.adapter = create_adapter(cfg.adapter, len(run.spec.flip_map), run.real_index, cfg.input_size, model=run.model)
+    fitted_on = {"by": "facegen train (label transfer)", "strategy": cfg.strategy, "real": cfg.real,
+                 "n_real": len(data.train["real"]), "seed": cfg.seed}
+    prior = (init or {}).get("adapter") or {}
+    if (prior.get("name") == cfg.adapter and prior.get("kwargs") == run.adapter.kwargs
+            and prior.get("convention") == data.real_convention):
+        run.adapter.load_state_dict(prior["state"])
+        fitted_on["continued"] = prior.get("fitted_on")
+    run.adapter.to(run.device)
+    run.adapter_meta = {"convention": data.real_convention, "fitted_on": fitted_on}
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
@@ -326,6 +380,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     from facegen.trainer.strategies import get_strategy
 
     strategy = get_strategy(cfg.strategy)
+    if cfg.adapter:
+        _check_adapter(cfg, strategy)
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     ckpt = read_checkpoint(cfg.resume, RESUME_KEYS) if cfg.resume else None
@@ -355,9 +411,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     if strategy.modules is not None:
         run.modules.update(strategy.modules(run))
         run.modules.to(device)
+    params = [*model.parameters(), *run.modules.parameters()]
+    if cfg.adapter:
+        _attach_adapter(run, data, init if ckpt is None else None)
+        # a fresh adapter learns at the full --lr (fine-tune lowers the rate to protect the trained model)
+        params = [{"params": params}, {"params": list(run.adapter.parameters()), "lr": cfg.lr}]
     primary = loaders[strategy.sources[0]]
     run.total = total = cfg.steps or cfg.epochs * len(primary)
-    optim = build_optimiser(cfg, [*model.parameters(), *run.modules.parameters()], total, use_amp, strategy.lr_scale)
+    optim = build_optimiser(cfg, params, total, use_amp, strategy.lr_scale)
 
     best, history = float("inf"), []
     if ckpt is not None:
@@ -366,6 +427,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         model.load_state_dict(ckpt["model_state"])
         if "modules_state" in ckpt:
             run.modules.load_state_dict(ckpt["modules_state"])
+        had = (ckpt.get("adapter") or {}).get("name")
+        if had != cfg.adapter:
+            say = lambda a: f"--adapter {a}" if a else "no --adapter"  # noqa: E731
+            raise FacegenError(f"{cfg.resume}: trained with {say(had)}, resumed with {say(cfg.adapter)}; "
+                               "resume with the options it was trained with")
+        if run.adapter is not None:
+            run.adapter.load_state_dict(ckpt["adapter"]["state"])
         optim.opt.load_state_dict(ckpt["optimizer"])
         optim.sched.load_state_dict(ckpt["scheduler"])
         optim.scaler.load_state_dict(ckpt["scaler"])
@@ -404,7 +472,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         if step % val_every == 0 or step == total:
             rec = validate_run(run, data, val_loader, real_folder)
             history.append(rec)
-            metric = rec.get("real_val_nme", rec.get("real_nme_io", rec.get("val_nme_crop", np.mean(recent))))
+            metric = next((rec[k] for k in SELECT_BY if k in rec), np.mean(recent))
             if metric < best:
                 best = metric
                 save_checkpoint(out / "best.pt", run, optim, arch, best, history)
