@@ -14,10 +14,11 @@ CONFIG = """
 name: tiny
 data: [{shards}]
 real: {{path: {real}, test_fraction: 0.25, val_fraction: 0.1}}
-strategies: [synthetic-only, real-only, mixed, fine-tune]
+strategies: [synthetic-only, real-only, mixed, fine-tune, {{strategy: mixed, adapter: mlp}}]
 n_real: [0, 4, all]
 seeds: [0]
 train: {{model: resnet18, model_kwargs: {{width: 8}}, input_size: 32, steps: 3, batch_size: 4, workers: 0}}
+adapt: {{adapter: mlp, max_epochs: 4, augment_copies: 1}}
 """
 
 
@@ -32,13 +33,20 @@ def test_experiment_writes_its_report_and_resumes_without_retraining(config, tmp
     out = tmp_path / "exp"
     r = CliRunner().invoke(main, ["experiment", str(config), "--out", str(out)])
     assert r.exit_code == 0, r.output
-    assert "[7/7] fine-tune  N_real=all" in r.output and "left" in r.output
+    # synthetic-only trained once, adapted at N = 4 and all; 4 trained variants at each N
+    assert "[11/11] mixed+mlp  N_real=all" in r.output and "left" in r.output
     for f in ("report.md", "results.json", "nme_vs_nreal.png", "ced_4.png", "ced_all.png"):
         assert (out / f).stat().st_size > 0, f
     results = json.loads((out / "results.json").read_text())
-    assert len(results["cells"]) == 7 and results["norm"] == "inter_ocular"
+    assert len(results["cells"]) == 11 and results["norm"] == "inter_ocular"
     table = (out / "report.md").read_text()
-    assert "| mixed | nearest |" in table and "| real-only | nearest |" in table
+    for row in ("| synthetic-only | nearest |", "| synthetic-only | adapter |", "| mixed | nearest |",
+                "| mixed | adapter |", "| mixed+mlp | adapter |", "| real-only | nearest |"):
+        assert row in table, row
+    cells = {c["cell"]["id"]: c for c in results["cells"]}
+    assert set(cells["mixed_n4_s0"]["modes"]) == {"nearest", "adapter"}  # a test-time adapter on its 4 faces
+    assert "adapt" in cells["mixed_n4_s0"]["train"] and "adapt" not in cells["mixed+mlp_n4_s0"]["train"]
+    assert cells["synthetic-only_n4_s0"]["train"]["reused"].endswith("synthetic-only_n0_s0/best.pt")
     # every cell is scored on the same 3 held-out faces
     assert {sum(1 for _ in c["modes"]["nearest"]["per_image"]["inter_ocular"]) for c in results["cells"]} == {3}
 
@@ -46,7 +54,7 @@ def test_experiment_writes_its_report_and_resumes_without_retraining(config, tmp
     (out / "cells" / "mixed_n4_s0" / "result.json").unlink()  # as if killed while that cell ran
     r = CliRunner().invoke(main, ["experiment", str(config), "--out", str(out)])
     assert r.exit_code == 0, r.output
-    assert "6 of 7 cells already finished" in r.output and "[1/1] mixed  N_real=4" in r.output
+    assert "10 of 11 cells already finished" in r.output and "[1/1] mixed  N_real=4" in r.output
     changed = [p.parent.name for p, t in stamps.items() if p.stat().st_mtime_ns != t]
     assert changed == ["mixed_n4_s0"]
 

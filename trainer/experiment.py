@@ -16,6 +16,11 @@ Config (trainer/experiments/example.yaml is a complete one; docs/trainer.md expl
     n_real: [0, 50, 250, all]
     seeds: [0, 1]
     train: {model: resnet18, input_size: 128, steps: 500, batch_size: 16}   # any TrainConfig field
+    adapt: mlp                           # optional: also fit a test-time adapter on each cell's real faces
+
+With `adapt`, every cell whose model has no adapter of its own gets one fitted afterwards on the same
+real training faces (`facegen adapt`), and is scored in both modes: `nearest` (the spec's nearest
+points) and `adapter`. The synthetic-only model is trained once per seed and adapted at every N.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import yaml
 from facegen.errors import FacegenError
 from facegen.trainer.score import overall
 
-CONFIG_KEYS = {"name", "data", "real", "test", "strategies", "n_real", "seeds", "train", "out"}
+CONFIG_KEYS = {"name", "data", "real", "test", "strategies", "n_real", "seeds", "train", "out", "adapt"}
 REAL_KEYS = {"path", "format", "test_fraction", "val_fraction", "split_seed"}
 TEST_KEYS = {"dataset", "root", "split"}
 # TrainConfig fields a cell sets itself; the config's `train` section may not
@@ -68,6 +73,7 @@ class Experiment:
     seeds: list[int]
     train: dict
     out: Path
+    adapt: dict | None = None  # AdaptConfig fields of the test-time adapter (None: no test-time adapter)
 
 
 def _fail(path: Path, key: str, why: str) -> FacegenError:
@@ -154,8 +160,18 @@ def load_experiment(path: Path | str, out: Path | str | None = None) -> Experime
             raise _fail(path, f"train.{k}", f"{why}; the options are {', '.join(sorted(allowed))}")
     if any(v[0] != "real-only" for v in variants) and not data:
         raise _fail(path, "data", "the synthetic strategies need rendered shards (facegen render ... --out FOLDER)")
+    adapt = d.get("adapt")
+    if adapt is not None:
+        adapt = {"adapter": adapt} if isinstance(adapt, str) else adapt
+        from facegen.trainer.adapt import AdaptConfig
+
+        allowed_adapt = {f.name for f in fields(AdaptConfig)} - {"checkpoint", "out", "real", "real_format", "n_real",
+                                                                  "real_val_fraction", "real_test_fraction",
+                                                                  "real_split_seed", "seed"}
+        if not isinstance(adapt, dict) or set(adapt) - allowed_adapt:
+            raise _fail(path, "adapt", f"an adapter kind (mlp, unet) or a mapping of {', '.join(sorted(allowed_adapt))}")
     return Experiment(path, str(d.get("name", path.stem)), [rel(x) for x in data], real, test, variants, n_real,
-                      seeds, dict(train), Path(out) if out else Path(rel(d.get("out", f"runs/{path.stem}"))))
+                      seeds, dict(train), Path(out) if out else Path(rel(d.get("out", f"runs/{path.stem}"))), adapt)
 
 
 def plan_cells(exp: Experiment) -> list[Cell]:
@@ -169,7 +185,8 @@ def plan_cells(exp: Experiment) -> list[Cell]:
     for seed in exp.seeds:
         for n in exp.n_real:
             for name, adapter in exp.variants:
-                if name != "synthetic-only" and n != 0:
+                # synthetic-only at N > 0: the same model, with a test-time adapter fitted on N real faces
+                if n != 0 and (name != "synthetic-only" or exp.adapt):
                     cells.append(Cell(name, adapter, n, seed))
     return cells
 
@@ -192,6 +209,18 @@ def _train_config(exp: Experiment, cell: Cell, folder: Path):
                        n_real=cell.n_real if uses_real else 0, real_val_fraction=exp.real["val_fraction"],
                        real_test_fraction=exp.real["test_fraction"], real_split_seed=exp.real["split_seed"],
                        init=init, seed=cell.seed, **extra, **kw)
+
+
+def _adapt_cell(exp: Experiment, cell: Cell, checkpoint: Path, folder: Path) -> dict:
+    """A test-time adapter on the cell's own real training faces (the same split as its training)."""
+    from facegen.trainer.adapt import AdaptConfig, adapt
+
+    cfg = AdaptConfig(**{"device": exp.train.get("device", "auto"), **exp.adapt}, checkpoint=str(checkpoint),
+                      out=str(folder / "adapted.pt"), real=exp.real["path"], real_format=exp.real["format"],
+                      n_real=cell.n_real, real_val_fraction=exp.real["val_fraction"],
+                      real_test_fraction=exp.real["test_fraction"], real_split_seed=exp.real["split_seed"],
+                      seed=cell.seed)
+    return adapt(cfg, log=lambda line: None)
 
 
 def _test_set(exp: Experiment):
@@ -238,9 +267,18 @@ def run_experiment(exp: Experiment, progress: bool = True, echo=print) -> dict:
         if folder.exists():  # an unfinished cell from a killed run: start it again
             import shutil
             shutil.rmtree(folder)
-        summary = train(_train_config(exp, cell, folder), progress=progress)
+        if cell.strategy == "synthetic-only" and cell.n_real != 0:  # trained once, in its N = 0 cell
+            folder.mkdir(parents=True)
+            checkpoint = exp.out / "cells" / Cell(cell.strategy, cell.adapter, 0, cell.seed).id / "best.pt"
+            summary = {"reused": str(checkpoint)}
+        else:
+            summary = train(_train_config(exp, cell, folder), progress=progress)
+            checkpoint = folder / "best.pt"
+        if exp.adapt and cell.n_real != 0 and not cell.adapter:
+            summary["adapt"] = _adapt_cell(exp, cell, checkpoint, folder)
+            checkpoint = folder / "adapted.pt"
         result = {"cell": cell.__dict__ | {"id": cell.id, "variant": cell.variant}, "train": summary,
-                  "modes": _score_cell(folder / "best.pt", test_set, folder), "seconds": time.perf_counter() - t0}
+                  "modes": _score_cell(checkpoint, test_set, folder), "seconds": time.perf_counter() - t0}
         tmp = folder / "result.json.tmp"
         tmp.write_text(json.dumps(result))
         tmp.replace(folder / "result.json")
@@ -321,7 +359,7 @@ def _plot_curves(exp: Experiment, rows: dict, ns: list, norm: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     for (v, mode), per_n in rows.items():
         label = f"{v} ({mode})" if mode != "nearest" else v
-        if v.startswith("synthetic-only"):
+        if v.startswith("synthetic-only") and 0 in per_n:  # no real faces: one value for every N
             a = _agg(per_n[0])
             ax.axhline(a["nme"], ls="--", color="gray", label=f"{label}: {a['nme']:.2f}")
             continue
@@ -346,7 +384,8 @@ def _plot_curves(exp: Experiment, rows: dict, ns: list, norm: str) -> None:
 
 
 def _plot_ced(exp: Experiment, done: list[dict], norm: str) -> None:
-    """One CED figure per N_real: each strategy's curve (first seed), synthetic-only on every figure."""
+    """One CED figure per N_real: each strategy's curve in each mode (first seed), and the synthetic-only
+    model without real faces on every figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -354,17 +393,19 @@ def _plot_ced(exp: Experiment, done: list[dict], norm: str) -> None:
 
     from facegen.trainer.metrics import ced
 
-    syn = [r for r in done if r["cell"]["strategy"] == "synthetic-only" and r["cell"]["seed"] == exp.seeds[0]]
+    first = exp.seeds[0]
     for n in exp.n_real:
         if n == 0:
             continue
-        chosen = syn + [r for r in done if r["cell"]["n_real"] == n and r["cell"]["seed"] == exp.seeds[0]
-                        and r["cell"]["strategy"] != "synthetic-only"]
+        chosen = [r for r in done if r["cell"]["seed"] == first
+                  and (r["cell"]["n_real"] == n or (r["cell"]["strategy"] == "synthetic-only" and r["cell"]["n_real"] == 0))]
         if not chosen:
             continue
         fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
         for r in chosen:
             for mode, rep in r["modes"].items():
+                if r["cell"]["strategy"] == "synthetic-only" and r["cell"]["n_real"] != 0 and mode == "nearest":
+                    continue  # the N = 0 cell draws the unadapted synthetic model
                 e = np.array(list(rep["per_image"][norm].values()))
                 xs, ys = ced(e, 0.1)
                 ax.plot(xs * 100, ys * 100, label=f"{r['cell']['variant']}{'' if mode == 'nearest' else ' (' + mode + ')'}"
