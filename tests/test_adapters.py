@@ -255,3 +255,22 @@ def test_resume_keeps_the_adapter(dense_shards, tmp_path):
     resumed = torch.load(tmp_path / "last.pt", weights_only=False)["adapter"]["state"]
     assert saved["out.weight"].abs().sum() > 0 and torch.equal(resumed["out.weight"], saved["out.weight"])
     assert train(_cfg(tmp_path, steps=6, resume=str(tmp_path / "last.pt"), **kw), progress=False)["steps"] == 6
+
+
+def test_adapt_reports_faces_left_out_of_fitting_and_stopping(synthetic_checkpoints, tmp_path):
+    """--real-test-fraction: faces neither fitted on nor used to stop; adapt scores them before and after,
+    the same numbers eval gives on them."""
+    ckpt = tmp_path / "best.pt"
+    ckpt.write_bytes(synthetic_checkpoints["resnet"].read_bytes())
+    r = CliRunner().invoke(main, ["adapt", "--checkpoint", str(ckpt), "--real", str(REAL_MINI), "--real-val-fraction",
+                                  "0.25", "--real-test-fraction", "0.25", "--max-epochs", "20", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output[r.output.index("{"):])
+    assert summary["n_test"] == 3 and summary["n_val"] == 3 and summary["n_train"] == 6
+    assert "test " in r.output
+    base = open_real(REAL_MINI)
+    test = RealView(base, real_split(len(base), None, 0, 0.25, 0.25).test)
+    report = evaluate(load_checkpoint(default_out(ckpt), "cpu"), test)
+    nme = {m: rep["metrics"]["inter_ocular"]["all"]["nme"] for m, rep in report["modes"].items()}
+    assert nme["nearest"] == pytest.approx(summary["test_nme_before"], rel=1e-4)
+    assert nme["adapter"] == pytest.approx(summary["test_nme_after"], rel=1e-4)

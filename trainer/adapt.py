@@ -202,6 +202,12 @@ def adapt(cfg: AdaptConfig, log: Callable[[str], None] = print) -> dict:
             break
     adapter.load_state_dict(best_state)
     after = {"val": feed_nme(adapter, val, norm), "train": feed_nme(adapter, train_plain, norm)}
+    test = None
+    if len(split.test):  # faces never fitted on nor stopped on: the honest leave-some-out number
+        test = Feed(model, [(RealView(base, split.test, plain), 1)], device, heatmaps, cfg.batch_size)
+        initial = create_adapter(cfg.adapter, len(spec.flip_map), index, predictor.input_size, model=model,
+                                 **cfg.adapter_kwargs).to(device)
+        before["test"], after["test"] = feed_nme(initial, test, norm), feed_nme(adapter, test, norm)
 
     fitted_on = {"by": "facegen adapt", "checkpoint": str(src), "real": str(cfg.real), "format": type(base).__name__,
                  "n_real": cfg.n_real, "n_train": len(split.train), "n_val": len(split.val), "seed": cfg.seed,
@@ -215,9 +221,12 @@ def adapt(cfg: AdaptConfig, log: Callable[[str], None] = print) -> dict:
                "n_train": len(split.train), "n_val": len(split.val), "epochs": epoch, "best_epoch": best_epoch,
                "val_nme_before": before["val"], "val_nme_after": after["val"],
                "train_nme_before": before["train"], "train_nme_after": after["train"]}
+    if test is not None:
+        summary.update(n_test=len(split.test), test_nme_before=before["test"], test_nme_after=after["test"])
     if best_epoch == 0:
         log("the adapter never beat the nearest subset on the held-out faces; it is stored as initialised "
             "(identical to the nearest subset)")
-    log(f"NME {norm} % (nearest subset -> adapter): val {before['val']:.3f} -> {after['val']:.3f}, "
+    held_out = f"test {before['test']:.3f} -> {after['test']:.3f}, " if test is not None else ""
+    log(f"NME {norm} % (nearest subset -> adapter): {held_out}val {before['val']:.3f} -> {after['val']:.3f}, "
         f"train {before['train']:.3f} -> {after['train']:.3f}; best epoch {best_epoch} of {epoch}; wrote {out}")
     return summary
