@@ -66,3 +66,13 @@ def test_experiment_config_errors_name_the_key(config, tmp_path):
         config.write_text(bad)
         r = CliRunner().invoke(main, ["experiment", str(config), "--dry-run"])
         assert r.exit_code != 0 and key in r.output and str(config) in r.output, r.output
+
+
+@pytest.mark.parametrize("name,cells", [("example", 16), ("datagen_300w", 3 * (1 + 6 * 5))])
+def test_shipped_configs_load_and_plan(name, cells):
+    from pathlib import Path
+
+    from facegen.trainer.experiment import load_experiment, plan_cells
+
+    exp = load_experiment(Path(__file__).parents[1] / "trainer" / "experiments" / f"{name}.yaml")
+    assert len(plan_cells(exp)) == cells and exp.adapt == {"adapter": "mlp"}

@@ -99,8 +99,9 @@ def load_experiment(path: Path | str, out: Path | str | None = None) -> Experime
         raise _fail(path, unknown[0], f"unknown key; the keys are {', '.join(sorted(CONFIG_KEYS))}")
     base = path.parent
 
-    def rel(p) -> str:  # paths in the config are relative to the config file
-        return str(p if Path(p).is_absolute() else (base / p))
+    def rel(p) -> str:  # paths in the config are relative to the config file; ~ is the home folder
+        p = Path(str(p)).expanduser()
+        return str(p if p.is_absolute() else (base / p))
 
     data = d.get("data") or []
     if isinstance(data, str):
