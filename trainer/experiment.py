@@ -57,6 +57,13 @@ class Cell:
         return self.strategy + (f"+{self.adapter}" if self.adapter else "")
 
     @property
+    def labelled(self) -> bool:
+        """Whether the strategy trains on labelled real faces (else one model serves every N_real)."""
+        from facegen.trainer.strategies import get_strategy
+
+        return "real" in get_strategy(self.strategy).sources
+
+    @property
     def id(self) -> str:
         return f"{self.variant}_n{'all' if self.n_real is None else self.n_real}_s{self.seed}"
 
@@ -176,19 +183,21 @@ def load_experiment(path: Path | str, out: Path | str | None = None) -> Experime
 
 
 def plan_cells(exp: Experiment) -> list[Cell]:
-    """Every cell in run order: synthetic-only first (fine-tune starts from it), one per seed (it uses no
-    real faces); real-only and the synthetic + real strategies at every N > 0."""
+    """Every cell in run order. Strategies without labelled real faces (synthetic-only, dann, daln) first,
+    one model per seed at N = 0 (fine-tune starts from synthetic-only's); at N > 0 they appear only with
+    `adapt`, reusing that model under a test-time adapter fitted on N faces. The strategies that train on
+    labelled real faces run at every N > 0."""
     cells = []
     for seed in exp.seeds:
         for name, adapter in exp.variants:
-            if name == "synthetic-only":
+            if not Cell(name, adapter, 0, seed).labelled:
                 cells.append(Cell(name, adapter, 0, seed))
     for seed in exp.seeds:
         for n in exp.n_real:
             for name, adapter in exp.variants:
-                # synthetic-only at N > 0: the same model, with a test-time adapter fitted on N real faces
-                if n != 0 and (name != "synthetic-only" or exp.adapt):
-                    cells.append(Cell(name, adapter, n, seed))
+                cell = Cell(name, adapter, n, seed)
+                if n != 0 and (cell.labelled or exp.adapt):
+                    cells.append(cell)
     return cells
 
 
@@ -203,7 +212,7 @@ def _train_config(exp: Experiment, cell: Cell, folder: Path):
         if not Path(init).exists():
             raise FacegenError(f"{exp.path}: fine-tune starts from the synthetic-only cell of seed {cell.seed}: "
                                "list synthetic-only in strategies")
-    uses_real = cell.strategy != "synthetic-only"
+    uses_real = cell.labelled
     extra = {"adapter": cell.adapter} if cell.adapter else {}
     return TrainConfig(data=exp.data if cell.strategy != "real-only" else [], out=str(folder), strategy=cell.strategy,
                        real=exp.real["path"], real_format=exp.real["format"],
@@ -268,7 +277,7 @@ def run_experiment(exp: Experiment, progress: bool = True, echo=print) -> dict:
         if folder.exists():  # an unfinished cell from a killed run: start it again
             import shutil
             shutil.rmtree(folder)
-        if cell.strategy == "synthetic-only" and cell.n_real != 0:  # trained once, in its N = 0 cell
+        if not cell.labelled and cell.n_real != 0:  # trained once, in its N = 0 cell
             folder.mkdir(parents=True)
             checkpoint = exp.out / "cells" / Cell(cell.strategy, cell.adapter, 0, cell.seed).id / "best.pt"
             summary = {"reused": str(checkpoint)}
@@ -278,7 +287,8 @@ def run_experiment(exp: Experiment, progress: bool = True, echo=print) -> dict:
         if exp.adapt and cell.n_real != 0 and not cell.adapter:
             summary["adapt"] = _adapt_cell(exp, cell, checkpoint, folder)
             checkpoint = folder / "adapted.pt"
-        result = {"cell": cell.__dict__ | {"id": cell.id, "variant": cell.variant}, "train": summary,
+        result = {"cell": cell.__dict__ | {"id": cell.id, "variant": cell.variant, "labelled": cell.labelled},
+                  "train": summary,
                   "modes": _score_cell(checkpoint, test_set, folder), "seconds": time.perf_counter() - t0}
         tmp = folder / "result.json.tmp"
         tmp.write_text(json.dumps(result))
@@ -321,13 +331,14 @@ def write_report(exp: Experiment, cells: list[Cell]) -> dict:
     lines = [f"# {exp.name}", "",
              f"NME % ({norm} normalisation) on {'the held-out real test faces' if exp.test == 'held-out' else exp.test['root']}"
              f", mean ± std over seeds {exp.seeds}; columns: real training faces (N_real). "
-             "synthetic-only uses none (its value is repeated).", "",
+             "Strategies without labelled real faces (synthetic-only, dann, daln) use none: their "
+             "nearest-subset value is repeated.", "",
              "| strategy | mode | " + " | ".join(str(n) for n in ns) + " |",
              "|---|---|" + "---|" * len(ns)]
     for (v, mode), per_n in rows.items():
         cells_txt = []
         for n in ns:
-            ms = per_n.get(n) or (per_n.get(0) if v.startswith("synthetic-only") else None)
+            ms = per_n.get(n) or per_n.get(0)
             cells_txt.append("" if not ms else _fmt(_agg(ms)))
         lines.append(f"| {v} | {mode} | " + " | ".join(cells_txt) + " |")
     lines += ["", f"{len(done)} of {len(cells)} cells finished. Figures: nme_vs_nreal.png, ced_N.png."]
@@ -336,6 +347,11 @@ def write_report(exp: Experiment, cells: list[Cell]) -> dict:
         _plot_curves(exp, rows, ns, norm)
         _plot_ced(exp, done, norm)
     return results
+
+
+def _labelled(result: dict) -> bool:
+    c = result["cell"]
+    return c["labelled"] if "labelled" in c else Cell(c["strategy"], c["adapter"], c["n_real"], c["seed"]).labelled
 
 
 def _agg(ms: list[dict]) -> dict:
@@ -358,18 +374,20 @@ def _plot_curves(exp: Experiment, rows: dict, ns: list, norm: str) -> None:
     top = max(numeric, default=1)
     xpos = {n: (top * 2 if n == "all" else n) for n in ns if n != 0}  # "all" drawn right of the largest N
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    for (v, mode), per_n in rows.items():
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, ((v, mode), per_n) in enumerate(rows.items()):
         label = f"{v} ({mode})" if mode != "nearest" else v
-        if v.startswith("synthetic-only") and 0 in per_n:  # no real faces: one value for every N
+        colour = colours[k % len(colours)]
+        if 0 in per_n:  # trained without labelled real faces: one value for every N
             a = _agg(per_n[0])
-            ax.axhline(a["nme"], ls="--", color="gray", label=f"{label}: {a['nme']:.2f}")
+            ax.axhline(a["nme"], ls="--", color=colour, label=f"{label}: {a['nme']:.2f}")
             continue
         xs = [n for n in ns if n in per_n and n in xpos]
         if not xs:
             continue
         ys = [_agg(per_n[n]) for n in xs]
         ax.errorbar([xpos[n] for n in xs], [y["nme"] for y in ys], yerr=[y["nme_std"] for y in ys], marker="o",
-                    capsize=3, label=label)
+                    capsize=3, color=colour, label=label)
     ax.set_xscale("log")
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xticks([xpos[n] for n in ns if n in xpos])
@@ -398,15 +416,14 @@ def _plot_ced(exp: Experiment, done: list[dict], norm: str) -> None:
     for n in exp.n_real:
         if n == 0:
             continue
-        chosen = [r for r in done if r["cell"]["seed"] == first
-                  and (r["cell"]["n_real"] == n or (r["cell"]["strategy"] == "synthetic-only" and r["cell"]["n_real"] == 0))]
+        chosen = [r for r in done if r["cell"]["seed"] == first and r["cell"]["n_real"] in (n, 0)]
         if not chosen:
             continue
         fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
         for r in chosen:
             for mode, rep in r["modes"].items():
-                if r["cell"]["strategy"] == "synthetic-only" and r["cell"]["n_real"] != 0 and mode == "nearest":
-                    continue  # the N = 0 cell draws the unadapted synthetic model
+                if r["cell"]["n_real"] != 0 and mode == "nearest" and not _labelled(r):
+                    continue  # the N = 0 cell draws the model without real faces
                 e = np.array(list(rep["per_image"][norm].values()))
                 xs, ys = ced(e, 0.1)
                 ax.plot(xs * 100, ys * 100, label=f"{r['cell']['variant']}{'' if mode == 'nearest' else ' (' + mode + ')'}"
