@@ -8,8 +8,8 @@ lights, world and camera, renders, and reads the pixels back in memory (RGB thro
 Viewer node; depth / material index / brow and lip AOVs through one float EXR in a RAM-backed temp
 dir, and only when depth or segmentation is asked for).
 
-Segmentation classes (docs/segmentation.md): 0 background, 1 skin, 2 brows, 3 eyes (sclera, iris,
-tear film), 4 lips, 5 teeth and mouth interior, 6 eyelashes, 7 head/neck (ears, scalp).
+What is drawn, with which material and segmentation class, comes from generator/parts.py; the
+classes are generator/segmentation.py's (docs/segmentation.md).
 """
 
 from __future__ import annotations
@@ -33,32 +33,12 @@ from facegen.generator import blender_util as bu
 from facegen.generator import materials as mt
 from facegen.generator.backgrounds import read_photo
 from facegen.generator.labels import VISIBILITY_TOLERANCE_CM, in_frame_mask, visible_from_depths
+from facegen.generator.parts import drawn_triangles, head_parts
 from facegen.generator.scene import MAX_LIGHTS, RENDERERS, PosedScene, RenderResult, SceneParams
+from facegen.generator.segmentation import CLASS_ID, PAINTED_THRESHOLD, face_mask
 
 log = logging.getLogger("facegen.cycles")
 
-
-SEG_CLASSES = {
-    0: "background", 1: "skin", 2: "brows", 3: "eyes", 4: "lips", 5: "teeth_mouth", 6: "eyelashes", 7: "head_neck",
-}
-
-# Materials: key -> (pass index written to the material-index pass, segmentation class).
-MATERIALS = {
-    "face": (1, 1), "head_neck": (2, 7), "mouth": (3, 5), "eye_socket": (4, 1), "gums_tongue": (5, 5),
-    "teeth": (6, 5), "sclera": (7, 3), "iris": (8, 3), "lacrimal": (9, 3), "eye_blend": (10, 3),
-    "eye_occlusion": (11, 1), "eyelashes": (12, 6),
-}
-REGION_MATERIAL = {
-    "face": "face", "head_neck": "head_neck", "mouth_socket": "mouth", "eye_socket_left": "eye_socket",
-    "eye_socket_right": "eye_socket", "gums_tongue": "gums_tongue", "teeth": "teeth", "sclera_left": "sclera",
-    "iris_left": "iris", "sclera_right": "sclera", "iris_right": "iris", "lacrimal_left": "lacrimal",
-    "lacrimal_right": "lacrimal", "eye_blend_left": "eye_blend", "eye_blend_right": "eye_blend",
-    "eye_occlusion_left": "eye_occlusion", "eye_occlusion_right": "eye_occlusion",
-    "eyelashes_left": "eyelashes", "eyelashes_right": "eyelashes",
-}
-# Drawn but see-through: they neither occlude landmarks nor count in depth/segmentation passes.
-OVERLAY_REGIONS = ("lacrimal_left", "lacrimal_right", "eye_blend_left", "eye_blend_right",
-                   "eye_occlusion_left", "eye_occlusion_right", "eyelashes_left", "eyelashes_right")
 
 PRESETS = {
     # samples, adaptive threshold, (max, diffuse, glossy, transmission, transparent) bounces, SSS method,
@@ -105,6 +85,9 @@ class CyclesRenderer:
         self._lights: list[bpy.types.Object] = []
         self._means: dict[str, float] = {}
         self._current_vertices: np.ndarray | None = None
+        self._vertex_ids: dict[str, np.ndarray] = {}  # per object: its vertices' rows of the posed mesh
+        self.parts = head_parts(model)
+        self.pass_index = material_passes(self.parts)
         self._build(device, threads, denoise)
 
     # -- scene construction (once) ---------------------------------------------------------------
@@ -144,11 +127,11 @@ class CyclesRenderer:
         scene.view_settings.look = "None"
         scene.render.image_settings.file_format = "PNG"
 
-        m = self.model
         self.materials = self._build_materials()
-        overlay = np.isin(m.triangle_region, [m.region_names.index(r) for r in OVERLAY_REGIONS])
-        self.head = self._build_object("facegen_head", ~overlay)
-        self.overlay = self._build_object("facegen_overlay", overlay)
+        # Opaque parts in one object, see-through ones (films, lashes) in another: ray-cast
+        # visibility (tests) uses the opaque object only, as the depth pass ignores the others.
+        self.head = self._build_object("facegen_head", drawn_triangles(self.parts, see_through=False))
+        self.overlay = self._build_object("facegen_overlay", drawn_triangles(self.parts, see_through=True))
 
         cam_data = bpy.data.cameras.new("facegen_camera")
         self.camera = bpy.data.objects.new("facegen_camera", cam_data)
@@ -160,10 +143,11 @@ class CyclesRenderer:
         self._build_compositor()
 
     def _build_materials(self) -> dict[str, bpy.types.Material]:
+        """One Blender material per material name of the parts, its pass index from material_passes."""
         sss = self.preset["sss"]
         feats = mt.feature_image(self.model)
-        idx = {k: v[0] for k, v in MATERIALS.items()}
-        return {
+        idx = self.pass_index
+        materials = {
             "face": mt.skin_material("face", idx["face"], feats, sss),
             "head_neck": mt.skin_material("head_neck", idx["head_neck"], None, sss),
             "mouth": mt.simple_material("mouth", idx["mouth"], (0.06, 0.02, 0.02), 0.6),
@@ -177,30 +161,33 @@ class CyclesRenderer:
             "eye_occlusion": mt.eye_occlusion_material("eye_occlusion", idx["eye_occlusion"]),
             "eyelashes": mt.eyelash_material("eyelashes", idx["eyelashes"]),
         }
+        return {name: materials[name] for name in idx}  # material slots in pass-index order
 
-    def _build_object(self, name: str, tri_mask: np.ndarray) -> bpy.types.Object:
+    def _build_object(self, name: str, triangle_ids: np.ndarray) -> bpy.types.Object:
+        """A mesh object of these rows of the model's triangles, each with its part's material."""
         m = self.model
-        tris = m.triangles[tri_mask]
+        tris = m.triangles[triangle_ids]
         verts = np.unique(tris)
         remap = np.full(m.num_vertices, -1, np.int64)
         remap[verts] = np.arange(len(verts))
         mesh = bpy.data.meshes.new(name)
         mesh.from_pydata(bu.to_blender(m.neutral[verts]).tolist(), [], remap[tris].tolist())
         uv = mesh.uv_layers.new(name="UVMap")
-        uv.data.foreach_set("uv", m.uvs[m.triangle_uvs[tri_mask]].astype(np.float32).ravel())
-        # Material slots in MATERIALS order; each triangle gets its region's slot.
-        keys = list(MATERIALS)
-        for k in keys:
-            mesh.materials.append(self.materials[k])
-        slot = np.array([keys.index(REGION_MATERIAL[r]) for r in m.region_names])
-        mesh.polygons.foreach_set("material_index", slot[m.triangle_region[tri_mask]].astype(np.int32))
+        uv.data.foreach_set("uv", m.uvs[m.triangle_uvs[triangle_ids]].astype(np.float32).ravel())
+        # Material slots in pass-index order; each triangle gets its part's slot.
+        for material in self.materials.values():
+            mesh.materials.append(material)
+        slot = np.zeros(len(m.triangles), np.int32)
+        for part in self.parts:
+            slot[part.triangle_ids] = self.pass_index[part.material] - 1
+        mesh.polygons.foreach_set("material_index", slot[triangle_ids])
         mesh.shade_smooth()
         # Rest-pose positions (cm) drive the procedural skin textures: seamless and pose independent.
         rest = mesh.attributes.new("rest", "FLOAT_VECTOR", "POINT")
         rest.data.foreach_set("vector", m.neutral[verts].astype(np.float32).ravel())
         obj = bpy.data.objects.new(name, mesh)
         self.scene.collection.objects.link(obj)
-        self.__dict__.setdefault("_vertex_ids", {})[name] = verts
+        self._vertex_ids[name] = verts
         return obj
 
     def _build_lights(self) -> None:
@@ -479,9 +466,8 @@ class CyclesRenderer:
         hit = z < 1e3
         depth = np.where(hit, z / bu.CM, 0.0).astype(np.float32)
         mat_index = np.where(hit, np.rint(data[..., 1]), 0).astype(np.int64)
-        seg = segmentation_from_passes(mat_index, data[..., 2])
-        # The face proper, as the raster backend defines it: everything drawn but the head/neck chart.
-        mask = (mat_index > 0) & (mat_index != MATERIALS["head_neck"][0])
+        seg = segmentation_from_passes(mat_index, data[..., 2], self.pass_index, self.parts)
+        mask = face_mask(seg)  # the face proper (every class but background and head/neck)
         return RenderResult(image=image, depth=depth, mask=mask,
                             segmentation=seg if "segmentation" in self.outputs else None)
 
@@ -589,16 +575,30 @@ class CyclesRenderer:
         bpy.ops.wm.read_factory_settings(use_empty=True)
 
 
-def segmentation_from_passes(mat_index: np.ndarray, brow_lip: np.ndarray) -> np.ndarray:
-    """Classes from the material-index pass, with brows and lips painted on the face taken from the
-    packed AOV channel (brow + 2 * lip; each averaged over the pixel, so 0.5 is the boundary)."""
-    lut = np.zeros(max(v[0] for v in MATERIALS.values()) + 1, np.uint8)
-    for pass_index, cls in MATERIALS.values():
-        lut[pass_index] = cls
+def material_passes(parts) -> dict[str, int]:
+    """Material name -> its material-index pass value (1, 2, ... in the parts' order; 0 = nothing hit).
+    The pass gives the segmentation class, so parts that share a material must share their class."""
+    classes = {}
+    for p in parts:
+        if classes.setdefault(p.material, p.segment) != p.segment:
+            raise FacegenError(f"parts with material {p.material!r} have classes {classes[p.material]!r} and "
+                               f"{p.segment!r}: the material-index pass can tell only one")
+    return {name: k + 1 for k, name in enumerate(classes)}
+
+
+def segmentation_from_passes(mat_index: np.ndarray, brow_lip: np.ndarray, pass_index: dict[str, int],
+                             parts) -> np.ndarray:
+    """Classes from the material-index pass (each material's part class), with brows and lips painted
+    on the face taken from the packed AOV channel (brow + 2 * lip; each averaged over the pixel, so
+    PAINTED_THRESHOLD is the boundary; brows and lips never overlap)."""
+    lut = np.zeros(max(pass_index.values()) + 1, np.uint8)
+    for part in parts:
+        lut[pass_index[part.material]] = part.segment_id
     seg = lut[np.clip(mat_index, 0, len(lut) - 1)]
-    face = mat_index == MATERIALS["face"][0]
-    seg[face & (brow_lip > 1.0)] = 4
-    seg[face & (brow_lip > 0.5) & (brow_lip <= 1.0)] = 2
+    face = mat_index == pass_index["face"]
+    lip = brow_lip > 2 * PAINTED_THRESHOLD
+    seg[face & lip] = CLASS_ID["lips"]
+    seg[face & (brow_lip > PAINTED_THRESHOLD) & ~lip] = CLASS_ID["brows"]
     return seg
 
 
