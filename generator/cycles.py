@@ -25,14 +25,13 @@ from pathlib import Path
 import numpy as np
 
 import bpy
-from mathutils import Matrix, Vector
+from mathutils import Matrix
 
 from facegen.errors import FacegenError
 from facegen.face_model import FaceModel
 from facegen.generator import blender_util as bu
 from facegen.generator import materials as mt
 from facegen.generator.backgrounds import read_photo
-from facegen.generator.labels import VISIBILITY_TOLERANCE_CM, in_frame_mask, visible_from_depths
 from facegen.generator.parts import drawn_triangles, head_parts
 from facegen.generator.scene import MAX_LIGHTS, RENDERERS, PosedScene, RenderResult, SceneParams
 from facegen.generator.segmentation import CLASS_ID, PAINTED_THRESHOLD, face_mask
@@ -67,6 +66,8 @@ def bundled_hdris() -> list[str]:
 class CyclesRenderer:
     name = "cycles"
     version = RENDERERS["cycles"].version  # bumped there when output pixels change
+    supports_batch = False  # one bpy scene, one render at a time; Cycles already uses every CPU
+    supports_async = False
 
     def __init__(self, model: FaceModel, outputs=("rgb",), backgrounds: Path | None = None,
                  hdris: Path | None = None, device: str = "auto", preset: str = "default",
@@ -470,100 +471,6 @@ class CyclesRenderer:
         mask = face_mask(seg)  # the face proper (every class but background and head/neck)
         return RenderResult(image=image, depth=depth, mask=mask,
                             segmentation=seg if "segmentation" in self.outputs else None)
-
-    # -- labels ---------------------------------------------------------------------------------
-
-    def visibility(self, points_world: np.ndarray, scene: PosedScene,
-                   tolerance_cm: float = VISIBILITY_TOLERANCE_CM) -> np.ndarray:
-        """Visibility of points (world cm) from Blender's own ray casting against the opaque head (the
-        see-through overlays, eyelashes included, do not occlude): rays through the 4x4 pixel centres
-        around each point measure the depth there, and the one visibility rule of
-        `labels.visible_from_depths` decides, exactly as the raster backend does with its depth buffer."""
-        cam = scene.camera
-        pc = cam.to_camera(points_world)
-        uv = cam.project_camera(pc)
-        offsets = np.arange(-1, 3)
-        cols = np.clip(np.floor(uv[:, 0]).astype(np.int64)[:, None] + offsets, 0, cam.width - 1)
-        rows = np.clip(np.floor(uv[:, 1]).astype(np.int64)[:, None] + offsets, 0, cam.height - 1)
-        pix = np.stack(np.broadcast_arrays(cols[:, None, :], rows[:, :, None]), -1).reshape(-1, 2)
-        rays_cam = np.linalg.solve(cam.K, np.c_[pix, np.ones(len(pix))].T).T  # z = 1 per ray
-        dirs = bu.to_blender(rays_cam @ cam.R) / bu.CM  # camera -> world directions, Blender axes
-        bvh = self._bvh(scene.vertices)
-        origin = Vector(bu.to_blender(cam.centre[None])[0])
-        depth = np.zeros(len(pix))
-        for k, d in enumerate(dirs):
-            length = float(np.linalg.norm(d))
-            hit, *_ = bvh.ray_cast(origin, Vector(d / length))
-            if hit is not None:  # camera z of the hit: distance along the ray / length of a z=1 ray
-                depth[k] = (hit - origin).length / bu.CM / length
-        vis = visible_from_depths(pc[:, 2], depth.reshape(len(pc), -1), tolerance_cm)
-        return vis & in_frame_mask(uv, pc[:, 2], cam.width, cam.height)
-
-    def _bvh(self, vertices: np.ndarray):
-        """Blender's BVH over the opaque head at these vertex positions (cached for the last pose).
-
-        Built from the arrays directly: the object's own ray_cast can answer from a stale cache
-        after its vertices move."""
-        from mathutils.bvhtree import BVHTree
-
-        key = vertices.__array_interface__["data"][0], vertices.shape, float(vertices[::997].sum())
-        if getattr(self, "_bvh_key", None) != key:
-            ids = self._vertex_ids[self.head.name]
-            if not hasattr(self, "_head_polys"):
-                polys = np.empty(len(self.head.data.polygons) * 3, np.int32)
-                self.head.data.polygons.foreach_get("vertices", polys)
-                self._head_polys = polys.reshape(-1, 3).tolist()
-            self._bvh_tree = BVHTree.FromPolygons(bu.to_blender(vertices[ids]).tolist(), self._head_polys)
-            self._bvh_key = key
-        return self._bvh_tree
-
-    def render_markers(self, params: SceneParams, scene: PosedScene, points_world: np.ndarray,
-                       radius_px: float = 1.5, samples: int = 64) -> np.ndarray:
-        """Render only small emissive discs (parallel to the image plane) centred on `points_world`,
-        through the same camera path as `render`; returns the (H, W) linear intensity. For tests."""
-        self.update(params, scene)
-        cam = scene.camera
-        pc = cam.to_camera(points_world)
-        ring = np.linspace(0, 2 * np.pi, 33)[:-1]
-        verts, faces = [], []
-        for k, p in enumerate(pc):
-            r = radius_px * p[2] / cam.K[0, 0]
-            circle = np.stack([p[0] + r * np.cos(ring), p[1] + r * np.sin(ring), np.full_like(ring, p[2])], 1)
-            world = (circle - cam.t) @ cam.R  # camera -> world
-            verts.extend(bu.to_blender(world).tolist())
-            faces.append(list(range(k * 32, k * 32 + 32)))
-        mesh = bpy.data.meshes.new("facegen_markers")
-        mesh.from_pydata(verts, [], faces)
-        mat = bpy.data.materials.new("facegen_marker")
-        mat.use_nodes = True
-        g = mt.Graph(mat.node_tree)
-        g.output(g.node("ShaderNodeEmission", {"Strength": 1.0, "Color": (1.0, 1.0, 1.0, 1.0)}))
-        mesh.materials.append(mat)
-        obj = bpy.data.objects.new("facegen_markers", mesh)
-        self.scene.collection.objects.link(obj)
-        hidden = [self.head, self.overlay] + self._lights
-        saved = [o.hide_render for o in hidden]
-        strength = self.scene.world.node_tree.nodes["p_world_strength"].outputs[0]
-        world_saved = strength.default_value
-        c = self.scene.cycles
-        cs = (c.samples, c.use_denoising, c.use_adaptive_sampling)
-        try:
-            for o in hidden:
-                o.hide_render = True
-            strength.default_value = 0.0  # black world; the backplate is not composited here
-            c.samples, c.use_denoising, c.use_adaptive_sampling = samples, False, False
-            self._render()
-            w, h = params.image_size
-            out = self._read("rgb", h, w)[..., :3].mean(-1)
-        finally:
-            for o, s in zip(hidden, saved):
-                o.hide_render = s
-            strength.default_value = world_saved
-            c.samples, c.use_denoising, c.use_adaptive_sampling = cs
-            bpy.data.objects.remove(obj)
-            bpy.data.meshes.remove(mesh)
-            bpy.data.materials.remove(mat)
-        return out
 
     def object_count(self) -> int:
         """Number of objects/meshes/materials/images in the Blender file (tests: the scene is built once)."""

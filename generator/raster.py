@@ -65,10 +65,15 @@ STATIC_FLOATS = 12
 
 
 class RasterRenderer:
-    """pyrender/EGL renderer implementing the `Renderer` protocol (see generator/scene.py)."""
+    """pyrender/EGL renderer implementing the `Renderer` protocol, with its batch and async ways
+    (`BatchRenderer`, `AsyncRenderer`: see generator/scene.py)."""
 
     name = "raster"
     version = RENDERERS["raster"].version  # bumped there when output pixels or labels change
+    # render_batch (each stage over the batch) and submit/collect (llvmpipe draws on its own threads
+    # while the caller prepares the next sample): see generator/worker.py for when each is used.
+    supports_batch = True
+    supports_async = True
 
     def __init__(self, model: FaceModel, outputs=("rgb", "depth", "segmentation"), backgrounds: Path | None = None,
                  hdris: Path | None = None, device: str = "auto", antialias: bool = False, threads: int = 0,
@@ -395,10 +400,6 @@ class RasterRenderer:
         z[background] = 0.0
         # OpenGL rows run bottom-up.
         return cv2.cvtColor(cv2.flip(rgba, 0), cv2.COLOR_RGBA2RGB), cv2.flip(z, 0)
-
-    def draw_only(self, params: SceneParams, scene: PosedScene):
-        """The bare draw (GPU work and readback) with buffers already uploaded; for benchmarks."""
-        return self._offscreen.render(self.scene, flags=DRAW_FLAGS)
 
     def _upload_vertices(self, data: np.ndarray) -> None:
         from OpenGL import GL

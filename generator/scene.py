@@ -8,7 +8,7 @@ through JSON, which is how a shard stores it, so any sample can be rendered agai
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -165,12 +165,33 @@ class RenderResult:
 
 
 class Renderer(Protocol):
+    """What a render worker calls. The optional ways of rendering are declared, not probed: a
+    renderer with `supports_batch` has BatchRenderer's render_batch, one with `supports_async` has
+    AsyncRenderer's submit/collect; the worker (generator/worker.py) chooses by these flags."""
+
     name: str
     version: str  # bump when output pixels change; stored in shards, part of the resume key
+    supports_batch: bool
+    supports_async: bool
 
     def render(self, params: SceneParams, scene: PosedScene) -> RenderResult: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class BatchRenderer(Renderer, Protocol):
+    def render_batch(self, items: list[tuple[SceneParams, PosedScene]]) -> list[RenderResult]:
+        """render() of each (params, scene), in order, the same results as one at a time."""
+
+
+@runtime_checkable
+class AsyncRenderer(Renderer, Protocol):
+    def submit(self, params: SceneParams, scene: PosedScene) -> None:
+        """Start rendering one sample and return before it is done."""
+
+    def collect(self) -> RenderResult:
+        """The result of the sample submitted last (one at a time)."""
 
 
 @dataclass(frozen=True)

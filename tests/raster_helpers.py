@@ -1,4 +1,5 @@
-"""Looks inside a RasterRenderer for tests: what it uploaded to the GPU."""
+"""Test and benchmark uses of a RasterRenderer: what it uploaded to the GPU, and pyrender's own draw of
+the same buffers (bench/render_throughput.py times it; test_raster checks the lean draw against it)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,14 @@ def drawn_geometry(renderer) -> dict[str, np.ndarray]:
         part.append(names[np.searchsorted(starts, local[:, 0] + sl.start, side="right") - 1])
     return {"triangles": np.concatenate(triangles), "positions": np.concatenate(positions),
             "classes": np.concatenate(classes), "part": np.concatenate(part)}
+
+
+def pyrender_draw(renderer) -> tuple[np.ndarray, np.ndarray]:
+    """pyrender's OffscreenRenderer.render() of what `renderer.upload` put on the GPU (draw, wait,
+    blit, read back colour and depth): the bare draw the pipeline's own draw and readback replace."""
+    from facegen.generator.raster import DRAW_FLAGS
+
+    return renderer._offscreen.render(renderer.scene, flags=DRAW_FLAGS)
 
 
 def canonical(triangles: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ import pytest
 pytest.importorskip("bpy")
 
 from facegen.camera import Camera  # noqa: E402
+from tests import cycles_helpers  # noqa: E402
 from facegen.generator.scene import (  # noqa: E402
     Appearance, Background, Light, Lighting, PosedScene, SceneParams, pose_scene,
 )
@@ -94,7 +95,7 @@ def test_markers_land_where_the_camera_projects(renderer, face_model, case):
     uv = posed.camera.project(pts)
     keep = spread_out(uv, posed.camera.width, posed.camera.height)
     assert len(keep) >= 15
-    img = renderer.render_markers(params, posed, pts[keep], radius_px=1.5, samples=64)
+    img = cycles_helpers.render_markers(renderer, params, posed, pts[keep], radius_px=1.5, samples=64)
     err = np.linalg.norm(centroids(img, uv[keep]) - uv[keep], axis=1)
     print(f"marker error ({case}): worst {np.nanmax(err):.3f} px, median {np.nanmedian(err):.3f} px over {len(keep)}")
     assert not np.isnan(err).any()
@@ -110,7 +111,7 @@ def test_visibility_agrees_with_the_cycles_depth_pass(renderer, face_model):
         posed = pose_scene(params, face_model)
         res = renderer.render(params, posed)
         pts = surface_points(face_model, posed, 500, rng, regions=("face", "head_neck"))
-        ours = renderer.visibility(pts, posed)
+        ours = cycles_helpers.visibility(renderer, pts, posed)
         theirs = depth_visibility(pts, posed, res.depth)
         agree += int((ours == theirs).sum())
         total += len(pts)
@@ -145,7 +146,7 @@ def test_visibility_agrees_with_the_raster_depth_test(renderer, face_model):
                                      surface_points(face_model, posed, 300, rng)])
             theirs = np.concatenate([labels.visibility.astype(bool),
                                      depth_visibility(points[len(labels.visibility):], posed, depth)])
-            ours = renderer.visibility(points, posed)
+            ours = cycles_helpers.visibility(renderer, points, posed)
             agree += int((ours == theirs).sum())
             total += len(points)
             hidden += int((~theirs).sum())
@@ -182,7 +183,7 @@ def test_depth_and_segmentation_align_with_the_image(renderer, face_model):
     pts = posed.vertices[face_model.landmarks68[27:48]].astype(np.float64)
     uv = posed.camera.project(pts)
     z = posed.camera.to_camera(pts)[:, 2]
-    vis = renderer.visibility(pts, posed)
+    vis = cycles_helpers.visibility(renderer, pts, posed)
     ui, vi = np.rint(uv[vis]).astype(int).T
     assert np.median(np.abs(depth[vi, ui] - z[vis])) < 0.1
     # Brows lie above the eyes, lips below the nose tip, in the image.
@@ -209,6 +210,14 @@ def test_scene_is_built_once_and_reused(renderer, face_model):
     assert all(ptr in {o.as_pointer() for o in bpy.data.objects} for ptr in pointers)
 
 
+def test_declares_what_it_can_do(renderer):
+    """One render at a time: the worker must not look for batch or async methods."""
+    from facegen.generator.scene import AsyncRenderer, BatchRenderer
+
+    assert not renderer.supports_batch and not isinstance(renderer, BatchRenderer)
+    assert not renderer.supports_async and not isinstance(renderer, AsyncRenderer)
+
+
 def test_same_params_same_image(renderer, face_model):
     p = make_params(face_model, 3, size=(64, 64))
     posed = pose_scene(p, face_model)
@@ -227,7 +236,7 @@ def test_both_backends_draw_the_same_parts(renderer, face_model):
     back from Blender's meshes and from the raster backend's GPU buffers."""
     from facegen.generator.parts import scene_parts
     from facegen.generator.scene import create_renderer
-    from tests import cycles_helpers, raster_helpers
+    from tests import raster_helpers
     from tests.raster_helpers import canonical
 
     params = make_params(face_model, 5, size=(64, 64))

@@ -154,12 +154,14 @@ def test_lean_draw_matches_pyrender(face_model, renderer):
     """The pipeline's own draw and readback give pyrender's OffscreenRenderer.render() pixels: the
     same depth exactly, the same colour up to 1 grey level in a few pixels (pyrender sums the lights
     in the order of a Python set, which can round differently from run to run)."""
+    from tests.raster_helpers import pyrender_draw
+
     sampler = SceneSampler(face_model, load_config(), seed=4)
     for index in range(6):
         params = sampler.sample(index)
         scene = pose_scene(params, face_model)
         renderer.upload(params, scene)
-        colour, depth = renderer.draw_only(params, scene)
+        colour, depth = pyrender_draw(renderer)
         renderer.draw()
         lean_colour, lean_depth = renderer.read()
         assert np.array_equal(depth, lean_depth), index
@@ -178,6 +180,13 @@ def test_a_batch_renders_as_one_at_a_time(face_model, renderer):
         alone = renderer.render(p, pose_scene(p, face_model))
         for field in ("image", "depth", "segmentation", "mask"):
             assert np.array_equal(getattr(result, field), getattr(alone, field)), field
+
+
+def test_declares_what_it_can_do(renderer):
+    from facegen.generator.scene import AsyncRenderer, BatchRenderer
+
+    assert renderer.supports_batch and isinstance(renderer, BatchRenderer)
+    assert renderer.supports_async and isinstance(renderer, AsyncRenderer)
 
 
 @pytest.mark.parametrize("spec_name", ["ibug68", "dense490"])
