@@ -128,7 +128,8 @@ def breakdown(args) -> dict[str, float]:
                 stages["upload (buffers, uniforms)"] += t1 - t0
                 stages["draw + readback"] += t2 - t1
             t0 = clock()
-            images = [r.compose(p, colour, depth) for p, (colour, depth) in zip(params, drawn)]
+            images = [r.compose(p, scene.camera, colour, depth)
+                      for p, scene, (colour, depth) in zip(params, scenes, drawn)]
             t1 = clock()
             labels = [worker.labeller(p, scene, depth) for p, scene, (_, depth) in zip(params, scenes, drawn)]
             t2 = clock()

@@ -2,11 +2,12 @@
 
 `CyclesRenderer(model, outputs=("rgb", "depth", "segmentation"), preset="default", ...)` builds the
 scene once: two mesh objects (opaque head; transparent overlays: tear film, eye blend, eye occlusion,
-eyelashes), one material per region, a light pool, a world that only lights (HDRI or ambient), a compositor that
-feeds the readback; the backplate is composited in numpy under a transparent film. `render(params, posed)` then only writes vertex positions, material inputs,
-lights, world and camera, renders, and reads the pixels back in memory (RGB through the compositor's
-Viewer node; depth / material index / brow and lip AOVs through one float EXR in a RAM-backed temp
-dir, and only when depth or segmentation is asked for).
+eyelashes), one material per material name of the parts, a light pool, a world that only lights (HDRI
+or ambient), a compositor that feeds the readback; the backplate (generator/backgrounds.py, the raster
+backend's too) is composited in numpy under a transparent film. `render(params, posed)` then only
+writes vertex positions, material inputs, lights, world and camera, renders, and reads the pixels back
+in memory (RGB through the compositor's Viewer node; depth / material index / brow and lip AOVs
+through one float EXR in a RAM-backed temp dir, and only when depth or segmentation is asked for).
 
 What is drawn, with which material and segmentation class, comes from generator/parts.py; the
 classes are generator/segmentation.py's (docs/segmentation.md).
@@ -31,7 +32,9 @@ from facegen.errors import FacegenError
 from facegen.face_model import FaceModel
 from facegen.generator import blender_util as bu
 from facegen.generator import materials as mt
-from facegen.generator.backgrounds import read_photo
+from facegen.generator.backgrounds import (
+    backplate, find_hdri, hdri_exposure, load_hdri, preload_hdris, srgb_decode, srgb_encode,
+)
 from facegen.generator.parts import drawn_triangles, head_parts
 from facegen.generator.scene import MAX_LIGHTS, RENDERERS, PosedScene, RenderResult, SceneParams
 from facegen.generator.segmentation import CLASS_ID, PAINTED_THRESHOLD, face_mask
@@ -50,17 +53,7 @@ PRESETS = {
 }
 
 KEY_IRRADIANCE = 1.0  # W/m^2 for a light of intensity 1.0 ("a normal key light")
-LIGHT_DISTANCE = 1.5
-HDRI_MEAN = 0.3  # mean radiance every HDRI is scaled to (times hdri_strength)  # metres from the head
-
-
-def bundled_hdri_dir() -> Path:
-    return Path(bpy.utils.system_resource("DATAFILES", path="studiolights/world"))
-
-
-def bundled_hdris() -> list[str]:
-    """Stems of the CC0 HDRIs that ship inside bpy (city, courtyard, forest, ...)."""
-    return sorted(p.stem for p in bundled_hdri_dir().glob("*.exr"))
+LIGHT_DISTANCE = 1.5  # metres from the head
 
 
 class CyclesRenderer:
@@ -82,14 +75,14 @@ class CyclesRenderer:
         if samples:
             self.preset["samples"] = int(samples)
         self._tmp = Path(tempfile.mkdtemp(prefix="facegen-cycles-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
-        self._images: dict[str, bpy.types.Image] = {}  # HDRIs and photos, kept few (see _image)
+        self._images: dict[str, bpy.types.Image] = {}  # HDRIs for the world, kept few (see _hdri_image)
         self._lights: list[bpy.types.Object] = []
-        self._means: dict[str, float] = {}
         self._current_vertices: np.ndarray | None = None
         self._vertex_ids: dict[str, np.ndarray] = {}  # per object: its vertices' rows of the posed mesh
         self.parts = head_parts(model)
         self.pass_index = material_passes(self.parts)
         self._build(device, threads, denoise)
+        preload_hdris(self.hdris)  # backplates of kind hdri and the world's exposure
 
     # -- scene construction (once) ---------------------------------------------------------------
 
@@ -120,9 +113,9 @@ class CyclesRenderer:
             scene.render.threads_mode = "FIXED"
             scene.render.threads = int(threads)
         # The backplate is not part of the Cycles scene: the film is transparent and the background
-        # is alpha-composited in numpy (`backplate`). Background edits then never touch the world
-        # (a world edit re-syncs the world and rebuilds its importance map) and the world shader stays
-        # a plain environment lookup, cheap to evaluate for every escaped ray.
+        # is alpha-composited in numpy (generator/backgrounds.py, `backplate`). Background edits then
+        # never touch the world (a world edit re-syncs the world and rebuilds its importance map) and
+        # the world shader stays a plain environment lookup, cheap to evaluate for every escaped ray.
         scene.render.film_transparent = True
         scene.view_settings.view_transform = "Standard"
         scene.view_settings.look = "None"
@@ -295,31 +288,17 @@ class CyclesRenderer:
         lash = x.get("lash_color", tuple(0.4 * c for c in a.brow_color))
         mt.set_param(self.materials["eyelashes"], "lash_color", lash)
 
-    def _image(self, path: Path) -> bpy.types.Image:
-        """Load an HDRI or photo, keeping at most a few resident (memory stays flat over long runs)."""
+    def _hdri_image(self, name: str) -> bpy.types.Image:
+        """HDRI `name` as a Blender image for the world (generator/backgrounds.py finds the file),
+        keeping at most a few resident (memory stays flat over long runs)."""
+        path = find_hdri(name, self.hdris)
         key = str(path)
         if key not in self._images:
             while len(self._images) >= 10:
                 bpy.data.images.remove(self._images.pop(next(iter(self._images))))
             img = self._images[key] = bpy.data.images.load(key)
-            if path.suffix.lower() in (".exr", ".hdr"):
-                img.colorspace_settings.name = "Linear Rec.709"
+            img.colorspace_settings.name = "Linear Rec.709"
         return self._images[key]
-
-    def _hdri_mean(self, img: bpy.types.Image) -> float:
-        if img.name not in self._means:
-            px = bu.image_pixels(img)
-            self._means[img.name] = max(float(px[..., :3].mean()), 1e-3)
-        return self._means[img.name]
-
-    def _hdri_path(self, name: str) -> Path:
-        for folder in [bundled_hdri_dir()] + ([self.hdris] if self.hdris else []):
-            for ext in (".exr", ".hdr"):
-                p = folder / (name + ext)
-                if p.exists():
-                    return p
-        raise FacegenError(f"HDRI {name!r} not found in bpy's studiolights ({', '.join(bundled_hdris())}) "
-                           f"nor in --hdris {self.hdris}; add {name}.exr/.hdr there or pick another name")
 
     def _set_world(self, params: SceneParams) -> None:
         L = params.lighting
@@ -333,7 +312,7 @@ class CyclesRenderer:
                 sock.default_value = v
 
         if L.hdri:
-            img = self._image(self._hdri_path(L.hdri))
+            img = self._hdri_image(L.hdri)
             if nodes["hdri"].image != img:
                 nodes["hdri"].image = img
             # Model +z (towards the camera) is Blender -y; rotate the panorama about Blender's z.
@@ -341,46 +320,12 @@ class CyclesRenderer:
             if abs(rot.default_value[2] - np.radians(L.hdri_rotation)) > 1e-7:
                 rot.default_value = (0.0, 0.0, np.radians(L.hdri_rotation))
             val("use_hdri", 1.0)
-            val("world_strength", self._hdri_strength(L))
+            # The exposure the backplate shows the same panorama at (backgrounds.hdri_exposure).
+            val("world_strength", hdri_exposure(L, load_hdri(find_hdri(L.hdri, self.hdris)).mean))
         else:
             val("use_hdri", 0.0)
             val("world_strength", 1.0)
             val("ambient_color", (L.ambient,) * 3)
-
-    def _hdri_strength(self, L) -> float:
-        """Normalised so every panorama gives a similar exposure at hdri_strength 1, ambient 0.3."""
-        return L.hdri_strength * L.ambient / 0.3 * HDRI_MEAN / self._hdri_mean(self._image(self._hdri_path(L.hdri)))
-
-    def backplate(self, params: SceneParams, camera) -> np.ndarray:
-        """(H, W, 3) linear RGB behind the head, composited in numpy under the transparent film."""
-        bg, L = params.background, params.lighting
-        kind = bg.kind if not (bg.kind == "hdri" and not L.hdri) else "solid"
-        w, h = camera.width, camera.height
-        if kind == "hdri":
-            img = self._image(self._hdri_path(L.hdri))
-            return hdri_view(self._hdri_pixels(img), camera, L.hdri_rotation) * self._hdri_strength(L)
-        if kind == "photo":
-            if not self.backgrounds:
-                raise FacegenError(f"background photo {bg.photo!r} asked for but no --backgrounds DIR was given")
-            return photo_plate(self._photo(self.backgrounds / bg.photo), w, h)
-        return procedural_plate(bg, w, h)
-
-    def _hdri_pixels(self, img) -> np.ndarray:
-        key = ("px", img.name)
-        if key not in self._means:
-            self._means.clear() if len(self._means) > 40 else None
-            self._means[key] = bu.image_pixels(img)[..., :3].copy()
-        return self._means[key]
-
-    def _photo(self, path: Path) -> np.ndarray:
-        """A background photo as linear float RGB (a few kept in memory)."""
-        cache = self.__dict__.setdefault("_photos", {})
-        key = str(path)
-        if key not in cache:
-            while len(cache) >= 8:
-                cache.pop(next(iter(cache)))
-            cache[key] = srgb_decode(read_photo(path))
-        return cache[key]
 
     def _set_lights(self, params: SceneParams, posed: PosedScene) -> None:
         lights = params.lighting.lights
@@ -459,9 +404,10 @@ class CyclesRenderer:
         self._render()
         w, h = params.image_size
         rgba = self._read("rgb", h, w)
-        # Premultiplied film + backplate "under" it.
-        linear = rgba[..., :3] + (1.0 - rgba[..., 3:4]) * self.backplate(params, scene.camera)
-        image = bu.srgb_encode(linear)
+        # Premultiplied film over the backplate (generator/backgrounds.py, as the raster backend uses
+        # it), in linear light: where the film is empty the image is the backplate's bytes.
+        plate = srgb_decode(backplate(params, scene.camera, self.backgrounds, self.hdris))
+        image = srgb_encode(rgba[..., :3] + (1.0 - rgba[..., 3:4]) * plate)
         data = self._read("data", h, w)
         z = data[..., 0]
         hit = z < 1e3
@@ -507,74 +453,6 @@ def segmentation_from_passes(mat_index: np.ndarray, brow_lip: np.ndarray, pass_i
     seg[face & lip] = CLASS_ID["lips"]
     seg[face & (brow_lip > PAINTED_THRESHOLD) & ~lip] = CLASS_ID["brows"]
     return seg
-
-
-# -- backplates (numpy, composited under the transparent film) -----------------------------------
-
-
-def srgb_decode(srgb_u8: np.ndarray) -> np.ndarray:
-    x = srgb_u8.astype(np.float32) / 255.0
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
-def procedural_plate(bg, w: int, h: int) -> np.ndarray:
-    """Solid, linear gradient or smooth two-colour noise, in linear RGB (window coords, y up)."""
-    c1 = np.array(bu.srgb_to_linear(bg.color), np.float32)
-    c2 = np.array(bu.srgb_to_linear(bg.color2), np.float32)
-    if bg.kind == "gradient":
-        x = (np.arange(w) + 0.5) / w - 0.5
-        y = 0.5 - (np.arange(h) + 0.5) / h
-        a = np.radians(bg.angle)
-        t = np.clip(x[None, :] * np.cos(a) + y[:, None] * np.sin(a) + 0.5, 0.0, 1.0)[..., None]
-        return (c1 * (1 - t) + c2 * t).astype(np.float32)
-    if bg.kind == "noise":
-        import cv2
-
-        rng = np.random.default_rng(bg.seed)
-        n = np.zeros((h, w), np.float32)
-        amp, total = 1.0, 0.0
-        for cells in (4, 8, 16, 32, 64):  # fractal value noise: smooth octaves, upsampled bicubically
-            grid = rng.random((cells * h // max(w, h) + 2, cells * w // max(w, h) + 2)).astype(np.float32)
-            n += amp * cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC)
-            total += amp
-            amp *= 0.5
-        n /= total
-        t = np.clip((n - 0.35) / 0.3, 0.0, 1.0)
-        t = (t * t * (3 - 2 * t))[..., None]
-        return (c1 * (1 - t) + c2 * t).astype(np.float32)
-    return np.broadcast_to(c1, (h, w, 3)).astype(np.float32)
-
-
-def photo_plate(photo: np.ndarray, w: int, h: int) -> np.ndarray:
-    """Cover the frame with the photo, centred, keeping its aspect (the excess is cropped)."""
-    import cv2
-
-    ph, pw = photo.shape[:2]
-    s = max(w / pw, h / ph)
-    cw, ch = min(pw, int(round(w / s))), min(ph, int(round(h / s)))
-    x0, y0 = (pw - cw) // 2, (ph - ch) // 2
-    return cv2.resize(photo[y0:y0 + ch, x0:x0 + cw], (w, h), interpolation=cv2.INTER_AREA)
-
-
-def hdri_view(env: np.ndarray, camera, rotation_deg: float) -> np.ndarray:
-    """What the camera sees of an equirectangular panorama (top row first), the same lookup as the
-    world's Environment texture: pixel ray -> Blender direction -> rotated about z -> (u, v)."""
-    import cv2
-
-    w, h = camera.width, camera.height
-    u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
-    rays = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(camera.K).T  # OpenCV camera
-    d = rays @ camera.R @ bu.MODEL_TO_BLENDER.T  # camera -> model world -> Blender world
-    a = np.radians(rotation_deg)
-    x = np.cos(a) * d[..., 0] - np.sin(a) * d[..., 1]
-    y = np.sin(a) * d[..., 0] + np.cos(a) * d[..., 1]
-    z = d[..., 2]
-    eu = -np.arctan2(y, x) / (2 * np.pi) + 0.5
-    ev = np.arctan2(z, np.hypot(x, y)) / np.pi + 0.5
-    H, W = env.shape[:2]
-    mx = (eu * W - 0.5).astype(np.float32) % W
-    my = ((1.0 - ev) * H - 0.5).astype(np.float32)
-    return cv2.remap(env, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
 
 
 @contextlib.contextmanager

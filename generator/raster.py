@@ -17,7 +17,6 @@ import os
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")  # headless; must precede any OpenGL import
 
-from functools import lru_cache  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
@@ -25,10 +24,10 @@ import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 from matplotlib.path import Path as Polygon  # noqa: E402
 
-from facegen.camera import gl_pixel_offset  # noqa: E402
+from facegen.camera import Camera, gl_pixel_offset  # noqa: E402
 from facegen.errors import FacegenError  # noqa: E402
 from facegen.face_model import FaceModel  # noqa: E402
-from facegen.generator.backgrounds import read_hdri, read_photo  # noqa: E402
+from facegen.generator.backgrounds import backplate, preload_hdris  # noqa: E402
 from facegen.generator.parts import Part, head_parts  # noqa: E402
 from facegen.generator.scene import MAX_LIGHTS, RENDERERS, PosedScene, RenderResult, SceneParams  # noqa: E402
 from facegen.generator.segmentation import CLASS_ID, PAINTED_THRESHOLD, face_mask  # noqa: E402
@@ -98,19 +97,7 @@ class RasterRenderer:
         self._pending = None
         self._build_geometry(model)
         self._build_scene()
-        self._preload_hdris()
-
-    def _preload_hdris(self) -> None:
-        """Load the HDRIs used as backgrounds once per process, with the rest of the set-up: loading
-        one costs ~30 ms, which would otherwise land on the first samples that draw it."""
-        from facegen.generator.sampling import HDRI_SUFFIXES, bundled_hdri_dir
-
-        folder = self.hdris or bundled_hdri_dir()
-        if folder is None or not Path(folder).is_dir():
-            return
-        files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in HDRI_SUFFIXES)
-        for path in files[:HDRI_CACHE_SIZE]:
-            _load_hdri(str(path))
+        preload_hdris(self.hdris)  # backplates of kind hdri
 
     # -- one-off set-up ------------------------------------------------------------------------
 
@@ -241,19 +228,19 @@ class RasterRenderer:
             self.upload(params, scene, data)
             self.draw()
             drawn.append(self._read_passes())
-        return [self._result(params, *passes) for (params, _), passes in zip(items, drawn)]
+        return [self._result(params, scene.camera, *passes) for (params, scene), passes in zip(items, drawn)]
 
     def submit(self, params: SceneParams, scene: PosedScene) -> None:
         """Upload the sample and issue its draw without waiting for it: llvmpipe rasterises on its own
         threads, so the caller can prepare the next sample or write the last one meanwhile."""
         self.upload(params, scene)
         self.draw()
-        self._pending = params
+        self._pending = params, scene.camera
 
     def collect(self) -> RenderResult:
         """Wait for the submitted draw and read it back (plus the segmentation pass if asked for)."""
-        params, self._pending = self._pending, None
-        return self._result(params, *self._read_passes())
+        (params, camera), self._pending = self._pending, None
+        return self._result(params, camera, *self._read_passes())
 
     def _read_passes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Colour and depth of the finished draw, and the class ids if asked for."""
@@ -264,9 +251,9 @@ class RasterRenderer:
             classes, _ = self._offscreen.render(self.scene, flags=self._pr.RenderFlags.FLAT)
         return colour, depth, classes
 
-    def _result(self, params: SceneParams, colour: np.ndarray, depth: np.ndarray,
+    def _result(self, params: SceneParams, camera: Camera, colour: np.ndarray, depth: np.ndarray,
                 classes: np.ndarray | None) -> RenderResult:
-        image = self.compose(params, colour, depth)
+        image = self.compose(params, camera, colour, depth)
         segmentation = mask = None
         if classes is not None:
             segmentation = np.ascontiguousarray(classes[..., 0])
@@ -366,11 +353,9 @@ class RasterRenderer:
             return self._offscreen._renderer._read_main_framebuffer(self.scene, DRAW_FLAGS)
         return self._read_back(*self._size)
 
-    def compose(self, params: SceneParams, colour: np.ndarray, depth: np.ndarray) -> np.ndarray:
-        """The drawn head over the sample's background."""
-        h, w = depth.shape
-        background = np.ascontiguousarray(background_image(params, w, h, self.backgrounds, self.hdris))
-        return cv2.copyTo(colour, (depth > 0).view(np.uint8), background)
+    def compose(self, params: SceneParams, camera: Camera, colour: np.ndarray, depth: np.ndarray) -> np.ndarray:
+        """The drawn head over the sample's backplate (generator/backgrounds.py, as Cycles uses it)."""
+        return cv2.copyTo(colour, (depth > 0).view(np.uint8), backplate(params, camera, self.backgrounds, self.hdris))
 
     def _read_back(self, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
         """Colour (H, W, 3) uint8 and camera z (H, W) float32 (0 = nothing drawn), read straight from
@@ -678,90 +663,3 @@ def _distance_to_polyline(points: np.ndarray, line: np.ndarray) -> np.ndarray:
         t = np.clip(((points - a) @ ab) / max(ab @ ab, 1e-12), 0, 1)
         best = np.minimum(best, np.linalg.norm(points - (a + t[:, None] * ab), axis=1))
     return best
-
-
-# -- backgrounds -------------------------------------------------------------------------------------
-
-def background_image(params: SceneParams, width: int, height: int, photos: Path | None,
-                     hdris: Path | None) -> np.ndarray:
-    """(H, W, 3) uint8 sRGB background for `params.background`."""
-    bg = params.background
-    c1 = np.asarray(bg.color, np.float32) * 255
-    if bg.kind == "solid":
-        return np.broadcast_to(c1.astype(np.uint8), (height, width, 3))
-    rng = np.random.default_rng(bg.seed)
-    if bg.kind == "gradient":
-        c2 = np.asarray(bg.color2, np.float32) * 255
-        a = np.radians(bg.angle)
-        # t is affine in (x, y): an outer sum of two 1-D ramps, no per-pixel grid needed.
-        tx = (np.arange(width, dtype=np.float32) - width / 2) * np.float32(np.cos(a))
-        ty = (np.arange(height, dtype=np.float32) - height / 2) * np.float32(np.sin(a))
-        lo, hi = tx.min() + ty.min(), tx.max() + ty.max()
-        t = (ty[:, None] + tx[None, :] - lo) / max(float(hi - lo), 1e-6)
-        return cv2.merge([(c1[k] + (c2[k] - c1[k]) * t).astype(np.uint8) for k in range(3)])
-    if bg.kind == "noise":
-        # A few octaves of smooth value noise, summed at 64 px and upsampled once.
-        small = np.zeros((64, 64, 3), np.float32)
-        for cells, amp in ((4, 0.6), (16, 0.3), (64, 0.1)):
-            grid = rng.random((cells, cells, 3), dtype=np.float32)
-            small += amp * (cv2.resize(grid, (64, 64), interpolation=cv2.INTER_CUBIC) if cells != 64 else grid)
-        c2 = np.asarray(bg.color2, np.float32) * 255
-        small = np.clip(c1 + (c2 - c1) * small, 0, 255).astype(np.uint8)
-        return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
-    if bg.kind == "photo":
-        if photos is None:
-            raise FacegenError(f"sample {params.index} wants background photo {bg.photo!r} but no --backgrounds DIR was given")
-        return _crop(_load_photo(str(photos / bg.photo)), rng, width, height)
-    if bg.kind == "hdri":
-        return _hdri_view(params, width, height, hdris)
-    raise FacegenError(f"unknown background kind {bg.kind!r}")
-
-
-@lru_cache(maxsize=32)
-def _load_photo(path: str) -> np.ndarray:
-    return read_photo(path)
-
-
-def _crop(image: np.ndarray, rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    scale = rng.uniform(0.5, 1.0)
-    cw, ch = max(int(w * scale), 2), max(int(h * scale), 2)
-    x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-    return cv2.resize(image[y0:y0 + ch, x0:x0 + cw], (width, height), interpolation=cv2.INTER_AREA)
-
-
-HDRI_CACHE_SIZE = 16  # tone-mapped 1024x512 float32 copies, 6 MB each
-
-
-@lru_cache(maxsize=HDRI_CACHE_SIZE)
-def _load_hdri(path: str) -> np.ndarray:
-    return cv2.resize(read_hdri(path), (1024, 512), interpolation=cv2.INTER_AREA)
-
-
-@lru_cache(maxsize=256)
-def _hdri_path(name: str, hdris: Path | None) -> Path | None:
-    """The file of HDRI `name` (looked up once per process: a lookup stats up to four paths)."""
-    from facegen.generator.sampling import bundled_hdri_dir, find_hdri
-
-    return find_hdri(name, [hdris, bundled_hdri_dir()])
-
-
-def _hdri_view(params: SceneParams, width: int, height: int, hdris: Path | None) -> np.ndarray:
-    """The part of the equirectangular HDRI behind the head (rotated), tone-mapped to sRGB."""
-    name = params.lighting.hdri
-    path = _hdri_path(name, hdris) if name else None
-    if path is None:
-        raise FacegenError(f"sample {params.index}: HDRI {name!r} not found in --hdris {hdris} or Blender's "
-                           "bundled studio lights; pass --hdris DIR holding NAME.exr or NAME.hdr")
-    env = _load_hdri(str(path))
-    H, W = env.shape[:2]
-    fov = 2 * np.arctan(18.0 / params.focal_mm)  # horizontal field of view
-    span = max(int(W * fov / (2 * np.pi)), 8)
-    centre = int((params.lighting.hdri_rotation / 360.0) * W) % W
-    cols = (np.arange(centre - span // 2, centre + span // 2)) % W
-    rows_span = max(int(span * height / width), 4)
-    rows = np.clip(np.arange(H // 2 - rows_span // 2, H // 2 + rows_span // 2), 0, H - 1)
-    view = env[np.ix_(rows, cols)] * params.lighting.hdri_strength
-    view = view / (1.0 + view)  # Reinhard
-    view = np.power(np.clip(view, 0, 1), 1 / 2.2)
-    return (cv2.resize(view, (width, height), interpolation=cv2.INTER_LINEAR) * 255).astype(np.uint8)

@@ -10,6 +10,7 @@ from mathutils.bvhtree import BVHTree
 
 from facegen.generator import blender_util as bu
 from facegen.generator import materials as mt
+from facegen.generator.backgrounds import srgb_encode
 from facegen.generator.labels import VISIBILITY_TOLERANCE_CM, in_frame_mask, visible_from_depths
 
 
@@ -114,3 +115,26 @@ def render_markers(renderer, params, scene, points_world: np.ndarray, radius_px:
         bpy.data.meshes.remove(mesh)
         bpy.data.materials.remove(mat)
     return out
+
+
+def render_world(renderer, params, scene, samples: int = 16) -> np.ndarray:
+    """(H, W, 3) uint8 sRGB: Cycles' render of the sample's world alone (head and lights hidden,
+    film opaque, no denoising), as Cycles itself shows it."""
+    renderer.update(params, scene)
+    hidden = [renderer.head, renderer.overlay] + renderer._lights
+    saved = [o.hide_render for o in hidden]
+    c = renderer.scene.cycles
+    cs = (c.samples, c.use_denoising, c.use_adaptive_sampling)
+    try:
+        for o in hidden:
+            o.hide_render = True
+        renderer.scene.render.film_transparent = False
+        c.samples, c.use_denoising, c.use_adaptive_sampling = samples, False, False
+        renderer._render()
+        w, h = params.image_size
+        return srgb_encode(renderer._read("rgb", h, w)[..., :3])
+    finally:
+        for o, s in zip(hidden, saved):
+            o.hide_render = s
+        renderer.scene.render.film_transparent = True
+        c.samples, c.use_denoising, c.use_adaptive_sampling = cs

@@ -50,10 +50,21 @@ def surface_points(model, posed: PosedScene, n: int, rng, regions=("face",)) -> 
 
 
 @pytest.fixture(scope="module")
-def renderer(face_model):
+def renderer(face_model, background_photos):
     from facegen.generator.cycles import CyclesRenderer
 
-    r = CyclesRenderer(face_model, outputs=("rgb", "depth", "segmentation"), preset="fast", threads=2, samples=4)
+    r = CyclesRenderer(face_model, outputs=("rgb", "depth", "segmentation"), preset="fast", threads=2, samples=4,
+                       backgrounds=background_photos)
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def raster(face_model, background_photos):
+    """The raster backend with the same options, for cross-backend checks."""
+    from facegen.generator.scene import create_renderer
+
+    r = create_renderer("raster", face_model, outputs=("rgb", "depth"), backgrounds=background_photos)
     yield r
     r.close()
 
@@ -229,13 +240,12 @@ def test_same_params_same_image(renderer, face_model):
     assert np.array_equal(a.segmentation, b.segmentation) and np.array_equal(a.depth, b.depth)
 
 
-def test_both_backends_draw_the_same_parts(renderer, face_model):
+def test_both_backends_draw_the_same_parts(renderer, raster, face_model):
     """The same SceneParams gives the same geometry in both backends: the parts of generator/parts.py
     (`scene_parts`), each triangle (winding included) with its part's material, at the posed positions.
     Cycles draws every part, the see-through ones in its overlay object; raster the others. Read
     back from Blender's meshes and from the raster backend's GPU buffers."""
     from facegen.generator.parts import scene_parts
-    from facegen.generator.scene import create_renderer
     from tests import raster_helpers
     from tests.raster_helpers import canonical
 
@@ -243,12 +253,8 @@ def test_both_backends_draw_the_same_parts(renderer, face_model):
     posed = pose_scene(params, face_model)
     renderer.render(params, posed)
     drawn_cycles = cycles_helpers.drawn_geometry(renderer)
-    raster = create_renderer("raster", face_model, outputs=("rgb", "depth"))
-    try:
-        raster.render(params, posed)
-        drawn_raster = raster_helpers.drawn_geometry(raster)
-    finally:
-        raster.close()
+    raster.render(params, posed)
+    drawn_raster = raster_helpers.drawn_geometry(raster)
     parts = scene_parts(params, posed, face_model)
     for part in parts:
         expected = canonical(part.vertex_ids[part.triangles])
@@ -264,3 +270,61 @@ def test_both_backends_draw_the_same_parts(renderer, face_model):
     for name, see_through in (("facegen_head", False), ("facegen_overlay", True)):  # nothing else drawn
         assert len(drawn_cycles[name]["triangles"]) == sum(len(p.triangles) for p in parts if p.see_through == see_through)
     assert len(drawn_raster["triangles"]) == sum(len(p.triangles) for p in parts if not p.see_through)
+
+
+BACKGROUNDS = {  # one of each kind (the photo: tests/conftest.py's background_photos)
+    "solid": Background(kind="solid", color=(0.7, 0.4, 0.2)),
+    "gradient": Background(kind="gradient", color=(0.9, 0.2, 0.1), color2=(0.1, 0.3, 0.8), angle=120.0),
+    "noise": Background(kind="noise", color=(0.6, 0.5, 0.4), color2=(0.1, 0.2, 0.3), seed=9),
+    "photo": Background(kind="photo", photo="coords.png", seed=4),
+    "hdri": Background(kind="hdri"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BACKGROUNDS))
+def test_both_backends_show_the_same_background(renderer, raster, face_model, background_photos, kind):
+    """The same SceneParams gives the same background in both backends: away from the head (3 px
+    beyond what either drew, past Cycles' pixel filter), Cycles' image (its film over the backplate)
+    and the raster image (the backplate where nothing was drawn) are the same bytes: the backplate's."""
+    import cv2
+
+    from facegen.generator.backgrounds import backplate
+
+    params = replace(make_params(face_model, 40, size=(96, 80)), background=BACKGROUNDS[kind], camera_distance=80.0)
+    posed = pose_scene(params, face_model)
+    ours, theirs = renderer.render(params, posed), raster.render(params, posed)
+    drawn = ((ours.segmentation > 0) | (theirs.depth > 0)).astype(np.uint8)
+    free = cv2.dilate(drawn, np.ones((7, 7), np.uint8)) == 0
+    assert 0.3 < free.mean() < 0.9
+    plate = backplate(params, posed.camera, background_photos, None)
+    assert np.array_equal(ours.image[free], plate[free])
+    assert np.array_equal(theirs.image[free], plate[free])
+
+
+def test_hdri_backplate_is_the_world_cycles_lights_with(renderer, face_model):
+    """The HDRI backplate shows the panorama where Cycles' world has it and as bright: Cycles' own
+    render of its world (head hidden, film opaque) matches the backplate seen through Cycles' pixel
+    filter (about a Gaussian of 0.5 px), to a level or so on average and with no offset; the same
+    backplate a pixel off, or turned by 10 degrees, does not."""
+    import cv2
+
+    from facegen.generator.backgrounds import backplate, srgb_decode, srgb_encode
+
+    params = replace(make_params(face_model, 41, size=(96, 80)), background=BACKGROUNDS["hdri"])
+    params.lighting.hdri, params.lighting.hdri_rotation = "forest", 75.0
+    posed = pose_scene(params, face_model)
+    world = cycles_helpers.render_world(renderer, params, posed, samples=64).astype(np.float64)[4:-4, 4:-4]
+
+    def seen(background_params, dx=0.0):
+        linear = srgb_decode(backplate(background_params, posed.camera, None, None))
+        linear = cv2.warpAffine(cv2.GaussianBlur(linear, (0, 0), 0.5), np.float32([[1, 0, dx], [0, 1, 0]]),
+                                linear.shape[1::-1], borderMode=cv2.BORDER_REFLECT)
+        return srgb_encode(linear).astype(np.float64)[4:-4, 4:-4]
+
+    diff = world - seen(params)
+    print(f"world vs backplate: mean |diff| {np.abs(diff).mean():.2f}, mean {diff.mean():+.2f}, "
+          f"99th percentile {np.percentile(np.abs(diff), 99):.0f} levels")
+    assert np.abs(diff).mean() < 1.5 and abs(diff.mean()) < 0.5 and np.percentile(np.abs(diff), 99) < 15
+    assert np.abs(world - seen(params, dx=1.0)).mean() > 2 * np.abs(diff).mean()
+    turned = replace(params, lighting=replace(params.lighting, hdri_rotation=85.0))
+    assert np.abs(world - seen(turned)).mean() > 2 * np.abs(diff).mean()
