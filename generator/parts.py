@@ -9,7 +9,7 @@ as strands, clothing) are added here, and each backend only needs to know how to
   each material a colour rule (generator/raster.py, `LOOKS`).
 - The Cycles backend draws every part: the opaque ones in one object, the see-through ones in another
   (they must not count in ray-cast visibility), with one Blender material per `Part.material`
-  (generator/cycles.py, `_build_materials`); the material-index pass is the part's position here + 1.
+  (generator/cycles.py, `_build_materials`); material-index pass values follow the order here.
 """
 
 from __future__ import annotations

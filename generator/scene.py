@@ -34,7 +34,7 @@ MAX_LIGHTS = 3  # lights one sample may have: both backends build this many once
 class Lighting:
     ambient: float = 0.3  # raster: ambient term; cycles: scales the world/HDRI strength
     lights: list[Light] = field(default_factory=list)  # at most MAX_LIGHTS
-    hdri: str = ""  # name of an HDRI (file stem): Cycles' world light, and the backplate of kind "hdri"; "" = none
+    hdri: str = ""  # HDRI name (file stem): Cycles' world light and the "hdri" backplate; "" = none
     hdri_rotation: float = 0.0  # degrees about the vertical axis
     hdri_strength: float = 1.0
 

@@ -96,8 +96,9 @@ class Worker:
         batch before the next (sample and pose all, draw all, then label all): that keeps each
         stage's code and data in the CPU caches between llvmpipe's draws. With a spare CPU for
         llvmpipe's raster threads and a renderer that can submit a draw and collect it later
-        (`supports_async`: raster), sample i+1 is prepared and sample i labelled while i+1 is drawn instead; when no
-        CPU is spare, that overlap only adds context switches (~15 % more CPU per image)."""
+        (`supports_async`: raster), sample i+1 is prepared and sample i labelled while i+1 is drawn
+        instead; when no CPU is spare, that overlap only adds context switches (~15 % more CPU per
+        image)."""
         stop = first + count
         spare_cpu = len(os.sched_getaffinity(0)) > self.ctx.settings.workers
         if self.renderer.supports_async and spare_cpu:

@@ -35,7 +35,8 @@ def drawn_geometry(renderer) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def visibility(renderer, points_world: np.ndarray, scene, tolerance_cm: float = VISIBILITY_TOLERANCE_CM) -> np.ndarray:
+def visibility(renderer, points_world: np.ndarray, scene,
+               tolerance_cm: float = VISIBILITY_TOLERANCE_CM) -> np.ndarray:
     """Visibility of points (world cm) from Blender's own ray casting against the renderer's opaque
     head object (the see-through overlays, eyelashes included, do not occlude): rays through the 4x4
     pixel centres around each point measure the depth there, and the one visibility rule of

@@ -13,10 +13,10 @@ import pytest
 pytest.importorskip("bpy")
 
 from facegen.camera import Camera  # noqa: E402
-from tests import cycles_helpers  # noqa: E402
 from facegen.generator.scene import (  # noqa: E402
     Appearance, Background, Light, Lighting, PosedScene, SceneParams, pose_scene,
 )
+from tests import cycles_helpers  # noqa: E402
 
 pytestmark = pytest.mark.blender
 
@@ -133,36 +133,31 @@ def test_visibility_agrees_with_the_cycles_depth_pass(renderer, face_model):
     assert share >= 0.99
 
 
-def test_visibility_agrees_with_the_raster_depth_test(renderer, face_model):
+def test_visibility_agrees_with_the_raster_depth_test(renderer, raster, face_model):
     """Cross-backend: visibility from Blender's ray casting vs the raster backend's depth buffer, on
     the dense1001 labels of sampled scenes (what a shard stores) and on random face-surface points;
     the two depth sources are independent, the rule (labels.visible_from_depths) is shared."""
     from facegen.generator.labels import Labeller
     from facegen.generator.sampling import SceneSampler, load_config
-    from facegen.generator.scene import create_renderer
     from facegen.specs import compile_spec, load_spec
 
-    raster = create_renderer("raster", face_model, outputs=("rgb", "depth"))
     labeller = Labeller(compile_spec(load_spec("dense1001"), face_model), face_model)
     sampler = SceneSampler(face_model, load_config(None), seed=5)
     rng = np.random.default_rng(11)
     agree = total = hidden = 0
-    try:
-        for index in range(8):
-            params = sampler.sample(index)
-            posed = pose_scene(params, face_model)
-            depth = raster.render(params, posed).depth
-            labels = labeller(params, posed, depth)
-            points = np.concatenate([labeller.locate(posed.vertices, posed.camera.centre),
-                                     surface_points(face_model, posed, 300, rng)])
-            theirs = np.concatenate([labels.visibility.astype(bool),
-                                     depth_visibility(points[len(labels.visibility):], posed, depth)])
-            ours = cycles_helpers.visibility(renderer, points, posed)
-            agree += int((ours == theirs).sum())
-            total += len(points)
-            hidden += int((~theirs).sum())
-    finally:
-        raster.close()
+    for index in range(8):
+        params = sampler.sample(index)
+        posed = pose_scene(params, face_model)
+        depth = raster.render(params, posed).depth
+        labels = labeller(params, posed, depth)
+        points = np.concatenate([labeller.locate(posed.vertices, posed.camera.centre),
+                                 surface_points(face_model, posed, 300, rng)])
+        theirs = np.concatenate([labels.visibility.astype(bool),
+                                 depth_visibility(points[len(labels.visibility):], posed, depth)])
+        ours = cycles_helpers.visibility(renderer, points, posed)
+        agree += int((ours == theirs).sum())
+        total += len(points)
+        hidden += int((~theirs).sum())
     print(f"visibility: cycles ray cast vs raster depth test agree on {agree / total:.4f} of {total} points "
           f"({hidden} hidden)")
     assert hidden > 0.05 * total  # the poses hide a real share of points: the comparison means something
@@ -267,9 +262,12 @@ def test_both_backends_draw_the_same_parts(renderer, raster, face_model):
         if not part.see_through:
             assert np.array_equal(canonical(drawn_raster["triangles"][in_raster]), expected), part.name
     assert np.array_equal(drawn_raster["positions"], posed.vertices[drawn_raster["triangles"]])
-    for name, see_through in (("facegen_head", False), ("facegen_overlay", True)):  # nothing else drawn
-        assert len(drawn_cycles[name]["triangles"]) == sum(len(p.triangles) for p in parts if p.see_through == see_through)
-    assert len(drawn_raster["triangles"]) == sum(len(p.triangles) for p in parts if not p.see_through)
+    def count(see_through):
+        return sum(len(p.triangles) for p in parts if p.see_through == see_through)
+
+    # Nothing else is drawn.
+    assert len(drawn_cycles["facegen_head"]["triangles"]) == len(drawn_raster["triangles"]) == count(False)
+    assert len(drawn_cycles["facegen_overlay"]["triangles"]) == count(True)
 
 
 BACKGROUNDS = {  # one of each kind (the photo: tests/conftest.py's background_photos)
