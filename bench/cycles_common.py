@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from facegen.generator.sampling import SceneSampler, bundled_hdri_dir, list_hdris, load_config
+from facegen.generator.backgrounds import bundled_hdri_dir
+from facegen.generator.sampling import SceneSampler, list_hdris, load_config
 from facegen.generator.scene import SceneParams
 
 

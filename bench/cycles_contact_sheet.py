@@ -18,9 +18,7 @@ from cycles_common import random_params  # noqa: E402
 from facegen.face_model import load_face_model  # noqa: E402
 from facegen.generator.cycles import CyclesRenderer  # noqa: E402
 from facegen.generator.scene import pose_scene  # noqa: E402
-
-PALETTE = np.array([[0, 0, 0], [200, 160, 130], [60, 30, 10], [255, 255, 255], [200, 40, 60], [250, 220, 90],
-                    [20, 200, 200], [90, 90, 220]], np.uint8)
+from facegen.generator.segmentation import colorize  # noqa: E402
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
@@ -36,7 +34,7 @@ if __name__ == "__main__":
         p = random_params(model, i, (a.size, a.size), seed=1)
         res = r.render(p, pose_scene(p, model))
         tiles.append(res.image)
-        segs.append(PALETTE[res.segmentation])
+        segs.append(colorize(res.segmentation))
         print(f"{i + 1}/{a.n}", flush=True)
     cols = 4
     def sheet(ims):

@@ -36,6 +36,7 @@ def _timed_shard(args, out: str, shard: int, workers: int, barrier, results) -> 
     workers in step: first every pyrender draw, then every facegen draw."""
     from facegen.generator.job import prepare
     from facegen.generator.worker import Worker
+    from tests.raster_helpers import pyrender_draw
 
     settings = _settings(args, out, workers)  # the worker count decides how a worker orders its stages
     os.environ.setdefault("LP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // workers)))  # as the job does
@@ -63,7 +64,7 @@ def _timed_shard(args, out: str, shard: int, workers: int, barrier, results) -> 
     # and readback of the same buffers. One kind at a time in every worker: a worker's draws then
     # share the CPUs with draws of the same kind, not with a mix that depends on how the workers'
     # loops happen to line up (interleaved, the bare rate varied by +-6 % from run to run).
-    bare = draws(r.draw_only)
+    bare = draws(lambda params, scene: pyrender_draw(r))
     lean = draws(lambda params, scene: (r.draw(), r.read()))
     results.put((end_to_end, bare, lean))
     worker.close()
@@ -127,7 +128,8 @@ def breakdown(args) -> dict[str, float]:
                 stages["upload (buffers, uniforms)"] += t1 - t0
                 stages["draw + readback"] += t2 - t1
             t0 = clock()
-            images = [r.compose(p, colour, depth) for p, (colour, depth) in zip(params, drawn)]
+            images = [r.compose(p, scene.camera, colour, depth)
+                      for p, scene, (colour, depth) in zip(params, scenes, drawn)]
             t1 = clock()
             labels = [worker.labeller(p, scene, depth) for p, scene, (_, depth) in zip(params, scenes, drawn)]
             t2 = clock()

@@ -95,19 +95,6 @@ def setup_device(scene: "bpy.types.Scene", device: str = "auto") -> str:
     return "CPU"
 
 
-def srgb_encode(linear: np.ndarray) -> np.ndarray:
-    """Linear RGB -> sRGB uint8 (Blender's "Standard" view transform)."""
-    x = np.clip(linear, 0.0, 1.0)
-    s = np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
-    return (s * 255.0 + 0.5).astype(np.uint8)
-
-
-def srgb_to_linear(c) -> tuple[float, float, float]:
-    c = np.clip(np.asarray(c, np.float64), 0.0, 1.0)
-    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    return tuple(float(x) for x in lin)
-
-
 def image_pixels(img: "bpy.types.Image", channels: int = 4) -> np.ndarray:
     """An image's float pixels as (H, W, C), top row first (Blender stores bottom row first)."""
     w, h = img.size

@@ -2,14 +2,15 @@
 
 `CyclesRenderer(model, outputs=("rgb", "depth", "segmentation"), preset="default", ...)` builds the
 scene once: two mesh objects (opaque head; transparent overlays: tear film, eye blend, eye occlusion,
-eyelashes), one material per region, a light pool, a world that only lights (HDRI or ambient), a compositor that
-feeds the readback; the backplate is composited in numpy under a transparent film. `render(params, posed)` then only writes vertex positions, material inputs,
-lights, world and camera, renders, and reads the pixels back in memory (RGB through the compositor's
-Viewer node; depth / material index / brow and lip AOVs through one float EXR in a RAM-backed temp
-dir, and only when depth or segmentation is asked for).
+eyelashes), one material per material name of the parts, a light pool, a world that only lights (HDRI
+or ambient), a compositor that feeds the readback; the backplate (generator/backgrounds.py, the raster
+backend's too) is composited in numpy under a transparent film. `render(params, posed)` then only
+writes vertex positions, material inputs, lights, world and camera, renders, and reads the pixels back
+in memory (RGB through the compositor's Viewer node; depth / material index / brow and lip AOVs
+through one float EXR in a RAM-backed temp dir, and only when depth or segmentation is asked for).
 
-Segmentation classes (docs/segmentation.md): 0 background, 1 skin, 2 brows, 3 eyes (sclera, iris,
-tear film), 4 lips, 5 teeth and mouth interior, 6 eyelashes, 7 head/neck (ears, scalp).
+What is drawn, with which material and segmentation class, comes from generator/parts.py; the
+classes are generator/segmentation.py's (docs/segmentation.md).
 """
 
 from __future__ import annotations
@@ -25,40 +26,21 @@ from pathlib import Path
 import numpy as np
 
 import bpy
-from mathutils import Matrix, Vector
+from mathutils import Matrix
 
 from facegen.errors import FacegenError
 from facegen.face_model import FaceModel
 from facegen.generator import blender_util as bu
 from facegen.generator import materials as mt
-from facegen.generator.backgrounds import read_photo
-from facegen.generator.labels import VISIBILITY_TOLERANCE_CM, in_frame_mask, visible_from_depths
+from facegen.generator.backgrounds import (
+    backplate, find_hdri, hdri_exposure, load_hdri, preload_hdris, srgb_decode, srgb_encode,
+)
+from facegen.generator.parts import drawn_triangles, head_parts
 from facegen.generator.scene import MAX_LIGHTS, RENDERERS, PosedScene, RenderResult, SceneParams
+from facegen.generator.segmentation import CLASS_ID, PAINTED_THRESHOLD, face_mask
 
 log = logging.getLogger("facegen.cycles")
 
-
-SEG_CLASSES = {
-    0: "background", 1: "skin", 2: "brows", 3: "eyes", 4: "lips", 5: "teeth_mouth", 6: "eyelashes", 7: "head_neck",
-}
-
-# Materials: key -> (pass index written to the material-index pass, segmentation class).
-MATERIALS = {
-    "face": (1, 1), "head_neck": (2, 7), "mouth": (3, 5), "eye_socket": (4, 1), "gums_tongue": (5, 5),
-    "teeth": (6, 5), "sclera": (7, 3), "iris": (8, 3), "lacrimal": (9, 3), "eye_blend": (10, 3),
-    "eye_occlusion": (11, 1), "eyelashes": (12, 6),
-}
-REGION_MATERIAL = {
-    "face": "face", "head_neck": "head_neck", "mouth_socket": "mouth", "eye_socket_left": "eye_socket",
-    "eye_socket_right": "eye_socket", "gums_tongue": "gums_tongue", "teeth": "teeth", "sclera_left": "sclera",
-    "iris_left": "iris", "sclera_right": "sclera", "iris_right": "iris", "lacrimal_left": "lacrimal",
-    "lacrimal_right": "lacrimal", "eye_blend_left": "eye_blend", "eye_blend_right": "eye_blend",
-    "eye_occlusion_left": "eye_occlusion", "eye_occlusion_right": "eye_occlusion",
-    "eyelashes_left": "eyelashes", "eyelashes_right": "eyelashes",
-}
-# Drawn but see-through: they neither occlude landmarks nor count in depth/segmentation passes.
-OVERLAY_REGIONS = ("lacrimal_left", "lacrimal_right", "eye_blend_left", "eye_blend_right",
-                   "eye_occlusion_left", "eye_occlusion_right", "eyelashes_left", "eyelashes_right")
 
 PRESETS = {
     # samples, adaptive threshold, (max, diffuse, glossy, transmission, transparent) bounces, SSS method,
@@ -71,22 +53,14 @@ PRESETS = {
 }
 
 KEY_IRRADIANCE = 1.0  # W/m^2 for a light of intensity 1.0 ("a normal key light")
-LIGHT_DISTANCE = 1.5
-HDRI_MEAN = 0.3  # mean radiance every HDRI is scaled to (times hdri_strength)  # metres from the head
-
-
-def bundled_hdri_dir() -> Path:
-    return Path(bpy.utils.system_resource("DATAFILES", path="studiolights/world"))
-
-
-def bundled_hdris() -> list[str]:
-    """Stems of the CC0 HDRIs that ship inside bpy (city, courtyard, forest, ...)."""
-    return sorted(p.stem for p in bundled_hdri_dir().glob("*.exr"))
+LIGHT_DISTANCE = 1.5  # metres from the head
 
 
 class CyclesRenderer:
     name = "cycles"
     version = RENDERERS["cycles"].version  # bumped there when output pixels change
+    supports_batch = False  # one bpy scene, one render at a time; Cycles already uses every CPU
+    supports_async = False
 
     def __init__(self, model: FaceModel, outputs=("rgb",), backgrounds: Path | None = None,
                  hdris: Path | None = None, device: str = "auto", preset: str = "default",
@@ -101,11 +75,14 @@ class CyclesRenderer:
         if samples:
             self.preset["samples"] = int(samples)
         self._tmp = Path(tempfile.mkdtemp(prefix="facegen-cycles-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
-        self._images: dict[str, bpy.types.Image] = {}  # HDRIs and photos, kept few (see _image)
+        self._images: dict[str, bpy.types.Image] = {}  # HDRIs for the world, kept few (see _hdri_image)
         self._lights: list[bpy.types.Object] = []
-        self._means: dict[str, float] = {}
         self._current_vertices: np.ndarray | None = None
+        self._vertex_ids: dict[str, np.ndarray] = {}  # per object: its vertices' rows of the posed mesh
+        self.parts = head_parts(model)
+        self.pass_index = material_passes(self.parts)
         self._build(device, threads, denoise)
+        preload_hdris(self.hdris)  # backplates of kind hdri and the world's exposure
 
     # -- scene construction (once) ---------------------------------------------------------------
 
@@ -136,19 +113,19 @@ class CyclesRenderer:
             scene.render.threads_mode = "FIXED"
             scene.render.threads = int(threads)
         # The backplate is not part of the Cycles scene: the film is transparent and the background
-        # is alpha-composited in numpy (`backplate`). Background edits then never touch the world
-        # (a world edit re-syncs the world and rebuilds its importance map) and the world shader stays
-        # a plain environment lookup, cheap to evaluate for every escaped ray.
+        # is alpha-composited in numpy (generator/backgrounds.py, `backplate`). Background edits then
+        # never touch the world (a world edit re-syncs the world and rebuilds its importance map) and
+        # the world shader stays a plain environment lookup, cheap to evaluate for every escaped ray.
         scene.render.film_transparent = True
         scene.view_settings.view_transform = "Standard"
         scene.view_settings.look = "None"
         scene.render.image_settings.file_format = "PNG"
 
-        m = self.model
         self.materials = self._build_materials()
-        overlay = np.isin(m.triangle_region, [m.region_names.index(r) for r in OVERLAY_REGIONS])
-        self.head = self._build_object("facegen_head", ~overlay)
-        self.overlay = self._build_object("facegen_overlay", overlay)
+        # Opaque parts in one object, see-through ones (films, lashes) in another: ray-cast
+        # visibility (tests) uses the opaque object only, as the depth pass ignores the others.
+        self.head = self._build_object("facegen_head", drawn_triangles(self.parts, see_through=False))
+        self.overlay = self._build_object("facegen_overlay", drawn_triangles(self.parts, see_through=True))
 
         cam_data = bpy.data.cameras.new("facegen_camera")
         self.camera = bpy.data.objects.new("facegen_camera", cam_data)
@@ -160,10 +137,11 @@ class CyclesRenderer:
         self._build_compositor()
 
     def _build_materials(self) -> dict[str, bpy.types.Material]:
+        """One Blender material per material name of the parts, its pass index from material_passes."""
         sss = self.preset["sss"]
         feats = mt.feature_image(self.model)
-        idx = {k: v[0] for k, v in MATERIALS.items()}
-        return {
+        idx = self.pass_index
+        materials = {
             "face": mt.skin_material("face", idx["face"], feats, sss),
             "head_neck": mt.skin_material("head_neck", idx["head_neck"], None, sss),
             "mouth": mt.simple_material("mouth", idx["mouth"], (0.06, 0.02, 0.02), 0.6),
@@ -177,30 +155,33 @@ class CyclesRenderer:
             "eye_occlusion": mt.eye_occlusion_material("eye_occlusion", idx["eye_occlusion"]),
             "eyelashes": mt.eyelash_material("eyelashes", idx["eyelashes"]),
         }
+        return {name: materials[name] for name in idx}  # material slots in pass-index order
 
-    def _build_object(self, name: str, tri_mask: np.ndarray) -> bpy.types.Object:
+    def _build_object(self, name: str, triangle_ids: np.ndarray) -> bpy.types.Object:
+        """A mesh object of these rows of the model's triangles, each with its part's material."""
         m = self.model
-        tris = m.triangles[tri_mask]
+        tris = m.triangles[triangle_ids]
         verts = np.unique(tris)
         remap = np.full(m.num_vertices, -1, np.int64)
         remap[verts] = np.arange(len(verts))
         mesh = bpy.data.meshes.new(name)
         mesh.from_pydata(bu.to_blender(m.neutral[verts]).tolist(), [], remap[tris].tolist())
         uv = mesh.uv_layers.new(name="UVMap")
-        uv.data.foreach_set("uv", m.uvs[m.triangle_uvs[tri_mask]].astype(np.float32).ravel())
-        # Material slots in MATERIALS order; each triangle gets its region's slot.
-        keys = list(MATERIALS)
-        for k in keys:
-            mesh.materials.append(self.materials[k])
-        slot = np.array([keys.index(REGION_MATERIAL[r]) for r in m.region_names])
-        mesh.polygons.foreach_set("material_index", slot[m.triangle_region[tri_mask]].astype(np.int32))
+        uv.data.foreach_set("uv", m.uvs[m.triangle_uvs[triangle_ids]].astype(np.float32).ravel())
+        # Material slots in pass-index order; each triangle gets its part's slot.
+        for material in self.materials.values():
+            mesh.materials.append(material)
+        slot = np.zeros(len(m.triangles), np.int32)
+        for part in self.parts:
+            slot[part.triangle_ids] = self.pass_index[part.material] - 1
+        mesh.polygons.foreach_set("material_index", slot[triangle_ids])
         mesh.shade_smooth()
         # Rest-pose positions (cm) drive the procedural skin textures: seamless and pose independent.
         rest = mesh.attributes.new("rest", "FLOAT_VECTOR", "POINT")
         rest.data.foreach_set("vector", m.neutral[verts].astype(np.float32).ravel())
         obj = bpy.data.objects.new(name, mesh)
         self.scene.collection.objects.link(obj)
-        self.__dict__.setdefault("_vertex_ids", {})[name] = verts
+        self._vertex_ids[name] = verts
         return obj
 
     def _build_lights(self) -> None:
@@ -307,31 +288,17 @@ class CyclesRenderer:
         lash = x.get("lash_color", tuple(0.4 * c for c in a.brow_color))
         mt.set_param(self.materials["eyelashes"], "lash_color", lash)
 
-    def _image(self, path: Path) -> bpy.types.Image:
-        """Load an HDRI or photo, keeping at most a few resident (memory stays flat over long runs)."""
+    def _hdri_image(self, name: str) -> bpy.types.Image:
+        """HDRI `name` as a Blender image for the world (generator/backgrounds.py finds the file),
+        keeping at most a few resident (memory stays flat over long runs)."""
+        path = find_hdri(name, self.hdris)
         key = str(path)
         if key not in self._images:
             while len(self._images) >= 10:
                 bpy.data.images.remove(self._images.pop(next(iter(self._images))))
             img = self._images[key] = bpy.data.images.load(key)
-            if path.suffix.lower() in (".exr", ".hdr"):
-                img.colorspace_settings.name = "Linear Rec.709"
+            img.colorspace_settings.name = "Linear Rec.709"
         return self._images[key]
-
-    def _hdri_mean(self, img: bpy.types.Image) -> float:
-        if img.name not in self._means:
-            px = bu.image_pixels(img)
-            self._means[img.name] = max(float(px[..., :3].mean()), 1e-3)
-        return self._means[img.name]
-
-    def _hdri_path(self, name: str) -> Path:
-        for folder in [bundled_hdri_dir()] + ([self.hdris] if self.hdris else []):
-            for ext in (".exr", ".hdr"):
-                p = folder / (name + ext)
-                if p.exists():
-                    return p
-        raise FacegenError(f"HDRI {name!r} not found in bpy's studiolights ({', '.join(bundled_hdris())}) "
-                           f"nor in --hdris {self.hdris}; add {name}.exr/.hdr there or pick another name")
 
     def _set_world(self, params: SceneParams) -> None:
         L = params.lighting
@@ -345,7 +312,7 @@ class CyclesRenderer:
                 sock.default_value = v
 
         if L.hdri:
-            img = self._image(self._hdri_path(L.hdri))
+            img = self._hdri_image(L.hdri)
             if nodes["hdri"].image != img:
                 nodes["hdri"].image = img
             # Model +z (towards the camera) is Blender -y; rotate the panorama about Blender's z.
@@ -353,46 +320,12 @@ class CyclesRenderer:
             if abs(rot.default_value[2] - np.radians(L.hdri_rotation)) > 1e-7:
                 rot.default_value = (0.0, 0.0, np.radians(L.hdri_rotation))
             val("use_hdri", 1.0)
-            val("world_strength", self._hdri_strength(L))
+            # The exposure the backplate shows the same panorama at (backgrounds.hdri_exposure).
+            val("world_strength", hdri_exposure(L, load_hdri(find_hdri(L.hdri, self.hdris)).mean))
         else:
             val("use_hdri", 0.0)
             val("world_strength", 1.0)
             val("ambient_color", (L.ambient,) * 3)
-
-    def _hdri_strength(self, L) -> float:
-        """Normalised so every panorama gives a similar exposure at hdri_strength 1, ambient 0.3."""
-        return L.hdri_strength * L.ambient / 0.3 * HDRI_MEAN / self._hdri_mean(self._image(self._hdri_path(L.hdri)))
-
-    def backplate(self, params: SceneParams, camera) -> np.ndarray:
-        """(H, W, 3) linear RGB behind the head, composited in numpy under the transparent film."""
-        bg, L = params.background, params.lighting
-        kind = bg.kind if not (bg.kind == "hdri" and not L.hdri) else "solid"
-        w, h = camera.width, camera.height
-        if kind == "hdri":
-            img = self._image(self._hdri_path(L.hdri))
-            return hdri_view(self._hdri_pixels(img), camera, L.hdri_rotation) * self._hdri_strength(L)
-        if kind == "photo":
-            if not self.backgrounds:
-                raise FacegenError(f"background photo {bg.photo!r} asked for but no --backgrounds DIR was given")
-            return photo_plate(self._photo(self.backgrounds / bg.photo), w, h)
-        return procedural_plate(bg, w, h)
-
-    def _hdri_pixels(self, img) -> np.ndarray:
-        key = ("px", img.name)
-        if key not in self._means:
-            self._means.clear() if len(self._means) > 40 else None
-            self._means[key] = bu.image_pixels(img)[..., :3].copy()
-        return self._means[key]
-
-    def _photo(self, path: Path) -> np.ndarray:
-        """A background photo as linear float RGB (a few kept in memory)."""
-        cache = self.__dict__.setdefault("_photos", {})
-        key = str(path)
-        if key not in cache:
-            while len(cache) >= 8:
-                cache.pop(next(iter(cache)))
-            cache[key] = srgb_decode(read_photo(path))
-        return cache[key]
 
     def _set_lights(self, params: SceneParams, posed: PosedScene) -> None:
         lights = params.lighting.lights
@@ -471,113 +404,19 @@ class CyclesRenderer:
         self._render()
         w, h = params.image_size
         rgba = self._read("rgb", h, w)
-        # Premultiplied film + backplate "under" it.
-        linear = rgba[..., :3] + (1.0 - rgba[..., 3:4]) * self.backplate(params, scene.camera)
-        image = bu.srgb_encode(linear)
+        # Premultiplied film over the backplate (generator/backgrounds.py, as the raster backend uses
+        # it), in linear light: where the film is empty the image is the backplate's bytes.
+        plate = srgb_decode(backplate(params, scene.camera, self.backgrounds, self.hdris))
+        image = srgb_encode(rgba[..., :3] + (1.0 - rgba[..., 3:4]) * plate)
         data = self._read("data", h, w)
         z = data[..., 0]
         hit = z < 1e3
         depth = np.where(hit, z / bu.CM, 0.0).astype(np.float32)
         mat_index = np.where(hit, np.rint(data[..., 1]), 0).astype(np.int64)
-        seg = segmentation_from_passes(mat_index, data[..., 2])
-        # The face proper, as the raster backend defines it: everything drawn but the head/neck chart.
-        mask = (mat_index > 0) & (mat_index != MATERIALS["head_neck"][0])
+        seg = segmentation_from_passes(mat_index, data[..., 2], self.pass_index, self.parts)
+        mask = face_mask(seg)  # the face proper (every class but background and head/neck)
         return RenderResult(image=image, depth=depth, mask=mask,
                             segmentation=seg if "segmentation" in self.outputs else None)
-
-    # -- labels ---------------------------------------------------------------------------------
-
-    def visibility(self, points_world: np.ndarray, scene: PosedScene,
-                   tolerance_cm: float = VISIBILITY_TOLERANCE_CM) -> np.ndarray:
-        """Visibility of points (world cm) from Blender's own ray casting against the opaque head (the
-        see-through overlays, eyelashes included, do not occlude): rays through the 4x4 pixel centres
-        around each point measure the depth there, and the one visibility rule of
-        `labels.visible_from_depths` decides, exactly as the raster backend does with its depth buffer."""
-        cam = scene.camera
-        pc = cam.to_camera(points_world)
-        uv = cam.project_camera(pc)
-        offsets = np.arange(-1, 3)
-        cols = np.clip(np.floor(uv[:, 0]).astype(np.int64)[:, None] + offsets, 0, cam.width - 1)
-        rows = np.clip(np.floor(uv[:, 1]).astype(np.int64)[:, None] + offsets, 0, cam.height - 1)
-        pix = np.stack(np.broadcast_arrays(cols[:, None, :], rows[:, :, None]), -1).reshape(-1, 2)
-        rays_cam = np.linalg.solve(cam.K, np.c_[pix, np.ones(len(pix))].T).T  # z = 1 per ray
-        dirs = bu.to_blender(rays_cam @ cam.R) / bu.CM  # camera -> world directions, Blender axes
-        bvh = self._bvh(scene.vertices)
-        origin = Vector(bu.to_blender(cam.centre[None])[0])
-        depth = np.zeros(len(pix))
-        for k, d in enumerate(dirs):
-            length = float(np.linalg.norm(d))
-            hit, *_ = bvh.ray_cast(origin, Vector(d / length))
-            if hit is not None:  # camera z of the hit: distance along the ray / length of a z=1 ray
-                depth[k] = (hit - origin).length / bu.CM / length
-        vis = visible_from_depths(pc[:, 2], depth.reshape(len(pc), -1), tolerance_cm)
-        return vis & in_frame_mask(uv, pc[:, 2], cam.width, cam.height)
-
-    def _bvh(self, vertices: np.ndarray):
-        """Blender's BVH over the opaque head at these vertex positions (cached for the last pose).
-
-        Built from the arrays directly: the object's own ray_cast can answer from a stale cache
-        after its vertices move."""
-        from mathutils.bvhtree import BVHTree
-
-        key = vertices.__array_interface__["data"][0], vertices.shape, float(vertices[::997].sum())
-        if getattr(self, "_bvh_key", None) != key:
-            ids = self._vertex_ids[self.head.name]
-            if not hasattr(self, "_head_polys"):
-                polys = np.empty(len(self.head.data.polygons) * 3, np.int32)
-                self.head.data.polygons.foreach_get("vertices", polys)
-                self._head_polys = polys.reshape(-1, 3).tolist()
-            self._bvh_tree = BVHTree.FromPolygons(bu.to_blender(vertices[ids]).tolist(), self._head_polys)
-            self._bvh_key = key
-        return self._bvh_tree
-
-    def render_markers(self, params: SceneParams, scene: PosedScene, points_world: np.ndarray,
-                       radius_px: float = 1.5, samples: int = 64) -> np.ndarray:
-        """Render only small emissive discs (parallel to the image plane) centred on `points_world`,
-        through the same camera path as `render`; returns the (H, W) linear intensity. For tests."""
-        self.update(params, scene)
-        cam = scene.camera
-        pc = cam.to_camera(points_world)
-        ring = np.linspace(0, 2 * np.pi, 33)[:-1]
-        verts, faces = [], []
-        for k, p in enumerate(pc):
-            r = radius_px * p[2] / cam.K[0, 0]
-            circle = np.stack([p[0] + r * np.cos(ring), p[1] + r * np.sin(ring), np.full_like(ring, p[2])], 1)
-            world = (circle - cam.t) @ cam.R  # camera -> world
-            verts.extend(bu.to_blender(world).tolist())
-            faces.append(list(range(k * 32, k * 32 + 32)))
-        mesh = bpy.data.meshes.new("facegen_markers")
-        mesh.from_pydata(verts, [], faces)
-        mat = bpy.data.materials.new("facegen_marker")
-        mat.use_nodes = True
-        g = mt.Graph(mat.node_tree)
-        g.output(g.node("ShaderNodeEmission", {"Strength": 1.0, "Color": (1.0, 1.0, 1.0, 1.0)}))
-        mesh.materials.append(mat)
-        obj = bpy.data.objects.new("facegen_markers", mesh)
-        self.scene.collection.objects.link(obj)
-        hidden = [self.head, self.overlay] + self._lights
-        saved = [o.hide_render for o in hidden]
-        strength = self.scene.world.node_tree.nodes["p_world_strength"].outputs[0]
-        world_saved = strength.default_value
-        c = self.scene.cycles
-        cs = (c.samples, c.use_denoising, c.use_adaptive_sampling)
-        try:
-            for o in hidden:
-                o.hide_render = True
-            strength.default_value = 0.0  # black world; the backplate is not composited here
-            c.samples, c.use_denoising, c.use_adaptive_sampling = samples, False, False
-            self._render()
-            w, h = params.image_size
-            out = self._read("rgb", h, w)[..., :3].mean(-1)
-        finally:
-            for o, s in zip(hidden, saved):
-                o.hide_render = s
-            strength.default_value = world_saved
-            c.samples, c.use_denoising, c.use_adaptive_sampling = cs
-            bpy.data.objects.remove(obj)
-            bpy.data.meshes.remove(mesh)
-            bpy.data.materials.remove(mat)
-        return out
 
     def object_count(self) -> int:
         """Number of objects/meshes/materials/images in the Blender file (tests: the scene is built once)."""
@@ -589,85 +428,31 @@ class CyclesRenderer:
         bpy.ops.wm.read_factory_settings(use_empty=True)
 
 
-def segmentation_from_passes(mat_index: np.ndarray, brow_lip: np.ndarray) -> np.ndarray:
-    """Classes from the material-index pass, with brows and lips painted on the face taken from the
-    packed AOV channel (brow + 2 * lip; each averaged over the pixel, so 0.5 is the boundary)."""
-    lut = np.zeros(max(v[0] for v in MATERIALS.values()) + 1, np.uint8)
-    for pass_index, cls in MATERIALS.values():
-        lut[pass_index] = cls
+def material_passes(parts) -> dict[str, int]:
+    """Material name -> its material-index pass value (1, 2, ... in the parts' order; 0 = nothing hit).
+    The pass gives the segmentation class, so parts that share a material must share their class."""
+    classes = {}
+    for p in parts:
+        if classes.setdefault(p.material, p.segment) != p.segment:
+            raise FacegenError(f"parts with material {p.material!r} have classes {classes[p.material]!r} and "
+                               f"{p.segment!r}: the material-index pass can tell only one")
+    return {name: k + 1 for k, name in enumerate(classes)}
+
+
+def segmentation_from_passes(mat_index: np.ndarray, brow_lip: np.ndarray, pass_index: dict[str, int],
+                             parts) -> np.ndarray:
+    """Classes from the material-index pass (each material's part class), with brows and lips painted
+    on the face taken from the packed AOV channel (brow + 2 * lip; each averaged over the pixel, so
+    PAINTED_THRESHOLD is the boundary; brows and lips never overlap)."""
+    lut = np.zeros(max(pass_index.values()) + 1, np.uint8)
+    for part in parts:
+        lut[pass_index[part.material]] = part.segment_id
     seg = lut[np.clip(mat_index, 0, len(lut) - 1)]
-    face = mat_index == MATERIALS["face"][0]
-    seg[face & (brow_lip > 1.0)] = 4
-    seg[face & (brow_lip > 0.5) & (brow_lip <= 1.0)] = 2
+    face = mat_index == pass_index["face"]
+    lip = brow_lip > 2 * PAINTED_THRESHOLD
+    seg[face & lip] = CLASS_ID["lips"]
+    seg[face & (brow_lip > PAINTED_THRESHOLD) & ~lip] = CLASS_ID["brows"]
     return seg
-
-
-# -- backplates (numpy, composited under the transparent film) -----------------------------------
-
-
-def srgb_decode(srgb_u8: np.ndarray) -> np.ndarray:
-    x = srgb_u8.astype(np.float32) / 255.0
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
-def procedural_plate(bg, w: int, h: int) -> np.ndarray:
-    """Solid, linear gradient or smooth two-colour noise, in linear RGB (window coords, y up)."""
-    c1 = np.array(bu.srgb_to_linear(bg.color), np.float32)
-    c2 = np.array(bu.srgb_to_linear(bg.color2), np.float32)
-    if bg.kind == "gradient":
-        x = (np.arange(w) + 0.5) / w - 0.5
-        y = 0.5 - (np.arange(h) + 0.5) / h
-        a = np.radians(bg.angle)
-        t = np.clip(x[None, :] * np.cos(a) + y[:, None] * np.sin(a) + 0.5, 0.0, 1.0)[..., None]
-        return (c1 * (1 - t) + c2 * t).astype(np.float32)
-    if bg.kind == "noise":
-        import cv2
-
-        rng = np.random.default_rng(bg.seed)
-        n = np.zeros((h, w), np.float32)
-        amp, total = 1.0, 0.0
-        for cells in (4, 8, 16, 32, 64):  # fractal value noise: smooth octaves, upsampled bicubically
-            grid = rng.random((cells * h // max(w, h) + 2, cells * w // max(w, h) + 2)).astype(np.float32)
-            n += amp * cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC)
-            total += amp
-            amp *= 0.5
-        n /= total
-        t = np.clip((n - 0.35) / 0.3, 0.0, 1.0)
-        t = (t * t * (3 - 2 * t))[..., None]
-        return (c1 * (1 - t) + c2 * t).astype(np.float32)
-    return np.broadcast_to(c1, (h, w, 3)).astype(np.float32)
-
-
-def photo_plate(photo: np.ndarray, w: int, h: int) -> np.ndarray:
-    """Cover the frame with the photo, centred, keeping its aspect (the excess is cropped)."""
-    import cv2
-
-    ph, pw = photo.shape[:2]
-    s = max(w / pw, h / ph)
-    cw, ch = min(pw, int(round(w / s))), min(ph, int(round(h / s)))
-    x0, y0 = (pw - cw) // 2, (ph - ch) // 2
-    return cv2.resize(photo[y0:y0 + ch, x0:x0 + cw], (w, h), interpolation=cv2.INTER_AREA)
-
-
-def hdri_view(env: np.ndarray, camera, rotation_deg: float) -> np.ndarray:
-    """What the camera sees of an equirectangular panorama (top row first), the same lookup as the
-    world's Environment texture: pixel ray -> Blender direction -> rotated about z -> (u, v)."""
-    import cv2
-
-    w, h = camera.width, camera.height
-    u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
-    rays = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(camera.K).T  # OpenCV camera
-    d = rays @ camera.R @ bu.MODEL_TO_BLENDER.T  # camera -> model world -> Blender world
-    a = np.radians(rotation_deg)
-    x = np.cos(a) * d[..., 0] - np.sin(a) * d[..., 1]
-    y = np.sin(a) * d[..., 0] + np.cos(a) * d[..., 1]
-    z = d[..., 2]
-    eu = -np.arctan2(y, x) / (2 * np.pi) + 0.5
-    ev = np.arctan2(z, np.hypot(x, y)) / np.pi + 0.5
-    H, W = env.shape[:2]
-    mx = (eu * W - 0.5).astype(np.float32) % W
-    my = ((1.0 - ev) * H - 0.5).astype(np.float32)
-    return cv2.remap(env, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
 
 
 @contextlib.contextmanager

@@ -116,14 +116,14 @@ def prepare(s: JobSettings) -> JobContext:
     config = sampling.load_config(s.config)
     photos = tuple(sampling.list_files(Path(s.backgrounds), sampling.PHOTO_SUFFIXES, "--backgrounds")) \
         if s.backgrounds else ()
-    hdri_dir = s.hdris or (str(sampling.bundled_hdri_dir()) if sampling.bundled_hdri_dir() else None)
+    hdri_dir = s.hdris or (str(backgrounds.bundled_hdri_dir()) if backgrounds.bundled_hdri_dir() else None)
     hdri_names = tuple(sampling.list_hdris(Path(hdri_dir))) if hdri_dir else ()
     where = s.config or "the sampling config"
     sampling.check_config_against_model(config, model, where)
     sampling.check_backgrounds(config, bool(photos), bool(hdri_names), where)
     if photos:
         backgrounds.check_photos(s.backgrounds, photos)
-    backgrounds.check_hdris([sampling.find_hdri(name, [Path(hdri_dir)]) for name in hdri_names])
+    backgrounds.check_hdris([backgrounds.find_hdri(name, s.hdris) for name in hdri_names])  # the file each sample gets
     job = {
         "spec": spec.name,
         "spec_hash": spec.hash,

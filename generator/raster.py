@@ -17,7 +17,6 @@ import os
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")  # headless; must precede any OpenGL import
 
-from functools import lru_cache  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
@@ -25,48 +24,31 @@ import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 from matplotlib.path import Path as Polygon  # noqa: E402
 
-from facegen.camera import gl_pixel_offset  # noqa: E402
+from facegen.camera import Camera, gl_pixel_offset  # noqa: E402
 from facegen.errors import FacegenError  # noqa: E402
 from facegen.face_model import FaceModel  # noqa: E402
-from facegen.generator.backgrounds import read_hdri, read_photo  # noqa: E402
+from facegen.generator.backgrounds import backplate, preload_hdris  # noqa: E402
+from facegen.generator.parts import Part, head_parts  # noqa: E402
 from facegen.generator.scene import MAX_LIGHTS, RENDERERS, PosedScene, RenderResult, SceneParams  # noqa: E402
+from facegen.generator.segmentation import CLASS_ID, PAINTED_THRESHOLD, face_mask  # noqa: E402
 
-# Segmentation classes (docs/rendering.md); each is one pyrender mesh so the SEG pass can tell them apart.
-# Segmentation classes: shared with the Cycles backend (docs/segmentation.md).
-SEGMENT_CLASSES = {
-    "background": 0,
-    "skin": 1,
-    "brows": 2,
-    "eyes": 3,
-    "lips": 4,
-    "teeth_mouth": 5,
-    "eyelashes": 6,  # not drawn by the raster backend
-    "head_neck": 7,
-}
-# What the raster backend draws, in parts that share a colour rule, and their segmentation class.
-# Brows and lips are painted on the face, so their classes are set per vertex (static_attributes).
-PARTS = {
-    "face": ("face",),
-    "head_neck": ("head_neck",),
-    "eyeball": ("sclera_left", "sclera_right", "iris_left", "iris_right"),
-    "mouth_interior": ("mouth_socket", "gums_tongue"),
-    "teeth": ("teeth",),
-    "eye_socket": ("eye_socket_left", "eye_socket_right"),
-}
-PART_CLASS = {"face": "skin", "head_neck": "head_neck", "eyeball": "eyes", "mouth_interior": "teeth_mouth",
-              "teeth": "teeth_mouth", "eye_socket": "skin"}
-# See-through films and strands in ICT-FaceKit (tear film, eye blend, eye-occlusion shadow, lashes):
-# not drawn, so they neither occlude labels nor appear in depth or segmentation (as in Cycles).
-NOT_DRAWN = ("lacrimal_left", "lacrimal_right", "eye_blend_left", "eye_blend_right", "eye_occlusion_left",
-             "eye_occlusion_right", "eyelashes_left", "eyelashes_right")
-# The face-region mask: every class but background and head_neck (the face proper).
-MASK_EXCLUDES = (SEGMENT_CLASSES["background"], SEGMENT_CLASSES["head_neck"])
-
-# Fixed (linear RGB) colours of the parts that do not follow the skin.
-PART_COLOURS = {
-    "eyeball": (0.80, 0.76, 0.72),  # sclera; the iris is painted on (see skin_maps)
-    "mouth_interior": (0.09, 0.025, 0.025),  # dark: the mouth socket swallows light
-    "teeth": (0.78, 0.74, 0.64),
+# What is drawn comes from generator/parts.py (every part that is not see-through: tear film, eye
+# blend, eye-occlusion shadow and lashes are alpha-blended cards in ICT-FaceKit, not surfaces; drawn
+# opaque they would hide the eyes, and they must not occlude labels). Here only how each part's
+# material is coloured: a colour rule of mesh.vert and a fixed linear RGB colour (for the rules that
+# use one). The segmentation class is the part's (classes.vert), brows and lips painted on the face.
+RULE_SKIN, RULE_EYE_SOCKET, RULE_EYEBALL, RULE_FIXED = 0.0, 1.0, 2.0, 3.0
+SCLERA = (0.80, 0.76, 0.72)
+MOUTH_INTERIOR = (0.09, 0.025, 0.025)  # dark: the mouth socket swallows light
+LOOKS = {
+    "face": (RULE_SKIN, (1.0, 1.0, 1.0)),
+    "head_neck": (RULE_SKIN, (1.0, 1.0, 1.0)),
+    "eye_socket": (RULE_EYE_SOCKET, (1.0, 1.0, 1.0)),
+    "sclera": (RULE_EYEBALL, SCLERA),  # the iris and pupil are painted on its front cap (skin_maps)
+    "iris": (RULE_EYEBALL, SCLERA),  # ICT's iris mesh sits inside the eyeball, hidden by it
+    "mouth": (RULE_FIXED, MOUTH_INTERIOR),
+    "gums_tongue": (RULE_FIXED, MOUTH_INTERIOR),
+    "teeth": (RULE_FIXED, (0.78, 0.74, 0.64)),
 }
 
 # Back faces are culled (materials are single sided): ICT's surfaces are consistently wound, culling
@@ -79,16 +61,18 @@ DRAW_FLAGS = 0  # pyrender.RenderFlags.NONE
 #   texcoord_1 (loc 4): iris_shade, colour rule (RULE_*)
 #   color_0    (loc 5): fixed colour rgb, segmentation class / 255
 STATIC_FLOATS = 12
-RULE_SKIN, RULE_EYE_SOCKET, RULE_EYEBALL, RULE_FIXED = 0.0, 1.0, 2.0, 3.0
-PART_RULE = {"face": RULE_SKIN, "head_neck": RULE_SKIN, "eye_socket": RULE_EYE_SOCKET, "eyeball": RULE_EYEBALL,
-             "mouth_interior": RULE_FIXED, "teeth": RULE_FIXED}
 
 
 class RasterRenderer:
-    """pyrender/EGL renderer implementing the `Renderer` protocol (see generator/scene.py)."""
+    """pyrender/EGL renderer implementing the `Renderer` protocol, with its batch and async ways
+    (`BatchRenderer`, `AsyncRenderer`: see generator/scene.py)."""
 
     name = "raster"
     version = RENDERERS["raster"].version  # bumped there when output pixels or labels change
+    # render_batch (each stage over the batch) and submit/collect (llvmpipe draws on its own threads
+    # while the caller prepares the next sample): see generator/worker.py for when each is used.
+    supports_batch = True
+    supports_async = True
 
     def __init__(self, model: FaceModel, outputs=("rgb", "depth", "segmentation"), backgrounds: Path | None = None,
                  hdris: Path | None = None, device: str = "auto", antialias: bool = False, threads: int = 0,
@@ -113,55 +97,30 @@ class RasterRenderer:
         self._pending = None
         self._build_geometry(model)
         self._build_scene()
-        self._preload_hdris()
-
-    def _preload_hdris(self) -> None:
-        """Load the HDRIs used as backgrounds once per process, with the rest of the set-up: loading
-        one costs ~30 ms, which would otherwise land on the first samples that draw it."""
-        from facegen.generator.sampling import HDRI_SUFFIXES, bundled_hdri_dir
-
-        folder = self.hdris or bundled_hdri_dir()
-        if folder is None or not Path(folder).is_dir():
-            return
-        files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in HDRI_SUFFIXES)
-        for path in files[:HDRI_CACHE_SIZE]:
-            _load_hdri(str(path))
+        preload_hdris(self.hdris)  # backplates of kind hdri
 
     # -- one-off set-up ------------------------------------------------------------------------
 
     def _build_geometry(self, model: FaceModel) -> None:
-        """Index arrays: which vertices/triangles each part draws, in one concatenated vertex order."""
-        region_of = {name: i for i, name in enumerate(model.region_names)}
-        self.parts: list[tuple[str, np.ndarray, np.ndarray]] = []  # (class, global vertex ids, local tris)
-        drawn_vertices, drawn_tris = [], []
-        start = 0
-        for cls, regions in PARTS.items():
-            ids = [region_of[r] for r in regions]
-            tri_mask = np.isin(model.triangle_region, ids)
-            tris = model.triangles[tri_mask]
-            verts = np.unique(tris)
-            remap = np.full(model.num_vertices, -1, np.int64)
-            remap[verts] = np.arange(len(verts))
-            self.parts.append((cls, verts, remap[tris].astype(np.uint32)))
-            drawn_vertices.append(verts)
-            drawn_tris.append(remap[tris] + start)
-            start += len(verts)
-        self.drawn = np.concatenate(drawn_vertices).astype(np.intp)  # global id of each drawn vertex
+        """Index arrays: the parts drawn (generator/parts.py), each its own block of vertices in one
+        concatenated vertex order, the skin parts first (they form the first pyrender mesh)."""
+        drawn_parts = [p for p in head_parts(model) if not p.see_through]
+        self.parts = sorted(drawn_parts, key=lambda p: LOOKS[p.material][0] != RULE_SKIN)  # stable
+        self._slices, drawn_tris, offset = [], [], 0
+        for part in self.parts:
+            self._slices.append(slice(offset, offset + len(part.vertex_ids)))
+            drawn_tris.append(part.triangles + offset)
+            offset += len(part.vertex_ids)
+        self.drawn = np.concatenate([p.vertex_ids for p in self.parts]).astype(np.intp)  # global id per drawn vertex
         tris = np.concatenate(drawn_tris)
         self._tris = tris
         self._corner_index = [np.ascontiguousarray(tris[:, k], np.intp) for k in range(3)]
-        self._slices = []
-        offset = 0
-        for _, verts, _ in self.parts:
-            self._slices.append(slice(offset, offset + len(verts)))
-            offset += len(verts)
         n, f = len(self.drawn), len(tris)
         # Vertex normal = sum of the adjacent triangles' area-weighted normals: one sparse product.
         rows = tris.ravel()
         cols = np.repeat(np.arange(f), 3)
         self._incidence = sp.csr_matrix((np.ones(3 * f, np.float32), (rows, cols)), shape=(n, f))
-        part_slice = {cls: sl for (cls, _, _), sl in zip(self.parts, self._slices)}
-        self._static = static_attributes(model, self.drawn, part_slice)
+        self._static = static_attributes(model, self.drawn, list(zip(self.parts, self._slices)))
         self._dynamic = np.zeros((n, 6), np.float32)  # position, normal: first contents, rewritten per sample
         self._normal_buffers = (np.empty((3, n), np.float32), np.empty((3, 3, f), np.float32),
                                 np.empty((3, f), np.float32), np.empty(f, np.float32))
@@ -172,13 +131,13 @@ class RasterRenderer:
         The segmentation pass tells classes apart by a per-vertex class id, not by node."""
         pr = self._pr
         self.scene = pr.Scene(bg_color=(0.0, 0.0, 0.0, 0.0), ambient_light=(0.3, 0.3, 0.3))
-        classes = [cls for cls, _, _ in self.parts]
-        groups = [["face", "head_neck"], classes[2:]]  # skin (sampled roughness) and the rest
-        part = {cls: (verts, tris, sl) for (cls, verts, tris), sl in zip(self.parts, self._slices)}
-        self.nodes, self.materials, self.primitives, self._group_slices = {}, {}, [], []
-        for group in groups:
-            start, stop = part[group[0]][2].start, part[group[-1]][2].stop
-            tris = np.concatenate([part[c][1] + (part[c][2].start - start) for c in group]).astype(np.uint32)
+        n_skin = sum(LOOKS[p.material][0] == RULE_SKIN for p in self.parts)  # first in self.parts
+        groups = [range(0, n_skin), range(n_skin, len(self.parts))]
+        self.primitives, self._group_slices, self._skin_materials, self._other_materials = [], [], [], []
+        for group, is_skin in zip(groups, (True, False)):
+            start, stop = self._slices[group[0]].start, self._slices[group[-1]].stop
+            tris = np.concatenate([self.parts[k].triangles + (self._slices[k].start - start)
+                                   for k in group]).astype(np.uint32)
             material = pr.MetallicRoughnessMaterial(baseColorFactor=(1.0, 1.0, 1.0, 1.0), metallicFactor=0.0,
                                                     roughnessFactor=0.5, doubleSided=False)
             n = stop - start
@@ -189,9 +148,8 @@ class RasterRenderer:
                                 normals=np.zeros((n, 3), np.float32), tangents=np.zeros((n, 4), np.float32),
                                 texcoord_0=np.zeros((n, 2), np.float32), texcoord_1=np.zeros((n, 2), np.float32),
                                 color_0=np.ones((n, 4), np.float32), indices=tris, material=material)
-            node = self.scene.add(pr.Mesh([prim]))
-            self.nodes["+".join(group)] = node
-            self.materials["+".join(group)] = material
+            self.scene.add(pr.Mesh([prim]))
+            (self._skin_materials if is_skin else self._other_materials).append(material)
             self.primitives.append(prim)
             self._group_slices.append(slice(start, stop))
         self.camera = pr.IntrinsicsCamera(fx=500.0, fy=500.0, cx=128.0, cy=128.0, znear=10.0, zfar=200.0)
@@ -270,19 +228,19 @@ class RasterRenderer:
             self.upload(params, scene, data)
             self.draw()
             drawn.append(self._read_passes())
-        return [self._result(params, *passes) for (params, _), passes in zip(items, drawn)]
+        return [self._result(params, scene.camera, *passes) for (params, scene), passes in zip(items, drawn)]
 
     def submit(self, params: SceneParams, scene: PosedScene) -> None:
         """Upload the sample and issue its draw without waiting for it: llvmpipe rasterises on its own
         threads, so the caller can prepare the next sample or write the last one meanwhile."""
         self.upload(params, scene)
         self.draw()
-        self._pending = params
+        self._pending = params, scene.camera
 
     def collect(self) -> RenderResult:
         """Wait for the submitted draw and read it back (plus the segmentation pass if asked for)."""
-        params, self._pending = self._pending, None
-        return self._result(params, *self._read_passes())
+        (params, camera), self._pending = self._pending, None
+        return self._result(params, camera, *self._read_passes())
 
     def _read_passes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Colour and depth of the finished draw, and the class ids if asked for."""
@@ -293,13 +251,13 @@ class RasterRenderer:
             classes, _ = self._offscreen.render(self.scene, flags=self._pr.RenderFlags.FLAT)
         return colour, depth, classes
 
-    def _result(self, params: SceneParams, colour: np.ndarray, depth: np.ndarray,
+    def _result(self, params: SceneParams, camera: Camera, colour: np.ndarray, depth: np.ndarray,
                 classes: np.ndarray | None) -> RenderResult:
-        image = self.compose(params, colour, depth)
+        image = self.compose(params, camera, colour, depth)
         segmentation = mask = None
         if classes is not None:
             segmentation = np.ascontiguousarray(classes[..., 0])
-            mask = (segmentation != MASK_EXCLUDES[0]) & (segmentation != MASK_EXCLUDES[1])
+            mask = face_mask(segmentation)
         return RenderResult(image=image, depth=depth, mask=mask, segmentation=segmentation)
 
     # The stages of submit() and collect(), separately callable for bench/render_throughput.py.
@@ -311,8 +269,10 @@ class RasterRenderer:
         self._ensure_context(cam.width, cam.height)
         self._offscreen._platform.make_current()  # draw() and read() run in it too
         self._upload_vertices(self.vertex_data(scene) if vertex_data is None else vertex_data)
-        for name, material in self.materials.items():
-            material.roughnessFactor = params.appearance.skin_roughness if name.startswith(("face", "head_neck")) else 0.3
+        for material in self._skin_materials:
+            material.roughnessFactor = params.appearance.skin_roughness
+        for material in self._other_materials:
+            material.roughnessFactor = 0.3
         self._update_appearance(params)
         self._update_camera(scene)
         self._update_lights(params)
@@ -393,11 +353,9 @@ class RasterRenderer:
             return self._offscreen._renderer._read_main_framebuffer(self.scene, DRAW_FLAGS)
         return self._read_back(*self._size)
 
-    def compose(self, params: SceneParams, colour: np.ndarray, depth: np.ndarray) -> np.ndarray:
-        """The drawn head over the sample's background."""
-        h, w = depth.shape
-        background = np.ascontiguousarray(background_image(params, w, h, self.backgrounds, self.hdris))
-        return cv2.copyTo(colour, (depth > 0).view(np.uint8), background)
+    def compose(self, params: SceneParams, camera: Camera, colour: np.ndarray, depth: np.ndarray) -> np.ndarray:
+        """The drawn head over the sample's backplate (generator/backgrounds.py, as Cycles uses it)."""
+        return cv2.copyTo(colour, (depth > 0).view(np.uint8), backplate(params, camera, self.backgrounds, self.hdris))
 
     def _read_back(self, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
         """Colour (H, W, 3) uint8 and camera z (H, W) float32 (0 = nothing drawn), read straight from
@@ -427,10 +385,6 @@ class RasterRenderer:
         z[background] = 0.0
         # OpenGL rows run bottom-up.
         return cv2.cvtColor(cv2.flip(rgba, 0), cv2.COLOR_RGBA2RGB), cv2.flip(z, 0)
-
-    def draw_only(self, params: SceneParams, scene: PosedScene):
-        """The bare draw (GPU work and readback) with buffers already uploaded; for benchmarks."""
-        return self._offscreen.render(self.scene, flags=DRAW_FLAGS)
 
     def _upload_vertices(self, data: np.ndarray) -> None:
         from OpenGL import GL
@@ -619,7 +573,7 @@ def _single_sample_framebuffers() -> None:
 
 # -- skin detail maps and appearance (per model, computed once; per sample a few uniforms) ------------
 
-def static_attributes(model: FaceModel, drawn: np.ndarray, part_slice: dict[str, slice]) -> np.ndarray:
+def static_attributes(model: FaceModel, drawn: np.ndarray, part_slices: list[tuple[Part, slice]]) -> np.ndarray:
     """(n, STATIC_FLOATS) float32 per drawn vertex: skin maps, colour rule, fixed colour and class
     (layout at STATIC_FLOATS). The shaders combine them with `appearance_uniform`."""
     m = skin_maps(model, drawn)
@@ -627,14 +581,14 @@ def static_attributes(model: FaceModel, drawn: np.ndarray, part_slice: dict[str,
     out[:, 0:4] = np.stack([m["cheeks"], m["lips"], m["brows"], m["brow_core"]], axis=1)
     out[:, 4:6] = np.stack([m["freckles"], m["iris"]], axis=1)
     out[:, 6] = m["iris_shade"]
-    for part, sl in part_slice.items():
-        out[sl, 7] = PART_RULE[part]
-        out[sl, 8:11] = PART_COLOURS.get(part, (1.0, 1.0, 1.0))
-        out[sl, 11] = SEGMENT_CLASSES[PART_CLASS[part]] / 255.0
-    # Lips are painted where their shape covers more than half (as the Cycles backend decides it).
-    lips = np.zeros(len(drawn), bool)
-    lips[part_slice["face"]] = m["lips"][part_slice["face"]] > 0.5
-    out[lips, 11] = SEGMENT_CLASSES["lips"] / 255.0
+    for part, sl in part_slices:
+        rule, colour = LOOKS[part.material]
+        out[sl, 7] = rule
+        out[sl, 8:11] = colour
+        out[sl, 11] = part.segment_id / 255.0
+        if part.material == "face":  # lips painted where their shape covers more than half (as in Cycles)
+            lips = m["lips"][sl] > PAINTED_THRESHOLD
+            out[sl, 11][lips] = CLASS_ID["lips"] / 255.0
     return out
 
 
@@ -646,8 +600,8 @@ def appearance_uniform(app) -> np.ndarray:
         [*(app.redness * np.array([0.25, -0.12, -0.12])), 0.4 + 0.6 * app.lip_tint],  # cheek tint - 1, lip strength
         [*(skin * np.array([1.05, 0.55, 0.58])), app.brow_density],  # lip colour
         [*app.brow_color, app.brow_thickness],
-        [*app.iris_color, SEGMENT_CLASSES["brows"] / 255.0],
-        [*PART_COLOURS["eyeball"], 0.0],  # sclera
+        [*app.iris_color, CLASS_ID["brows"] / 255.0],
+        [*SCLERA, 0.0],
     ], np.float32)
 
 
@@ -709,90 +663,3 @@ def _distance_to_polyline(points: np.ndarray, line: np.ndarray) -> np.ndarray:
         t = np.clip(((points - a) @ ab) / max(ab @ ab, 1e-12), 0, 1)
         best = np.minimum(best, np.linalg.norm(points - (a + t[:, None] * ab), axis=1))
     return best
-
-
-# -- backgrounds -------------------------------------------------------------------------------------
-
-def background_image(params: SceneParams, width: int, height: int, photos: Path | None,
-                     hdris: Path | None) -> np.ndarray:
-    """(H, W, 3) uint8 sRGB background for `params.background`."""
-    bg = params.background
-    c1 = np.asarray(bg.color, np.float32) * 255
-    if bg.kind == "solid":
-        return np.broadcast_to(c1.astype(np.uint8), (height, width, 3))
-    rng = np.random.default_rng(bg.seed)
-    if bg.kind == "gradient":
-        c2 = np.asarray(bg.color2, np.float32) * 255
-        a = np.radians(bg.angle)
-        # t is affine in (x, y): an outer sum of two 1-D ramps, no per-pixel grid needed.
-        tx = (np.arange(width, dtype=np.float32) - width / 2) * np.float32(np.cos(a))
-        ty = (np.arange(height, dtype=np.float32) - height / 2) * np.float32(np.sin(a))
-        lo, hi = tx.min() + ty.min(), tx.max() + ty.max()
-        t = (ty[:, None] + tx[None, :] - lo) / max(float(hi - lo), 1e-6)
-        return cv2.merge([(c1[k] + (c2[k] - c1[k]) * t).astype(np.uint8) for k in range(3)])
-    if bg.kind == "noise":
-        # A few octaves of smooth value noise, summed at 64 px and upsampled once.
-        small = np.zeros((64, 64, 3), np.float32)
-        for cells, amp in ((4, 0.6), (16, 0.3), (64, 0.1)):
-            grid = rng.random((cells, cells, 3), dtype=np.float32)
-            small += amp * (cv2.resize(grid, (64, 64), interpolation=cv2.INTER_CUBIC) if cells != 64 else grid)
-        c2 = np.asarray(bg.color2, np.float32) * 255
-        small = np.clip(c1 + (c2 - c1) * small, 0, 255).astype(np.uint8)
-        return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
-    if bg.kind == "photo":
-        if photos is None:
-            raise FacegenError(f"sample {params.index} wants background photo {bg.photo!r} but no --backgrounds DIR was given")
-        return _crop(_load_photo(str(photos / bg.photo)), rng, width, height)
-    if bg.kind == "hdri":
-        return _hdri_view(params, width, height, hdris)
-    raise FacegenError(f"unknown background kind {bg.kind!r}")
-
-
-@lru_cache(maxsize=32)
-def _load_photo(path: str) -> np.ndarray:
-    return read_photo(path)
-
-
-def _crop(image: np.ndarray, rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    scale = rng.uniform(0.5, 1.0)
-    cw, ch = max(int(w * scale), 2), max(int(h * scale), 2)
-    x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-    return cv2.resize(image[y0:y0 + ch, x0:x0 + cw], (width, height), interpolation=cv2.INTER_AREA)
-
-
-HDRI_CACHE_SIZE = 16  # tone-mapped 1024x512 float32 copies, 6 MB each
-
-
-@lru_cache(maxsize=HDRI_CACHE_SIZE)
-def _load_hdri(path: str) -> np.ndarray:
-    return cv2.resize(read_hdri(path), (1024, 512), interpolation=cv2.INTER_AREA)
-
-
-@lru_cache(maxsize=256)
-def _hdri_path(name: str, hdris: Path | None) -> Path | None:
-    """The file of HDRI `name` (looked up once per process: a lookup stats up to four paths)."""
-    from facegen.generator.sampling import bundled_hdri_dir, find_hdri
-
-    return find_hdri(name, [hdris, bundled_hdri_dir()])
-
-
-def _hdri_view(params: SceneParams, width: int, height: int, hdris: Path | None) -> np.ndarray:
-    """The part of the equirectangular HDRI behind the head (rotated), tone-mapped to sRGB."""
-    name = params.lighting.hdri
-    path = _hdri_path(name, hdris) if name else None
-    if path is None:
-        raise FacegenError(f"sample {params.index}: HDRI {name!r} not found in --hdris {hdris} or Blender's "
-                           "bundled studio lights; pass --hdris DIR holding NAME.exr or NAME.hdr")
-    env = _load_hdri(str(path))
-    H, W = env.shape[:2]
-    fov = 2 * np.arctan(18.0 / params.focal_mm)  # horizontal field of view
-    span = max(int(W * fov / (2 * np.pi)), 8)
-    centre = int((params.lighting.hdri_rotation / 360.0) * W) % W
-    cols = (np.arange(centre - span // 2, centre + span // 2)) % W
-    rows_span = max(int(span * height / width), 4)
-    rows = np.clip(np.arange(H // 2 - rows_span // 2, H // 2 + rows_span // 2), 0, H - 1)
-    view = env[np.ix_(rows, cols)] * params.lighting.hdri_strength
-    view = view / (1.0 + view)  # Reinhard
-    view = np.power(np.clip(view, 0, 1), 1 / 2.2)
-    return (cv2.resize(view, (width, height), interpolation=cv2.INTER_LINEAR) * 255).astype(np.uint8)

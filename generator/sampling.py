@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +18,12 @@ import yaml
 
 from facegen.errors import FacegenError
 from facegen.face_model import FaceModel
+from facegen.generator.backgrounds import HDRI_SUFFIXES
 from facegen.generator.config_schema import validate_config
 from facegen.generator.scene import Appearance, Background, Light, Lighting, SceneParams
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "assets" / "sampling.yaml"
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-HDRI_SUFFIXES = (".exr", ".hdr")
 
 IRIS_COLOURS = {  # linear RGB
     "brown": (0.16, 0.07, 0.025),
@@ -127,33 +126,11 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
-# -- asset lists (names only; the renderer opens the files) ---------------------------------------
-
-def bundled_hdri_dir() -> Path | None:
-    """bpy's bundled studio-light HDRIs (`bpy/<ver>/datafiles/studiolights/world`), found without
-    importing bpy (importing it costs seconds and a Blender context)."""
-    spec = importlib.util.find_spec("bpy")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for root in spec.submodule_search_locations:
-        found = sorted(Path(root).glob("*/datafiles/studiolights/world"))
-        if found:
-            return found[-1]
-    return None
-
+# -- asset lists (names only; generator/backgrounds.py finds and opens the files) ----------------------
 
 def list_hdris(directory: Path | None) -> list[str]:
     """HDRI names: file stems (`city` for city.exr), as `Lighting.hdri` stores them for every backend."""
     return sorted({Path(n).stem for n in list_files(directory, HDRI_SUFFIXES, "--hdris")})
-
-
-def find_hdri(name: str, directories: list[Path | None]) -> Path | None:
-    """The file of HDRI `name` (stem) in the first directory that has it as .exr or .hdr."""
-    for d in directories:
-        for suffix in HDRI_SUFFIXES:
-            if d is not None and (Path(d) / (name + suffix)).exists():
-                return Path(d) / (name + suffix)
-    return None
 
 
 def list_files(directory: Path | None, suffixes: tuple[str, ...], what: str) -> list[str]:

@@ -8,7 +8,7 @@ through JSON, which is how a shard stores it, so any sample can be rendered agai
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -34,19 +34,21 @@ MAX_LIGHTS = 3  # lights one sample may have: both backends build this many once
 class Lighting:
     ambient: float = 0.3  # raster: ambient term; cycles: scales the world/HDRI strength
     lights: list[Light] = field(default_factory=list)  # at most MAX_LIGHTS
-    hdri: str = ""  # name of an HDRI (cycles); "" = none
+    hdri: str = ""  # HDRI name (file stem): Cycles' world light and the "hdri" backplate; "" = none
     hdri_rotation: float = 0.0  # degrees about the vertical axis
     hdri_strength: float = 1.0
 
 
 @dataclass
 class Background:
-    kind: str = "solid"  # "solid" | "gradient" | "noise" | "photo" | "hdri"
+    """The image behind the head; generator/backgrounds.py draws it for both backends."""
+
+    kind: str = "solid"  # "solid" | "gradient" | "noise" | "photo" | "hdri" (the panorama of lighting.hdri)
     color: tuple[float, float, float] = (0.5, 0.5, 0.5)  # sRGB in [0, 1]
-    color2: tuple[float, float, float] = (0.2, 0.2, 0.2)
-    angle: float = 0.0  # gradient direction, degrees
+    color2: tuple[float, float, float] = (0.2, 0.2, 0.2)  # gradient and noise: mixed with `color`
+    angle: float = 0.0  # gradient direction, degrees: 0 = color on the left, 90 = color at the top
     photo: str = ""  # file name inside --backgrounds DIR for kind == "photo"
-    seed: int = 0  # procedural noise seed
+    seed: int = 0  # the noise field, and where the photo window is
 
 
 @dataclass
@@ -165,12 +167,33 @@ class RenderResult:
 
 
 class Renderer(Protocol):
+    """What a render worker calls. The optional ways of rendering are declared, not probed: a
+    renderer with `supports_batch` has BatchRenderer's render_batch, one with `supports_async` has
+    AsyncRenderer's submit/collect; the worker (generator/worker.py) chooses by these flags."""
+
     name: str
     version: str  # bump when output pixels change; stored in shards, part of the resume key
+    supports_batch: bool
+    supports_async: bool
 
     def render(self, params: SceneParams, scene: PosedScene) -> RenderResult: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class BatchRenderer(Renderer, Protocol):
+    def render_batch(self, items: list[tuple[SceneParams, PosedScene]]) -> list[RenderResult]:
+        """render() of each (params, scene), in order, the same results as one at a time."""
+
+
+@runtime_checkable
+class AsyncRenderer(Renderer, Protocol):
+    def submit(self, params: SceneParams, scene: PosedScene) -> None:
+        """Start rendering one sample and return before it is done."""
+
+    def collect(self) -> RenderResult:
+        """The result of the sample submitted last (one at a time)."""
 
 
 @dataclass(frozen=True)
@@ -184,13 +207,17 @@ class Backend:
 
 
 # Version history. raster 2: colours in mesh.vert; 3: identity modes summed block by block
-# (FaceModel.meshes: vertices differ by ~1e-7 cm), lights in a fixed order. cycles 2: composited
-# backplate, new presets and hair/occlusion materials; 3: float32 posing; 4: identity modes summed
-# block by block; 5: a fixed pool of lights, unused ones dark (pixels no longer depend on what the
-# process rendered before).
+# (FaceModel.meshes: vertices differ by ~1e-7 cm), lights in a fixed order; 4: one backplate for both
+# backends (generator/backgrounds.py, docs/rendering.md "Backgrounds": colours rounded, 5-octave
+# two-colour noise, photo windows keeping the aspect ratio, the HDRI seen through the camera at the
+# world's exposure). cycles 2: composited backplate, new presets and hair/occlusion materials;
+# 3: float32 posing; 4: identity modes summed block by block; 5: a fixed pool of lights, unused ones
+# dark (pixels no longer depend on what the process rendered before); 6: the shared backplate
+# (colours mixed in sRGB, gradients span the frame, noise made at 128 px, random photo windows, the
+# --hdris folder searched before the bundled HDRIs, HDRI exposure from the file as OpenCV reads it).
 RENDERERS = {
-    "raster": Backend("facegen.generator.raster:RasterRenderer", version="3", requires="pyrender"),
-    "cycles": Backend("facegen.generator.cycles:CyclesRenderer", version="5", requires="bpy"),
+    "raster": Backend("facegen.generator.raster:RasterRenderer", version="4", requires="pyrender"),
+    "cycles": Backend("facegen.generator.cycles:CyclesRenderer", version="6", requires="bpy"),
 }
 
 

@@ -96,15 +96,19 @@ class Worker:
         batch before the next (sample and pose all, draw all, then label all): that keeps each
         stage's code and data in the CPU caches between llvmpipe's draws. With a spare CPU for
         llvmpipe's raster threads and a renderer that can submit a draw and collect it later
-        (raster), sample i+1 is prepared and sample i labelled while i+1 is drawn instead; when no
-        CPU is spare, that overlap only adds context switches (~15 % more CPU per image)."""
+        (`supports_async`: raster), sample i+1 is prepared and sample i labelled while i+1 is drawn
+        instead; when no CPU is spare, that overlap only adds context switches (~15 % more CPU per
+        image)."""
         stop = first + count
         spare_cpu = len(os.sched_getaffinity(0)) > self.ctx.settings.workers
-        if hasattr(self.renderer, "submit") and spare_cpu:
+        if self.renderer.supports_async and spare_cpu:
             yield from self._overlapped(first, stop)
             return
-        render_batch = getattr(self.renderer, "render_batch", None) or (
-            lambda items: [self.renderer.render(params, scene) for params, scene in items])
+        if self.renderer.supports_batch:
+            render_batch = self.renderer.render_batch
+        else:
+            def render_batch(items):
+                return [self.renderer.render(params, scene) for params, scene in items]
         for start in range(first, stop, BATCH):
             prepared = self.prepare_batch(range(start, min(start + BATCH, stop)))
             results = render_batch(prepared)

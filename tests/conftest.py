@@ -46,3 +46,19 @@ def toy_shards(tmp_path_factory) -> Path:
     from tests.toy_shards import write_toy_shards
 
     return write_toy_shards(tmp_path_factory.mktemp("toy") / "shards", 48, size=64)
+
+
+@pytest.fixture(scope="session")
+def background_photos(tmp_path_factory) -> Path:
+    """A --backgrounds folder with one 300x200 photo, `coords.png`, whose red channel is the column
+    and green the row (scaled to 0..255) and blue a texture: a window of it tells where it came from."""
+    import cv2
+    import numpy as np
+
+    folder = tmp_path_factory.mktemp("backgrounds")
+    h, w = 200, 300
+    rows, cols = np.mgrid[0:h, 0:w]
+    texture = (np.random.default_rng(0).random((h // 10, w // 10)) * 255).astype(np.uint8)
+    rgb = np.stack([cols * 255 // (w - 1), rows * 255 // (h - 1), cv2.resize(texture, (w, h))], -1).astype(np.uint8)
+    cv2.imwrite(str(folder / "coords.png"), rgb[..., ::-1])
+    return folder

@@ -16,6 +16,7 @@ from facegen.camera import Camera  # noqa: E402
 from facegen.generator.scene import (  # noqa: E402
     Appearance, Background, Light, Lighting, PosedScene, SceneParams, pose_scene,
 )
+from tests import cycles_helpers  # noqa: E402
 
 pytestmark = pytest.mark.blender
 
@@ -49,10 +50,21 @@ def surface_points(model, posed: PosedScene, n: int, rng, regions=("face",)) -> 
 
 
 @pytest.fixture(scope="module")
-def renderer(face_model):
+def renderer(face_model, background_photos):
     from facegen.generator.cycles import CyclesRenderer
 
-    r = CyclesRenderer(face_model, outputs=("rgb", "depth", "segmentation"), preset="fast", threads=2, samples=4)
+    r = CyclesRenderer(face_model, outputs=("rgb", "depth", "segmentation"), preset="fast", threads=2, samples=4,
+                       backgrounds=background_photos)
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def raster(face_model, background_photos):
+    """The raster backend with the same options, for cross-backend checks."""
+    from facegen.generator.scene import create_renderer
+
+    r = create_renderer("raster", face_model, outputs=("rgb", "depth"), backgrounds=background_photos)
     yield r
     r.close()
 
@@ -94,7 +106,7 @@ def test_markers_land_where_the_camera_projects(renderer, face_model, case):
     uv = posed.camera.project(pts)
     keep = spread_out(uv, posed.camera.width, posed.camera.height)
     assert len(keep) >= 15
-    img = renderer.render_markers(params, posed, pts[keep], radius_px=1.5, samples=64)
+    img = cycles_helpers.render_markers(renderer, params, posed, pts[keep], radius_px=1.5, samples=64)
     err = np.linalg.norm(centroids(img, uv[keep]) - uv[keep], axis=1)
     print(f"marker error ({case}): worst {np.nanmax(err):.3f} px, median {np.nanmedian(err):.3f} px over {len(keep)}")
     assert not np.isnan(err).any()
@@ -110,7 +122,7 @@ def test_visibility_agrees_with_the_cycles_depth_pass(renderer, face_model):
         posed = pose_scene(params, face_model)
         res = renderer.render(params, posed)
         pts = surface_points(face_model, posed, 500, rng, regions=("face", "head_neck"))
-        ours = renderer.visibility(pts, posed)
+        ours = cycles_helpers.visibility(renderer, pts, posed)
         theirs = depth_visibility(pts, posed, res.depth)
         agree += int((ours == theirs).sum())
         total += len(pts)
@@ -121,36 +133,31 @@ def test_visibility_agrees_with_the_cycles_depth_pass(renderer, face_model):
     assert share >= 0.99
 
 
-def test_visibility_agrees_with_the_raster_depth_test(renderer, face_model):
+def test_visibility_agrees_with_the_raster_depth_test(renderer, raster, face_model):
     """Cross-backend: visibility from Blender's ray casting vs the raster backend's depth buffer, on
     the dense1001 labels of sampled scenes (what a shard stores) and on random face-surface points;
     the two depth sources are independent, the rule (labels.visible_from_depths) is shared."""
     from facegen.generator.labels import Labeller
     from facegen.generator.sampling import SceneSampler, load_config
-    from facegen.generator.scene import create_renderer
     from facegen.specs import compile_spec, load_spec
 
-    raster = create_renderer("raster", face_model, outputs=("rgb", "depth"))
     labeller = Labeller(compile_spec(load_spec("dense1001"), face_model), face_model)
     sampler = SceneSampler(face_model, load_config(None), seed=5)
     rng = np.random.default_rng(11)
     agree = total = hidden = 0
-    try:
-        for index in range(8):
-            params = sampler.sample(index)
-            posed = pose_scene(params, face_model)
-            depth = raster.render(params, posed).depth
-            labels = labeller(params, posed, depth)
-            points = np.concatenate([labeller.locate(posed.vertices, posed.camera.centre),
-                                     surface_points(face_model, posed, 300, rng)])
-            theirs = np.concatenate([labels.visibility.astype(bool),
-                                     depth_visibility(points[len(labels.visibility):], posed, depth)])
-            ours = renderer.visibility(points, posed)
-            agree += int((ours == theirs).sum())
-            total += len(points)
-            hidden += int((~theirs).sum())
-    finally:
-        raster.close()
+    for index in range(8):
+        params = sampler.sample(index)
+        posed = pose_scene(params, face_model)
+        depth = raster.render(params, posed).depth
+        labels = labeller(params, posed, depth)
+        points = np.concatenate([labeller.locate(posed.vertices, posed.camera.centre),
+                                 surface_points(face_model, posed, 300, rng)])
+        theirs = np.concatenate([labels.visibility.astype(bool),
+                                 depth_visibility(points[len(labels.visibility):], posed, depth)])
+        ours = cycles_helpers.visibility(renderer, points, posed)
+        agree += int((ours == theirs).sum())
+        total += len(points)
+        hidden += int((~theirs).sum())
     print(f"visibility: cycles ray cast vs raster depth test agree on {agree / total:.4f} of {total} points "
           f"({hidden} hidden)")
     assert hidden > 0.05 * total  # the poses hide a real share of points: the comparison means something
@@ -182,7 +189,7 @@ def test_depth_and_segmentation_align_with_the_image(renderer, face_model):
     pts = posed.vertices[face_model.landmarks68[27:48]].astype(np.float64)
     uv = posed.camera.project(pts)
     z = posed.camera.to_camera(pts)[:, 2]
-    vis = renderer.visibility(pts, posed)
+    vis = cycles_helpers.visibility(renderer, pts, posed)
     ui, vi = np.rint(uv[vis]).astype(int).T
     assert np.median(np.abs(depth[vi, ui] - z[vis])) < 0.1
     # Brows lie above the eyes, lips below the nose tip, in the image.
@@ -209,6 +216,14 @@ def test_scene_is_built_once_and_reused(renderer, face_model):
     assert all(ptr in {o.as_pointer() for o in bpy.data.objects} for ptr in pointers)
 
 
+def test_declares_what_it_can_do(renderer):
+    """One render at a time: the worker must not look for batch or async methods."""
+    from facegen.generator.scene import AsyncRenderer, BatchRenderer
+
+    assert not renderer.supports_batch and not isinstance(renderer, BatchRenderer)
+    assert not renderer.supports_async and not isinstance(renderer, AsyncRenderer)
+
+
 def test_same_params_same_image(renderer, face_model):
     p = make_params(face_model, 3, size=(64, 64))
     posed = pose_scene(p, face_model)
@@ -218,3 +233,96 @@ def test_same_params_same_image(renderer, face_model):
     b = renderer.render(p, posed)
     assert np.array_equal(a.image, b.image)
     assert np.array_equal(a.segmentation, b.segmentation) and np.array_equal(a.depth, b.depth)
+
+
+def test_both_backends_draw_the_same_parts(renderer, raster, face_model):
+    """The same SceneParams gives the same geometry in both backends: the parts of generator/parts.py
+    (`scene_parts`), each triangle (winding included) with its part's material, at the posed positions.
+    Cycles draws every part, the see-through ones in its overlay object; raster the others. Read
+    back from Blender's meshes and from the raster backend's GPU buffers."""
+    from facegen.generator.parts import scene_parts
+    from tests import raster_helpers
+    from tests.raster_helpers import canonical
+
+    params = make_params(face_model, 5, size=(64, 64))
+    posed = pose_scene(params, face_model)
+    renderer.render(params, posed)
+    drawn_cycles = cycles_helpers.drawn_geometry(renderer)
+    raster.render(params, posed)
+    drawn_raster = raster_helpers.drawn_geometry(raster)
+    parts = scene_parts(params, posed, face_model)
+    for part in parts:
+        expected = canonical(part.vertex_ids[part.triangles])
+        obj = drawn_cycles["facegen_overlay" if part.see_through else "facegen_head"]
+        rows = obj["material"] == part.material
+        assert np.array_equal(canonical(obj["triangles"][rows]), expected), part.name
+        np.testing.assert_allclose(obj["positions"][rows], posed.vertices[obj["triangles"][rows]], atol=1e-4)
+        in_raster = drawn_raster["part"] == part.name
+        assert in_raster.any() != part.see_through, part.name
+        if not part.see_through:
+            assert np.array_equal(canonical(drawn_raster["triangles"][in_raster]), expected), part.name
+    assert np.array_equal(drawn_raster["positions"], posed.vertices[drawn_raster["triangles"]])
+    def count(see_through):
+        return sum(len(p.triangles) for p in parts if p.see_through == see_through)
+
+    # Nothing else is drawn.
+    assert len(drawn_cycles["facegen_head"]["triangles"]) == len(drawn_raster["triangles"]) == count(False)
+    assert len(drawn_cycles["facegen_overlay"]["triangles"]) == count(True)
+
+
+BACKGROUNDS = {  # one of each kind (the photo: tests/conftest.py's background_photos)
+    "solid": Background(kind="solid", color=(0.7, 0.4, 0.2)),
+    "gradient": Background(kind="gradient", color=(0.9, 0.2, 0.1), color2=(0.1, 0.3, 0.8), angle=120.0),
+    "noise": Background(kind="noise", color=(0.6, 0.5, 0.4), color2=(0.1, 0.2, 0.3), seed=9),
+    "photo": Background(kind="photo", photo="coords.png", seed=4),
+    "hdri": Background(kind="hdri"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BACKGROUNDS))
+def test_both_backends_show_the_same_background(renderer, raster, face_model, background_photos, kind):
+    """The same SceneParams gives the same background in both backends: away from the head (3 px
+    beyond what either drew, past Cycles' pixel filter), Cycles' image (its film over the backplate)
+    and the raster image (the backplate where nothing was drawn) are the same bytes: the backplate's."""
+    import cv2
+
+    from facegen.generator.backgrounds import backplate
+
+    params = replace(make_params(face_model, 40, size=(96, 80)), background=BACKGROUNDS[kind], camera_distance=80.0)
+    posed = pose_scene(params, face_model)
+    ours, theirs = renderer.render(params, posed), raster.render(params, posed)
+    drawn = ((ours.segmentation > 0) | (theirs.depth > 0)).astype(np.uint8)
+    free = cv2.dilate(drawn, np.ones((7, 7), np.uint8)) == 0
+    assert 0.3 < free.mean() < 0.9
+    plate = backplate(params, posed.camera, background_photos, None)
+    assert np.array_equal(ours.image[free], plate[free])
+    assert np.array_equal(theirs.image[free], plate[free])
+
+
+def test_hdri_backplate_is_the_world_cycles_lights_with(renderer, face_model):
+    """The HDRI backplate shows the panorama where Cycles' world has it and as bright: Cycles' own
+    render of its world (head hidden, film opaque) matches the backplate seen through Cycles' pixel
+    filter (about a Gaussian of 0.5 px), to a level or so on average and with no offset; the same
+    backplate a pixel off, or turned by 10 degrees, does not."""
+    import cv2
+
+    from facegen.generator.backgrounds import backplate, srgb_decode, srgb_encode
+
+    params = replace(make_params(face_model, 41, size=(96, 80)), background=BACKGROUNDS["hdri"])
+    params.lighting.hdri, params.lighting.hdri_rotation = "forest", 75.0
+    posed = pose_scene(params, face_model)
+    world = cycles_helpers.render_world(renderer, params, posed, samples=64).astype(np.float64)[4:-4, 4:-4]
+
+    def seen(background_params, dx=0.0):
+        linear = srgb_decode(backplate(background_params, posed.camera, None, None))
+        linear = cv2.warpAffine(cv2.GaussianBlur(linear, (0, 0), 0.5), np.float32([[1, 0, dx], [0, 1, 0]]),
+                                linear.shape[1::-1], borderMode=cv2.BORDER_REFLECT)
+        return srgb_encode(linear).astype(np.float64)[4:-4, 4:-4]
+
+    diff = world - seen(params)
+    print(f"world vs backplate: mean |diff| {np.abs(diff).mean():.2f}, mean {diff.mean():+.2f}, "
+          f"99th percentile {np.percentile(np.abs(diff), 99):.0f} levels")
+    assert np.abs(diff).mean() < 1.5 and abs(diff.mean()) < 0.5 and np.percentile(np.abs(diff), 99) < 15
+    assert np.abs(world - seen(params, dx=1.0)).mean() > 2 * np.abs(diff).mean()
+    turned = replace(params, lighting=replace(params.lighting, hdri_rotation=85.0))
+    assert np.abs(world - seen(turned)).mean() > 2 * np.abs(diff).mean()

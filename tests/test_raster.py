@@ -134,7 +134,7 @@ def test_far_side_of_a_turned_face_is_occluded(face_model, spec, renderer):
 
 
 def test_render_result_shapes_and_masks(face_model, renderer):
-    from facegen.generator.raster import SEGMENT_CLASSES
+    from facegen.generator.segmentation import CLASS_ID as SEGMENT_CLASSES
 
     params = SceneSampler(face_model, load_config(), seed=0, image_size=(128, 96)).sample(1)
     result = renderer.render(params, pose_scene(params, face_model))
@@ -154,12 +154,14 @@ def test_lean_draw_matches_pyrender(face_model, renderer):
     """The pipeline's own draw and readback give pyrender's OffscreenRenderer.render() pixels: the
     same depth exactly, the same colour up to 1 grey level in a few pixels (pyrender sums the lights
     in the order of a Python set, which can round differently from run to run)."""
+    from tests.raster_helpers import pyrender_draw
+
     sampler = SceneSampler(face_model, load_config(), seed=4)
     for index in range(6):
         params = sampler.sample(index)
         scene = pose_scene(params, face_model)
         renderer.upload(params, scene)
-        colour, depth = renderer.draw_only(params, scene)
+        colour, depth = pyrender_draw(renderer)
         renderer.draw()
         lean_colour, lean_depth = renderer.read()
         assert np.array_equal(depth, lean_depth), index
@@ -180,6 +182,13 @@ def test_a_batch_renders_as_one_at_a_time(face_model, renderer):
             assert np.array_equal(getattr(result, field), getattr(alone, field)), field
 
 
+def test_declares_what_it_can_do(renderer):
+    from facegen.generator.scene import AsyncRenderer, BatchRenderer
+
+    assert renderer.supports_batch and isinstance(renderer, BatchRenderer)
+    assert renderer.supports_async and isinstance(renderer, AsyncRenderer)
+
+
 @pytest.mark.parametrize("spec_name", ["ibug68", "dense490"])
 def test_vectorised_contours_match_the_spec(face_model, spec_name):
     """The labeller's vectorised contour rule picks exactly the vertices `CompiledSpec.locate` picks."""
@@ -197,3 +206,29 @@ def test_vectorised_contours_match_the_spec(face_model, spec_name):
         normals = labeller.contour_normals(scene.vertices)
         expected = spec.locate(scene.vertices, centre, normals)
         assert np.array_equal(labeller.locate(scene.vertices, centre), expected), index
+
+
+def test_draws_the_shared_parts(face_model, renderer):
+    """The raster backend draws exactly the parts of generator/parts.py that are not see-through: the
+    same triangles (winding included), at the sample's posed positions, each corner with its part's
+    class (lips painted on the face). Read back from the GPU's vertex buffers."""
+    from facegen.generator.parts import scene_parts
+    from facegen.generator.segmentation import CLASS_ID
+    from tests.raster_helpers import canonical, drawn_geometry
+
+    params = SceneSampler(face_model, load_config(), seed=2, image_size=(96, 96)).sample(3)
+    scene = pose_scene(params, face_model)
+    renderer.render(params, scene)
+    drawn = drawn_geometry(renderer)
+    parts = scene_parts(params, scene, face_model)
+    opaque = [p for p in parts if not p.see_through]
+    assert len(opaque) < len(parts)  # the see-through films and lashes exist and are left out
+    expected = np.concatenate([p.vertex_ids[p.triangles] for p in opaque])
+    assert np.array_equal(canonical(drawn["triangles"]), canonical(expected))
+    assert np.array_equal(drawn["positions"], scene.vertices[drawn["triangles"]])
+    for part in opaque:  # each part in its own vertex block, with its class at every corner
+        rows = drawn["part"] == part.name
+        assert np.array_equal(canonical(drawn["triangles"][rows]), canonical(part.vertex_ids[part.triangles]))
+        classes = set(np.unique(drawn["classes"][rows]).tolist())
+        allowed = {part.segment_id, CLASS_ID["lips"]} if part.material == "face" else {part.segment_id}
+        assert part.segment_id in classes and classes <= allowed, (part.name, classes)

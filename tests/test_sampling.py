@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from facegen.errors import FacegenError
-from facegen.generator.sampling import SceneSampler, bundled_hdri_dir, list_hdris, load_config
+from facegen.generator.backgrounds import bundled_hdri_dir
+from facegen.generator.sampling import SceneSampler, list_hdris, load_config
 from facegen.generator.scene import Appearance, SceneParams
 
 

@@ -1,0 +1,113 @@
+"""What both backends draw, part by part: one place that turns a posed sample into scene geometry.
+
+A `Part` is plain data: its triangles (indices into the posed mesh), the material both backends look
+up by name, its segmentation class (generator/segmentation.py) and whether it is see-through. Today
+the parts are the face model's regions (`HEAD_PARTS`); parts added later (scalp hair, beards, brows
+as strands, clothing) are added here, and each backend only needs to know how to draw their material.
+
+- The raster backend draws every part that is not see-through, one vertex block per part, and gives
+  each material a colour rule (generator/raster.py, `LOOKS`).
+- The Cycles backend draws every part: the opaque ones in one object, the see-through ones in another
+  (they must not count in ray-cast visibility), with one Blender material per `Part.material`
+  (generator/cycles.py, `_build_materials`); material-index pass values follow the order here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from facegen.errors import FacegenError
+from facegen.generator.segmentation import CLASS_ID
+
+if TYPE_CHECKING:
+    from facegen.face_model import FaceModel
+    from facegen.generator.scene import PosedScene, SceneParams
+
+
+@dataclass(frozen=True)
+class PartSpec:
+    name: str
+    regions: tuple[str, ...]  # face-model regions (FaceModel.region_names) it is made of
+    material: str  # the material both backends look up by name
+    segment: str  # segmentation class name (segmentation.CLASSES)
+    # A film or strands (tear film, eye blend, the eye-occlusion shadow, eyelashes): Cycles blends it
+    # over what is behind; the raster backend does not draw it. Either way it is not in the depth map,
+    # so it never hides a label, and it shows in the segmentation only where Cycles finds it opaque.
+    see_through: bool = False
+
+
+HEAD_PARTS = (
+    PartSpec("face", ("face",), "face", "skin"),  # brows and lips are painted on it (segmentation.py)
+    PartSpec("head_neck", ("head_neck",), "head_neck", "head_neck"),  # ears, scalp, back of the head, neck
+    PartSpec("mouth", ("mouth_socket",), "mouth", "teeth_mouth"),
+    PartSpec("eye_socket", ("eye_socket_left", "eye_socket_right"), "eye_socket", "skin"),
+    PartSpec("gums_tongue", ("gums_tongue",), "gums_tongue", "teeth_mouth"),
+    PartSpec("teeth", ("teeth",), "teeth", "teeth_mouth"),
+    PartSpec("sclera", ("sclera_left", "sclera_right"), "sclera", "eyes"),
+    PartSpec("iris", ("iris_left", "iris_right"), "iris", "eyes"),  # inside the eyeball: see raster's LOOKS
+    PartSpec("lacrimal", ("lacrimal_left", "lacrimal_right"), "lacrimal", "eyes", see_through=True),
+    PartSpec("eye_blend", ("eye_blend_left", "eye_blend_right"), "eye_blend", "eyes", see_through=True),
+    PartSpec("eye_occlusion", ("eye_occlusion_left", "eye_occlusion_right"), "eye_occlusion", "skin",
+             see_through=True),
+    PartSpec("eyelashes", ("eyelashes_left", "eyelashes_right"), "eyelashes", "eyelashes", see_through=True),
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Part:
+    """One part of a scene: triangles of the posed mesh with one material and one class."""
+
+    name: str
+    material: str
+    segment: str  # segmentation class name
+    see_through: bool
+    triangle_ids: np.ndarray  # (F,) rows of FaceModel.triangles, in the model's order (UVs: triangle_uvs)
+    vertex_ids: np.ndarray  # (n,) the part's vertices, ascending: rows of the posed mesh
+    triangles: np.ndarray  # (F, 3) int64 the triangles, as indices into vertex_ids
+    vertices: np.ndarray | None = None  # (n, 3) float32 world cm of one sample (scene_parts); None in head_parts
+
+    @property
+    def segment_id(self) -> int:
+        return CLASS_ID[self.segment]
+
+
+@lru_cache(maxsize=4)
+def head_parts(model: FaceModel) -> tuple[Part, ...]:
+    """The parts of `HEAD_PARTS` for this model, without vertex positions (what backends build once).
+    Every region of the model is in exactly one part: a region left out would silently not be drawn."""
+    listed = [r for spec in HEAD_PARTS for r in spec.regions]
+    unlisted = sorted(set(model.region_names) - set(listed))
+    twice = sorted({r for r in listed if listed.count(r) > 1})
+    if unlisted or twice or not set(listed) <= set(model.region_names):
+        raise FacegenError(f"face model regions {list(model.region_names)} do not match the parts in "
+                           f"generator/parts.py (unlisted: {unlisted}, listed twice: {twice}, unknown: "
+                           f"{sorted(set(listed) - set(model.region_names))})")
+    return tuple(_part(spec, model) for spec in HEAD_PARTS)
+
+
+def _part(spec: PartSpec, model: FaceModel) -> Part:
+    region_ids = [model.region_names.index(r) for r in spec.regions]
+    triangle_ids = np.flatnonzero(np.isin(model.triangle_region, region_ids))
+    tris = model.triangles[triangle_ids]
+    vertex_ids = np.unique(tris)
+    local = np.searchsorted(vertex_ids, tris)
+    return Part(spec.name, spec.material, spec.segment, spec.see_through, triangle_ids, vertex_ids, local)
+
+
+def scene_parts(params: SceneParams, posed: PosedScene, model: FaceModel) -> list[Part]:
+    """The parts of one sample with their world positions: what both backends draw for it.
+
+    The head's parts depend on the pose only; `params` is there for the parts that will depend on
+    the sample's own choices (hair style, clothing)."""
+    return [replace(part, vertices=posed.vertices[part.vertex_ids]) for part in head_parts(model)]
+
+
+def drawn_triangles(parts, see_through: bool | None = None) -> np.ndarray:
+    """Sorted rows of FaceModel.triangles of the given parts (only those with this see_through flag
+    unless None): what one backend object or pass draws, in the model's triangle order."""
+    ids = [p.triangle_ids for p in parts if see_through is None or p.see_through == see_through]
+    return np.sort(np.concatenate(ids)) if ids else np.zeros(0, np.int64)
