@@ -60,3 +60,14 @@ def nuclear_wasserstein_discrepancy(source: torch.Tensor, target: torch.Tensor, 
     ones not); the features, behind a gradient reversal, minimise it. With per-landmark distributions
     ((B, L, *cells) logits) the norms are averaged over landmarks."""
     return nuclear_norms(source, beta).mean() / source.shape[0] - nuclear_norms(target, beta).mean() / target.shape[0]
+
+
+def adaptation_step(run, batches) -> tuple[dict, int, torch.Tensor, dict, float]:
+    """What dann and daln share: one forward pass over the synthetic batch and the unlabelled real one
+    (so batch norm sees both domains), the landmark loss of the synthetic rows, and the reversal
+    coefficient of this step. Returns (output, synthetic rows, task loss, its parts, coefficient)."""
+    xs, ys = run.inputs(batches["synthetic"])
+    xt, _ = run.inputs(batches["unlabelled"])  # the labels are dummies
+    out = run.forward(torch.cat([xs, xt]))
+    task, parts = run.supervised(run.rows(out, slice(0, len(xs))), ys)
+    return out, len(xs), task, parts, reversal_coeff(run.step / max(run.total, 1))

@@ -76,6 +76,8 @@ DEVICE = click.option("--device", default="auto", show_default=True, callback=_d
                       help="auto, cpu, cuda, cuda:1 ...")
 
 
+REAL_FORMAT = click.option("--real-format", type=click.Choice(["auto", "300w", "aflw2000", "300w-lp", "folder"]),
+                           default="auto", show_default=True, help="Layout of --real (auto: recognised from its files).")
 STRATEGY_HELP = ("synthetic-only (shards), real-only (--real), mixed (shards + --real in every batch), "
                  "fine-tune (--init checkpoint, then --real at lr x 0.1), dann and daln (shards + --unlabelled "
                  "real images: domain adaptation; daln needs a heatmap model).")
@@ -86,8 +88,7 @@ STRATEGY_HELP = ("synthetic-only (shards), real-only (--real), mixed (shards + -
 @click.option("--strategy", default="synthetic-only", show_default=True, help=STRATEGY_HELP)
 @click.option("--real", default=None, type=click.Path(exists=True, file_okay=False),
               help="Real labelled faces: 300-W (its train split), AFLW2000-3D, 300W-LP or any .pts folder.")
-@click.option("--real-format", type=click.Choice(["auto", "300w", "aflw2000", "300w-lp", "folder"]), default="auto",
-              show_default=True, help="Layout of --real (auto: recognised from its files).")
+@REAL_FORMAT
 @click.option("--n-real", default=None, type=click.IntRange(min=0),
               help="Train on N real faces, a fixed subset by --seed (a larger N contains a smaller one); default all.")
 @click.option("--real-val-fraction", default=0.1, show_default=True, type=FiniteFloat(0, 1, max_open=True),
@@ -330,8 +331,7 @@ def experiment(config, out, dry_run):
 @click.option("--checkpoint", required=True, type=click.Path(), help="A checkpoint of facegen train (stays as it is).")
 @click.option("--real", required=True, type=click.Path(exists=True, file_okay=False),
               help="Real labelled faces: 300-W (its train split), AFLW2000-3D, 300W-LP or any .pts folder.")
-@click.option("--real-format", type=click.Choice(["auto", "300w", "aflw2000", "300w-lp", "folder"]), default="auto",
-              show_default=True, help="Layout of --real (auto: recognised from its files).")
+@REAL_FORMAT
 @click.option("--n-real", default=None, type=click.IntRange(min=1),
               help="Fit on N real faces, a fixed subset by --seed (the same as facegen train --n-real); default all.")
 @click.option("--real-val-fraction", default=0.1, show_default=True,

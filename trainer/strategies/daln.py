@@ -9,10 +9,8 @@ cells (the one the decoder takes the mean of), its "class" prediction; the nucle
 landmark over the batch and averaged. A coordinate-regression head has no such distribution (docs/trainer.md,
 "Domain adaptation", says why binning its coordinates would not be one), so daln refuses it."""
 
-import torch
-
 from facegen.errors import FacegenError
-from facegen.trainer.adaptation import grad_reverse, nuclear_wasserstein_discrepancy, reversal_coeff
+from facegen.trainer.adaptation import adaptation_step, grad_reverse, nuclear_wasserstein_discrepancy
 from facegen.trainer.strategies import Strategy, register_strategy
 
 
@@ -27,12 +25,7 @@ def modules(run):
 
 
 def loss(run, batches):
-    xs, ys = run.inputs(batches["synthetic"])
-    xt, _ = run.inputs(batches["unlabelled"])  # dummy labels
-    out = run.forward(torch.cat([xs, xt]))
-    ns = len(xs)
-    task, parts = run.supervised(run.rows(out, slice(0, ns)), ys)
-    coeff = reversal_coeff(run.step / max(run.total, 1))
+    out, ns, task, parts, coeff = adaptation_step(run, batches)
     heatmaps = run.model.task_head(grad_reverse(out["features"].float(), coeff), run.cfg.input_size)["heatmaps"][-1]
     nwd = nuclear_wasserstein_discrepancy(heatmaps[:ns], heatmaps[ns:], beta=getattr(run.model, "beta", 1.0))
     # minimising -NWD: the head (the critic) maximises the discrepancy, the reversed features minimise it

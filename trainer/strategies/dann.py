@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facegen.trainer.adaptation import grad_reverse, reversal_coeff
+from facegen.trainer.adaptation import adaptation_step, grad_reverse
 from facegen.trainer.strategies import Strategy, register_strategy
 
 HIDDEN = 256
@@ -27,14 +27,9 @@ def modules(run):
 
 
 def loss(run, batches):
-    xs, ys = run.inputs(batches["synthetic"])
-    xt, _ = run.inputs(batches["unlabelled"])  # dummy labels
-    out = run.forward(torch.cat([xs, xt]))
-    ns = len(xs)
-    task, parts = run.supervised(run.rows(out, slice(0, ns)), ys)
-    coeff = reversal_coeff(run.step / max(run.total, 1))
+    out, ns, task, parts, coeff = adaptation_step(run, batches)
     logits = run.modules["domain"](grad_reverse(pooled(out["features"]).float(), coeff)).squeeze(1)
-    labels = torch.cat([torch.zeros(ns), torch.ones(len(xt))]).to(logits.device)  # synthetic 0, real 1
+    labels = torch.cat([torch.zeros(ns), torch.ones(len(logits) - ns)]).to(logits.device)  # synthetic 0, real 1
     bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
     domain = (bce[:ns].mean() + bce[ns:].mean()) / 2  # each domain counts the same, whatever its batch size
     accuracy = ((logits > 0).float() == labels).float().mean()
