@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader
 from facegen.errors import FacegenError
 from facegen.specs import IBUG68_FLIP
 from facegen.trainer.adapters import adapter_record, create_adapter
+from facegen.trainer.evaluate import protocol_norm
 from facegen.trainer.losses import LandmarkLoss
 from facegen.trainer.metrics import nme
 from facegen.trainer.predictor import predictor_from, read_checkpoint
@@ -170,7 +171,7 @@ def adapt(cfg: AdaptConfig, log: Callable[[str], None] = print) -> dict:
     fit = Feed(model, [(faces, 1), (augmented, cfg.augment_copies)], device, heatmaps, cfg.batch_size)
     val = Feed(model, [(RealView(base, split.val, plain), 1)], device, heatmaps, cfg.batch_size)
     train_plain = Feed(model, [(faces, 1)], device, heatmaps, cfg.batch_size)  # for the before / after report
-    norm = "box" if convention == "3d" else "inter_ocular"  # the dataset's protocol, as in `facegen eval`
+    norm = protocol_norm(convention)  # the dataset's protocol, as in `facegen eval`
 
     c = ckpt.get("config", {})
     loss_fn = LandmarkLoss(c.get("coord_loss", "l1"), c.get("heatmap_loss", "kl"), c.get("heatmap_weight", 1.0))

@@ -49,9 +49,13 @@ def to_ibug68(pred: np.ndarray, spec: SpecInfo, adapter: Adapter | None = None, 
 
 
 DATASETS = ("300w", "aflw2000", "folder")
-# What each benchmark reports by default: 300-W normalises by the eye corners (and more), AFLW2000-3D
-# by the ground-truth landmark box, per yaw bin and their balanced mean (3DDFA's protocol).
-PROTOCOL_NORMS = {"aflw2000": ("box",)}
+
+
+def protocol_norm(jaw_convention: str) -> str:
+    """The normalisation a dataset's results are reported in: 3D-convention labels (AFLW2000-3D, 300W-LP)
+    by the ground-truth landmark box, per yaw bin and their balanced mean (3DDFA's protocol); 300-W-style
+    labels by the outer eye corners."""
+    return "box" if jaw_convention == "3d" else "inter_ocular"
 
 
 def open_eval_dataset(dataset: str, root: Path | str, split: str = "full") -> PtsFolder | AFLW2000:
@@ -113,8 +117,8 @@ def evaluate(predictor: Predictor, ds: PtsFolder, out: Path | str | None = None,
     if learned:
         preds["adapter"] = raw["adapter"]
     gt = ground_truth_set(ds)
-    if convention == "3d":  # AFLW2000-3D (and 300W-LP) are scored by the box, as the field reports them
-        score_kw.setdefault("norms", PROTOCOL_NORMS["aflw2000"])
+    if convention == "3d":  # only the box; 300-W-style sets keep every normalisation by default
+        score_kw.setdefault("norms", (protocol_norm(convention),))
     modes = {}
     for mode, pred in preds.items():
         pred_set = LandmarkSet(names=list(ds.names), points=pred.astype(np.float64), source=f"predictions ({mode})")

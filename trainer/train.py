@@ -315,13 +315,13 @@ def validate_run(run: Run, data: Data, val_loader: DataLoader | None, real_folde
     """Held-out synthetic crops (`val_nme_crop`), held-out real faces (`real_val_nme`, the dataset's
     protocol normalisation) and the --val-real folder (`real_nme_io`); with a label adapter, the real
     scores through it as well (`real_val_nme_adapter`, `real_nme_io_adapter`)."""
-    from facegen.trainer.evaluate import evaluate
+    from facegen.trainer.evaluate import evaluate, protocol_norm
     from facegen.trainer.score import overall
 
     rec = {"step": run.step}
     if val_loader is not None:
         rec["val_nme_crop"] = validate(run.model, val_loader, run.device, run.cfg.input_size)
-    for key, ds, norm in (("real_val_nme", data.real_val, "box" if data.real_convention == "3d" else "inter_ocular"),
+    for key, ds, norm in (("real_val_nme", data.real_val, protocol_norm(data.real_convention)),
                           ("real_nme_io", real_folder, "inter_ocular")):
         if ds is None:
             continue
