@@ -177,6 +177,68 @@ class Appearance(Section):
     freckles_prob: Prob
 
 
+StrandCount = Range(ge=0, integer=True)
+
+
+class StrandStyle(Section):
+    """One hair, beard or moustache style: the names are checked against generator/hair.py
+    (sampling.check_styles)."""
+
+    weight: Number(ge=0)
+    strands: StrandCount = (0, 0)
+    length: Range(ge=0) = (0.0, 0.0)
+    curl: Range(ge=0, le=1) = (0.0, 0.0)
+
+
+def _some_style(styles: dict) -> dict:
+    if not any(style.weight > 0 for style in styles.values()):
+        raise ValueError("all weights are 0")
+    return styles
+
+
+Styles = Annotated[dict[str, StrandStyle], AfterValidator(_some_style),
+                   Field(min_length=1, description="a mapping of style names to {weight, strands, length, curl}, "
+                                                   "at least one weight > 0")]
+
+
+class Hair(Section):
+    styles: Styles
+    clumping: Range(ge=0, le=1)
+    frizz: Range(ge=0, le=1)
+    parting: Range(ge=-1, le=1)
+    melanin: Range(ge=0, le=1)
+    melanin_redness: Range(ge=0, le=1)
+    grey_prob: Prob
+    grey: Range(ge=0, le=1)
+
+
+class FacialHair(Section):
+    styles: Styles
+    brow_strands: StrandCount
+    brow_length: Range(ge=0)
+
+
+class Cuts(Weights):  # the names of clothing.CUTS (a test keeps them equal)
+    crew_neck: Number(ge=0)
+    v_neck: Number(ge=0)
+    collar_shirt: Number(ge=0)
+    turtleneck: Number(ge=0)
+    hoodie: Number(ge=0)
+
+
+class Patterns(Weights):  # the names of clothing.PATTERNS
+    plain: Number(ge=0)
+    stripes: Number(ge=0)
+    checks: Number(ge=0)
+    melange: Number(ge=0)
+
+
+class Clothing(Section):
+    cuts: Annotated[Cuts, Field(description=_weights_text("crew_neck, v_neck, collar_shirt, turtleneck, hoodie"))]
+    patterns: Annotated[Patterns, Field(description=_weights_text("plain, stripes, checks, melange"))]
+    pattern_scale: Range(gt=0)
+
+
 class SamplingConfig(Section):
     identity: Identity
     expression: Expression
@@ -186,6 +248,9 @@ class SamplingConfig(Section):
     lighting: Lighting
     background: Background
     appearance: Appearance
+    hair: Hair
+    facial_hair: FacialHair
+    clothing: Clothing
 
 
 # -- validation and error messages ------------------------------------------------------------------

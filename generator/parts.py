@@ -23,6 +23,8 @@ import numpy as np
 from facegen.errors import FacegenError
 from facegen.generator.segmentation import CLASS_ID
 
+from facegen.generator.scene import HEAD_PIVOT
+
 if TYPE_CHECKING:
     from facegen.face_model import FaceModel
     from facegen.generator.scene import PosedScene, SceneParams
@@ -104,6 +106,96 @@ def scene_parts(params: SceneParams, posed: PosedScene, model: FaceModel) -> lis
     The head's parts depend on the pose only; `params` is there for the parts that will depend on
     the sample's own choices (hair style, clothing)."""
     return [replace(part, vertices=posed.vertices[part.vertex_ids]) for part in head_parts(model)]
+
+
+# -- what a sample wears: hair strands and garments, grown per sample --------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class StrandGeometry:
+    """Hair strands in one space (model space from generator/hair.py, world space in `Dressing`)."""
+
+    points: np.ndarray  # (S, K, 3) float32 cm, K points per strand from root to tip
+    radius: np.ndarray  # (S, K) float32 cm: half the strand's width at each point
+    colours: np.ndarray  # (S, 3) float32 linear RGB, one per strand (hair.strand_colours)
+
+
+@dataclass(frozen=True, eq=False)
+class SurfaceGeometry:
+    """A triangle mesh with a colour per vertex (a garment from generator/clothing.py)."""
+
+    vertices: np.ndarray  # (n, 3) float32 cm
+    triangles: np.ndarray  # (F, 3) int32, counter-clockwise seen from outside
+    colours: np.ndarray  # (n, 3) float32 linear RGB (the fabric's pattern, baked per vertex)
+
+
+@dataclass(frozen=True, eq=False)
+class Strands:
+    """A set of strands of one sample in world space. Cycles draws them as hair curves (Principled
+    Hair BSDF, colour from `colours`), the raster backend as ribbons of the same width facing the
+    camera; both put them in the depth map, so they hide the labels behind them."""
+
+    name: str
+    material: str
+    segment: str  # segmentation class name
+    geometry: StrandGeometry
+
+    @property
+    def segment_id(self) -> int:
+        return CLASS_ID[self.segment]
+
+
+@dataclass(frozen=True, eq=False)
+class Surface:
+    """A mesh of one sample in world space (a garment), drawn opaque by both backends."""
+
+    name: str
+    material: str
+    segment: str
+    geometry: SurfaceGeometry
+
+    @property
+    def segment_id(self) -> int:
+        return CLASS_ID[self.segment]
+
+
+@dataclass(frozen=True, eq=False)
+class Dressing:
+    """What one sample wears, in world space: grown from its SceneParams, different every sample."""
+
+    strands: tuple[Strands, ...] = ()
+    surfaces: tuple[Surface, ...] = ()
+
+
+def dressing(params: SceneParams, posed: PosedScene, model: FaceModel) -> Dressing:
+    """Scalp hair, facial hair, strand brows and the garment of one sample, in world space.
+
+    Grown in model space on the sample's shaped mesh (the posed mesh with the head pose undone),
+    under gravity as the posed head feels it, then posed like the head, so both backends draw the
+    same geometry and a record re-renders it bit for bit."""
+    from facegen.generator import clothing, hair
+
+    R, t = np.asarray(posed.head_R, np.float64), np.asarray(posed.head_t, np.float64)
+    pivot = HEAD_PIVOT
+    shaped = ((posed.vertices - t) @ R + pivot).astype(np.float32)  # R orthonormal: R^-1 = R^T
+    gravity = R.T @ np.array([0.0, -1.0, 0.0])
+
+    def to_world(v: np.ndarray) -> np.ndarray:
+        return ((v - pivot) @ R.T + t).astype(np.float32)
+
+    strands = []
+    for name, grown in (("scalp_hair", hair.scalp_strands(params.hair, shaped, model, gravity)),
+                        ("facial_hair", hair.facial_strands(params.facial_hair, params.hair, shaped, model, gravity)),
+                        ("brows", hair.brow_strands(params.appearance, params.facial_hair, shaped, model))):
+        if grown is not None and len(grown.points):
+            world = replace(grown, points=to_world(grown.points.reshape(-1, 3)).reshape(grown.points.shape))
+            strands.append(Strands(name, name, name, world))
+    surfaces = []
+    garment = clothing.garment(params.clothing, shaped, model)
+    if garment is not None:
+        surfaces.append(Surface("clothing", "clothing", "clothing",
+                                replace(garment, vertices=to_world(garment.vertices))))
+    return Dressing(tuple(strands), tuple(surfaces))
 
 
 def drawn_triangles(parts, see_through: bool | None = None) -> np.ndarray:

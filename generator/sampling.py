@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import yaml
 
@@ -20,7 +21,8 @@ from facegen.errors import FacegenError
 from facegen.face_model import FaceModel
 from facegen.generator.backgrounds import HDRI_SUFFIXES
 from facegen.generator.config_schema import validate_config
-from facegen.generator.scene import Appearance, Background, Light, Lighting, SceneParams
+from facegen.generator.scene import (Appearance, Background, Clothing, FacialHair, Hair, Light, Lighting,
+                                     SceneParams)
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "assets" / "sampling.yaml"
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -179,9 +181,11 @@ class SceneSampler:
         # Fixed draw order: each part uses its own child generator, so adding a field to one part
         # never shifts the random numbers of another. The children are those of
         # np.random.default_rng([seed, index]).spawn(8), made without the parent generator.
-        children = np.random.SeedSequence([self.seed, index]).spawn(8)
-        r_id, r_ex, r_gaze, r_pose, r_cam, r_light, r_bg, r_app = (np.random.Generator(np.random.PCG64(s))
-                                                                    for s in children)
+        # Children 8-10 (hair, facial hair, clothing) came later: spawn(n)'s first 8 are the same for
+        # any n, so the earlier parts of every sample did not change.
+        children = np.random.SeedSequence([self.seed, index]).spawn(11)
+        (r_id, r_ex, r_gaze, r_pose, r_cam, r_light, r_bg, r_app,
+         r_hair, r_facial, r_cloth) = (np.random.Generator(np.random.PCG64(s)) for s in children)
         identity = self._identity(r_id)
         expression = self._expression(r_ex)
         gaze = self._gaze(r_gaze, expression)
@@ -192,7 +196,8 @@ class SceneSampler:
             head_rotation=rotation, head_translation=translation, focal_mm=focal_mm,
             camera_distance=distance, image_size=tuple(self.image_size),
             lighting=self._lighting(r_light), background=self._background(r_bg),
-            appearance=self._appearance(r_app))
+            appearance=self._appearance(r_app), hair=self._hair(r_hair),
+            facial_hair=self._facial_hair(r_facial), clothing=self._clothing(r_cloth))
 
     # Each helper reads one config section.
 
@@ -322,6 +327,57 @@ class SceneSampler:
             freckles=freckles,
             extra={"iris": iris_name, "skin_tone": float(tone)},
         )
+
+
+    def _hair(self, rng) -> Hair:
+        c = self.config["hair"]
+        style, s = _pick_style(rng, c["styles"])
+        grey = float(rng.uniform(*c["grey"])) if rng.random() < c["grey_prob"] else 0.0
+        return Hair(style=style, strands=int(rng.integers(s["strands"][0], s["strands"][1] + 1)),
+                    length=float(rng.uniform(*s["length"])), clumping=float(rng.uniform(*c["clumping"])),
+                    curl=float(rng.uniform(*s["curl"])), frizz=float(rng.uniform(*c["frizz"])),
+                    parting=float(rng.uniform(*c["parting"])), melanin=float(rng.uniform(*c["melanin"])),
+                    melanin_redness=float(rng.uniform(*c["melanin_redness"])), grey=grey,
+                    seed=int(rng.integers(2**31)))
+
+    def _facial_hair(self, rng) -> FacialHair:
+        c = self.config["facial_hair"]
+        style, s = _pick_style(rng, c["styles"])
+        return FacialHair(style=style, strands=int(rng.integers(s["strands"][0], s["strands"][1] + 1)),
+                          length=float(rng.uniform(*s["length"])),
+                          brow_strands=int(rng.integers(c["brow_strands"][0], c["brow_strands"][1] + 1)),
+                          brow_length=float(rng.uniform(*c["brow_length"])), seed=int(rng.integers(2**31)))
+
+    def _clothing(self, rng) -> Clothing:
+        c = self.config["clothing"]
+        cut = _pick(rng, c["cuts"])
+        pattern = _pick(rng, c["patterns"])
+        return Clothing(cut=cut, color=_fabric_colour(rng), color2=_fabric_colour(rng), pattern=pattern,
+                        pattern_scale=float(rng.uniform(*c["pattern_scale"])), seed=int(rng.integers(2**31)))
+
+
+def _pick(rng, weights: dict) -> str:
+    """A name drawn by relative weight (in sorted-name order, so YAML key order does not matter)."""
+    names = sorted(weights)
+    w = np.array([weights[k] for k in names], np.float64)
+    return names[rng.choice(len(names), p=w / w.sum())]
+
+
+_NO_STYLE = {"strands": (0, 0), "length": (0.0, 0.0), "curl": (0.0, 0.0)}
+
+
+def _pick_style(rng, styles: dict) -> tuple[str, dict]:
+    """A style by weight and its ranges (keys a style leaves out are 0, as the schema's defaults)."""
+    name = _pick(rng, {k: v["weight"] for k, v in styles.items()})
+    return name, {**_NO_STYLE, **styles[name]}
+
+
+def _fabric_colour(rng) -> tuple[float, float, float]:
+    """Linear RGB of a dyed fabric: any hue, mostly muted, from near black to near white."""
+    hsv = np.array([[[rng.uniform(0, 180), rng.uniform(0, 200), rng.uniform(15, 235)]]], np.float32)
+    srgb = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0] / 255.0
+    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+    return tuple(float(x) for x in linear)
 
 
 def _clip(x: float, lo: float, hi: float) -> float:

@@ -66,6 +66,49 @@ class Appearance:
 
 
 @dataclass
+class Hair:
+    """Scalp hair, grown as strands by generator/hair.py (styles: hair.STYLES). Colour follows the
+    Principled Hair BSDF's melanin model (the same colour in both backends: hair.strand_colours)."""
+
+    style: str = "bald"  # a name of hair.STYLES
+    strands: int = 0  # strands grown (sampling.yaml: hair.strands x the sampled density)
+    length: float = 0.0  # cm, a strand's length at the crown (the style shapes it over the scalp)
+    clumping: float = 0.0  # 0 = every strand on its own .. 1 = tips pulled into clumps
+    curl: float = 0.0  # 0 = straight .. 1 = tight curls (waves in between)
+    frizz: float = 0.0  # random bends growing towards the tip, 0 .. 1
+    parting: float = 0.0  # where the parting runs: -1 = over the right eye, 0 = centre, +1 = left
+    melanin: float = 0.5  # 0 = white/blond .. 1 = black
+    melanin_redness: float = 0.1  # pheomelanin share: 0 = ash .. 1 = red
+    grey: float = 0.0  # share of white strands
+    seed: int = 0  # root positions and every per-strand jitter
+
+
+@dataclass
+class FacialHair:
+    """Beard and moustache strands (generator/hair.py, `FACIAL_STYLES`), coloured like the scalp hair;
+    brows are strands for everyone (their colour, density and thickness are in Appearance)."""
+
+    style: str = "none"  # a name of hair.FACIAL_STYLES: none, stubble, moustache, goatee, full_beard, ...
+    strands: int = 0  # beard / moustache strands grown over the style's whole area
+    length: float = 0.0  # cm
+    brow_strands: int = 0  # per brow (0: the painted brows only, as in records made before strands)
+    brow_length: float = 0.8  # cm, an eyebrow hair
+    seed: int = 0
+
+
+@dataclass
+class Clothing:
+    """A garment over the neck and shoulders (generator/clothing.py, `CUTS`)."""
+
+    cut: str = "none"  # a name of clothing.CUTS ("none": the bare bust of older records)
+    color: tuple[float, float, float] = (0.2, 0.25, 0.35)  # linear RGB
+    color2: tuple[float, float, float] = (0.8, 0.8, 0.8)  # the pattern's second colour
+    pattern: str = "plain"  # plain | stripes | checks | melange
+    pattern_scale: float = 1.0  # cm, stripe / check width
+    seed: int = 0
+
+
+@dataclass
 class SceneParams:
     index: int  # sample index within the job
     seed: int  # the job's global seed; the sample's RNG derives from (seed, index)
@@ -80,6 +123,10 @@ class SceneParams:
     lighting: Lighting = field(default_factory=Lighting)
     background: Background = field(default_factory=Background)
     appearance: Appearance = field(default_factory=Appearance)
+    # Absent from records made before hair and clothing: those load as bald and bare.
+    hair: Hair = field(default_factory=Hair)
+    facial_hair: FacialHair = field(default_factory=FacialHair)
+    clothing: Clothing = field(default_factory=Clothing)
 
     def to_dict(self) -> dict:
         """Plain JSON-ready data (what dataclasses.asdict gives, without its deep copies: it runs
@@ -97,6 +144,8 @@ class SceneParams:
         d["lighting"] = Lighting(**{**d["lighting"], "lights": [Light(**x) for x in d["lighting"]["lights"]]})
         d["background"] = Background(**d["background"])
         d["appearance"] = Appearance(**d["appearance"])
+        for name, kind in (("hair", Hair), ("facial_hair", FacialHair), ("clothing", Clothing)):
+            d[name] = kind(**d.get(name, {}))
         for f in fields(cls):  # JSON turns tuples into lists
             if isinstance(d.get(f.name), list) and f.name not in ("identity", "expression"):
                 d[f.name] = tuple(d[f.name])

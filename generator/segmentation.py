@@ -1,7 +1,8 @@
 """The segmentation classes both backends write (`RenderResult.segmentation`, docs/segmentation.md).
 
 Which part of the scene gets which class, and which parts are see-through (drawn by Cycles as films
-or strands, never occluding a label), is decided per part in generator/parts.py (`HEAD_PARTS`); this
+or strands, never occluding a label), is decided per part in generator/parts.py (`HEAD_PARTS`, and
+the hair strands and garments of `dressing`); this
 module holds the classes themselves and the rules on top of them.
 """
 
@@ -28,6 +29,9 @@ CLASSES = (
     SegmentClass(5, "teeth_mouth", (250, 220, 90)),
     SegmentClass(6, "eyelashes", (20, 200, 200)),
     SegmentClass(7, "head_neck", (90, 90, 220)),
+    SegmentClass(8, "scalp_hair", (140, 70, 20)),
+    SegmentClass(9, "facial_hair", (230, 120, 30)),
+    SegmentClass(10, "clothing", (60, 170, 60)),
 )
 CLASS_ID = {c.name: c.id for c in CLASSES}
 PALETTE = np.array([c.colour for c in CLASSES], np.uint8)  # row = class id
@@ -37,12 +41,13 @@ PALETTE = np.array([c.colour for c in CLASSES], np.uint8)  # row = class id
 # raster: the painted weight at the triangle's provoking vertex).
 PAINTED_THRESHOLD = 0.5
 
-# `RenderResult.mask`, the face proper: every class but these.
-NOT_FACE = ("background", "head_neck")
+# `RenderResult.mask`, the face proper: every class but these (a beard over the face is in it: it
+# covers the face, as brows and lips do).
+NOT_FACE = ("background", "head_neck", "scalp_hair", "clothing")
 
 
 def face_mask(segmentation: np.ndarray) -> np.ndarray:
-    """(H, W) bool: the face proper (every class but background and head_neck)."""
+    """(H, W) bool: the face proper (every class but those of NOT_FACE)."""
     mask = segmentation != CLASS_ID[NOT_FACE[0]]
     for name in NOT_FACE[1:]:
         mask &= segmentation != CLASS_ID[name]
