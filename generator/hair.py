@@ -125,7 +125,7 @@ def strand_colours(hair: Hair, n: int, rng: np.random.Generator) -> np.ndarray:
     melanin = np.clip(hair.melanin + rng.normal(0, 0.04, n), 0, 0.999)
     redness = np.clip(hair.melanin_redness + rng.normal(0, 0.03, n), 0, 1)
     grey = rng.random(n) < hair.grey
-    melanin[grey] = rng.uniform(0, 0.05, int(grey.sum()))
+    melanin[grey] = rng.uniform(0, 0.003, int(grey.sum()))  # white is very little melanin
     return melanin_colour(melanin, redness).astype(np.float32)
 
 
@@ -136,6 +136,7 @@ def strand_colours(hair: Hair, n: int, rng: np.random.Generator) -> np.ndarray:
 # temples, sideburns in front of the ear, over the ear, down behind it to the nape.
 HAIRLINE_AZIMUTH = np.array([0, 25, 38, 50, 62, 70, 73, 76, 101, 106, 115, 130, 150, 180], np.float64)
 HAIRLINE_HEIGHT = np.array([11.3, 11.0, 10.0, 7.5, 6.0, 4.0, 3.0, 6.3, 6.3, 4.0, 0.0, -3.5, -5.0, -5.5])
+EAR_AZIMUTH = (72.0, 106.0)  # degrees, from the front of the ear to its back
 GRID_STEP = 0.5  # cm, the collision proxy's voxels
 
 
@@ -204,7 +205,10 @@ def _head(model: FaceModel) -> _Head:
     dims = np.ceil((hi - lo) / GRID_STEP).astype(np.intp)
     centres = lo + (np.stack(np.meshgrid(*[np.arange(d) for d in dims], indexing="ij"), -1).reshape(-1, 3)
                     + 0.5) * GRID_STEP
-    near = cKDTree(v[skin_ids]).query(centres)[1].astype(np.int32).reshape(dims)
+    # The ears are left out: the normals of a thin flap point every way, and hair between ear and
+    # skull would be pushed into the head. Hair may pass through an ear; never through the skull.
+    solid = np.flatnonzero(~_ears(v[skin_ids]))
+    near = solid[cKDTree(v[skin_ids[solid]]).query(centres)[1]].astype(np.int32).reshape(dims)
     border = np.ones(dims, bool)
     border[1:-1, 1:-1, 1:-1] = False
     near[border] = len(skin_ids)  # the zero row of _Skin: points beyond the grid are free
@@ -216,6 +220,12 @@ def _head(model: FaceModel) -> _Head:
     lm = model.landmarks68
     return _Head(scalp, _facial_areas(model, skin_tris), proxy, {"ponytail": int(back), "bun": int(crown)},
                  (lm[[21, 20, 19, 18, 17]], lm[[22, 23, 24, 25, 26]]))
+
+
+def _ears(v: np.ndarray) -> np.ndarray:
+    """Which of the neutral vertices (n, 3) are on the ears."""
+    azimuth = np.degrees(np.abs(np.arctan2(v[:, 0], v[:, 2])))
+    return (azimuth > EAR_AZIMUTH[0]) & (azimuth < EAR_AZIMUTH[1]) & (np.abs(v[:, 1] - 1.0) < 5.0)
 
 
 def _facial_areas(model: FaceModel, skin_tris: np.ndarray) -> dict[str, _Roots]:
