@@ -389,16 +389,17 @@ def _grow(skin: _Skin, root: np.ndarray, normal: np.ndarray, comb: np.ndarray, l
     return points
 
 
-def _clump(points: np.ndarray, roots: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
-    """Tips pulled towards the nearest of a few guide strands (by root): hair grows in locks."""
-    if amount <= 0 or len(points) < 30:
+def _clump(points: np.ndarray, roots: np.ndarray, amount: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Tips pulled towards the nearest of a few guide strands (by root), by `amount` (S,): hair
+    grows in locks."""
+    if not amount.any() or len(points) < 30:
         return points
     from scipy.spatial import cKDTree
 
     guides = rng.choice(len(points), len(points) // 30, replace=False)
     nearest = guides[cKDTree(roots[guides]).query(roots)[1]]
     t = (np.linspace(0, 1, points.shape[1], dtype=F) ** 1.5)[None, :, None]
-    return points + (amount * t) * (points[nearest] - points)
+    return points + (amount[:, None, None] * t) * (points[nearest] - points)
 
 
 def _curl(points: np.ndarray, curl: float, normal: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -468,7 +469,7 @@ def scalp_strands(hair: Hair, shaped: np.ndarray, model: FaceModel, gravity: np.
         points = _tied(style, hair, skin, shaped, head, root, normal, length, offset, gravity, rng)
     else:
         comb = _comb(style, hair, rest, normal)
-        comb[fringe] = _unit(np.array([0, -0.4, 1], F) + 0.25 * np.sign(rest[fringe, 0:1]) * SIDE)
+        comb[fringe] = _unit(np.array([0, -0.4, 1], F) + 0.1 * np.sign(rest[fringe, 0:1]) * SIDE)
         lift = np.where(fringe, 0.15, style.lift).astype(F)[:, None]
         centre = None
         if style.flow == "out":  # between the ears, a little up and back
@@ -476,7 +477,8 @@ def scalp_strands(hair: Hair, shaped: np.ndarray, model: FaceModel, gravity: np.
         points = _grow(skin, root, normal, comb, length, k, lift, style.fall, gravity, offset, face, centre)
         if style.ends_in:
             points = _ends_in(points, shaped, model, skin, offset)
-    points = _clump(points, rest, hair.clumping, rng)
+    # Bangs are cut and combed even: little clumping, so they cover the brows without gaps.
+    points = _clump(points, rest, hair.clumping * np.where(fringe, 0.2, 1.0).astype(F), rng)
     points = _curl(points, min(hair.curl + style.curl, 1.0), normal, rng)
     points = _frizz(points, min(hair.frizz + style.frizz, 1.0), rng)
     points[:, 1:] = skin.push_out(face.push_aside(points[:, 1:]),

@@ -151,8 +151,11 @@ def test_long_hair_falls_beside_the_face(face_model, shaped):
     assert (np.abs(points[between_eyes_and_chin & in_front, 0]) > np.abs(lm[[2, 14], 0]).max() - 0.5).all()
 
 
-def test_fringe_covers_the_brows(face_model, shaped):
-    g = hair.scalp_strands(scalp("fringe", strands=5000, length=10.0), shaped, face_model, DOWN)
+@pytest.mark.parametrize("length, clumping, seed", [(10.0, 0.3, 1), (8.0, 0.7, 2), (8.0, 0.0, 3)])
+def test_fringe_covers_the_brows(face_model, shaped, length, clumping, seed):
+    """At the sampler's fewest strands (4000) and most clumping too."""
+    g = hair.scalp_strands(scalp("fringe", strands=4000, length=length, clumping=clumping, frizz=0.4, seed=seed),
+                           shaped, face_model, DOWN)
     t = np.linspace(0, 1, 6)[None, None, :, None]
     along = (g.points[:, :-1, None] * (1 - t) + g.points[:, 1:, None] * t).reshape(-1, 3)  # on the segments
     for i in range(17, 27):
