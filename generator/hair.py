@@ -54,7 +54,6 @@ class Style:
     parted: bool = False  # combed away from the parting line at `Hair.parting`
     side_part: bool = False  # the parting is at one side (never in the middle)
     tie: str = ""  # "ponytail" | "bun": strands converge to a tie point at the back of the head
-    curl: float = 0.0  # added to Hair.curl
     frizz: float = 0.0  # added to Hair.frizz
     taper: float = 0.35
 
@@ -479,7 +478,7 @@ def scalp_strands(hair: Hair, shaped: np.ndarray, model: FaceModel, gravity: np.
             points = _ends_in(points, shaped, model, skin, offset)
     # Bangs are cut and combed even: little clumping, so they cover the brows without gaps.
     points = _clump(points, rest, hair.clumping * np.where(fringe, 0.2, 1.0).astype(F), rng)
-    points = _curl(points, min(hair.curl + style.curl, 1.0), normal, rng)
+    points = _curl(points, min(hair.curl, 1.0), normal, rng)
     points = _frizz(points, min(hair.frizz + style.frizz, 1.0), rng)
     points[:, 1:] = skin.push_out(face.push_aside(points[:, 1:]),
                                   0.03 + 0.5 * offset[:, None] * np.linspace(0.3, 1, k - 1, dtype=F))
