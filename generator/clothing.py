@@ -157,9 +157,9 @@ def _radial_table(model: FaceModel, neck: _Neck, theta: np.ndarray, ys: np.ndarr
 
 @dataclass(frozen=True, eq=False)
 class _Template:
-    vertices: np.ndarray  # (n, 3) float64, fitted to the neutral mesh
+    vertices: np.ndarray  # (n, 3) float32, fitted to the neutral mesh
     triangles: np.ndarray  # (F, 3) int32
-    normals: np.ndarray  # (n, 3) float64
+    normals: np.ndarray  # (n, 3) float32
     u: np.ndarray  # (n,) fabric coordinates, cm: around the body...
     v: np.ndarray  # (n,) ...and up from the hem
     kind: np.ndarray  # (n,) region code (FABRIC, BAND, ...)
@@ -223,11 +223,11 @@ def _template(model: FaceModel, cut_name: str) -> _Template:
     vertices = np.concatenate([p.vertices for p in pieces])
     triangles = np.concatenate([p.triangles + o for p, o in zip(pieces, offsets)]).astype(np.int32)
     cat = {k: np.concatenate([getattr(p, k) for p in pieces]) for k in ("u", "v", "kind", "folds", "shade")}
-    normals = vertex_normals(vertices, triangles).astype(np.float64)
+    normals = vertex_normals(vertices, triangles)
     near, near_w, far_w = _binding(model, neck, vertices)
-    return _Template(vertices, triangles, normals, cat["u"], cat["v"], cat["kind"].astype(np.int8),
-                     cat["folds"], cat["shade"], near, near_w, far_w,
-                     np.searchsorted(neck.follow, neck.ring))
+    f32 = {k: cat[k].astype(np.float32) for k in ("u", "v", "folds", "shade")}  # float32: SIMD sines
+    return _Template(vertices.astype(np.float32), triangles, normals, f32["u"], f32["v"], cat["kind"].astype(np.int8),
+                     f32["folds"], f32["shade"], near, near_w, far_w, np.searchsorted(neck.follow, neck.ring))
 
 
 def _columns() -> np.ndarray:
@@ -508,7 +508,7 @@ def garment(clothing: Clothing, shaped: np.ndarray, model: FaceModel) -> Surface
     t = _template(model, clothing.cut)
     neck = _neck(model)
     rng = np.random.default_rng(clothing.seed)
-    moved = np.asarray(shaped, np.float64)[neck.follow] - model.neutral[neck.follow]
+    moved = np.asarray(shaped, np.float32)[neck.follow] - model.neutral[neck.follow]
     shift = np.einsum("nk,nkc->nc", t.near_w, moved[t.near]) + t.far_w[:, None] * moved[t.ring_in_follow].mean(0)
     folds = _folds(rng, t.u, t.v) * t.folds
     vertices = t.vertices + shift + folds[:, None] * t.normals
@@ -519,49 +519,52 @@ def garment(clothing: Clothing, shaped: np.ndarray, model: FaceModel) -> Surface
 def _folds(rng: np.random.Generator, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Seeded folds (cm along the normal): a few waves in fabric coordinates, mostly level (fabric
     sags) or diagonal (it drapes from the shoulders), each in patches, with narrow creases."""
-    out = np.zeros(len(u))
+    out = np.zeros(len(u), np.float32)
     for _ in range(7):
         angle = rng.normal(0.0, 0.4) + (np.pi / 2 if rng.random() < 0.5 else rng.choice([-0.8, 0.8]))
         k = 2 * np.pi / rng.uniform(2.5, 10.0)
-        phase = k * (u * np.sin(angle) + v * np.cos(angle)) + rng.uniform(0, 2 * np.pi)
-        patch = np.sin(2 * np.pi / rng.uniform(12.0, 30.0) * (u * np.cos(angle) - v * np.sin(angle))
-                       + rng.uniform(0, 2 * np.pi))
-        out += rng.uniform(0.04, 0.14) * np.maximum(patch, 0) ** 2 * (np.sin(phase) - 0.5 * np.abs(np.cos(phase)))
+        across, along = np.float32(k * np.sin(angle)), np.float32(k * np.cos(angle))
+        phase = across * u + along * v + np.float32(rng.uniform(0, 2 * np.pi))
+        k_patch = 2 * np.pi / rng.uniform(12.0, 30.0)
+        patch = np.sin(np.float32(k_patch * np.cos(angle)) * u - np.float32(k_patch * np.sin(angle)) * v
+                       + np.float32(rng.uniform(0, 2 * np.pi)))
+        out += np.float32(rng.uniform(0.04, 0.14)) * np.maximum(patch, 0) ** 2 * (np.sin(phase) - 0.5 * np.abs(np.cos(phase)))
     return out
 
 
 def _colours(rng: np.random.Generator, clothing: Clothing, t: _Template, folds: np.ndarray) -> np.ndarray:
     """Per-vertex linear RGB: the pattern in fabric coordinates, solid bands and trims, darker in
     the folds' creases, with slight seeded mottling."""
-    c1, c2 = np.asarray(clothing.color, np.float64), np.asarray(clothing.color2, np.float64)
-    scale = max(float(clothing.pattern_scale), 1e-3)
+    c1, c2 = np.asarray(clothing.color, np.float32), np.asarray(clothing.color2, np.float32)
+    scale = np.float32(max(float(clothing.pattern_scale), 1e-3))
     if clothing.pattern == "stripes":
         mix = _soft_square(t.v / scale)
     elif clothing.pattern == "checks":
         mix = _soft_square(t.u / scale) * (1 - _soft_square(t.v / scale)) \
             + (1 - _soft_square(t.u / scale)) * _soft_square(t.v / scale)
     elif clothing.pattern == "melange":
-        mix = np.clip(rng.beta(1.2, 3.0, len(t.u)), 0, 1)
+        mix = rng.beta(1.2, 3.0, len(t.u)).astype(np.float32)
     else:
-        mix = np.zeros(len(t.u))
+        mix = np.zeros(len(t.u), np.float32)
     base = c1 + mix[:, None] * (c2 - c1)
-    undershirt = np.array([[0.8, 0.8, 0.78], [0.35, 0.36, 0.37], [0.02, 0.02, 0.025], [0.02, 0.03, 0.08]])[
-        rng.integers(4)]
-    button = np.array([0.75, 0.72, 0.65]) if rng.random() < 0.5 else c1 * 0.6
+    undershirt = np.array([[0.8, 0.8, 0.78], [0.35, 0.36, 0.37], [0.02, 0.02, 0.025], [0.02, 0.03, 0.08]],
+                          np.float32)[rng.integers(4)]
+    button = np.array([0.75, 0.72, 0.65], np.float32) if rng.random() < 0.5 else c1 * np.float32(0.6)
     kind = t.kind[:, None]
     base = np.where(kind == BAND, c1 * 0.93, base)
     base = np.where(kind == UNDERSHIRT, undershirt, base)
     base = np.where(kind == TRIM, base * 0.75, base)
     base = np.where(kind == BUTTON, button, base)
     base = np.where(kind == CORD, c2 * 0.9 + 0.05, base)
-    mottle = 1.0
+    mottle = np.ones(len(t.u), np.float32)
     for _ in range(3):
         angle, k = rng.uniform(0, np.pi), 2 * np.pi / rng.uniform(6.0, 20.0)
-        mottle = mottle + 0.02 * np.sin(k * (t.u * np.cos(angle) + t.v * np.sin(angle)) + rng.uniform(0, 2 * np.pi))
-    shade = t.shade * mottle * np.clip(1.0 + 1.5 * folds, 0.7, 1.1)
+        mottle += np.float32(0.02) * np.sin(np.float32(k * np.cos(angle)) * t.u + np.float32(k * np.sin(angle)) * t.v
+                                            + np.float32(rng.uniform(0, 2 * np.pi)))
+    shade = t.shade * mottle * np.clip(np.float32(1.0) + np.float32(1.5) * folds, 0.7, 1.1)
     return np.clip(base * shade[:, None], 0.0, 1.0).astype(np.float32)
 
 
 def _soft_square(x: np.ndarray) -> np.ndarray:
     """0/1 square wave of period 2 with soft edges (vertices sample a stripe only a few times)."""
-    return np.clip(0.5 + 1.5 * np.sin(np.pi * x), 0.0, 1.0)
+    return np.clip(np.float32(0.5) + np.float32(1.5) * np.sin(np.float32(np.pi) * x), 0.0, 1.0)
