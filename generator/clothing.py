@@ -402,7 +402,8 @@ def _collar(body: _Body, cut: Cut) -> _Piece:
     u = np.broadcast_to((fold_theta - np.pi) * radius, (rows, cols))
     v = np.broadcast_to(t * length, (rows, cols))
     return _Piece(points.reshape(-1, 3), _grid_triangles(rows, cols, closed=False), u.ravel(), v.ravel(),
-                  np.full(rows * cols, FABRIC), np.full(rows * cols, 0.3), (0.85 + 0.15 * t + 0 * c).ravel())
+                  np.full(rows * cols, FABRIC), np.full(rows * cols, 0.3),
+                  np.broadcast_to(0.85 + 0.15 * t, (rows, cols)).ravel())  # darker towards the fold
 
 
 def _hood(body: _Body) -> list[_Piece]:
@@ -419,8 +420,8 @@ def _hood(body: _Body) -> list[_Piece]:
     anchor_s = 12.0
     n = body.at(np.pi, anchor_s, "normals")
     down = np.cross(n, [1.0, 0.0, 0.0])
-    frame = np.stack([[1.0, 0.0, 0.0], down, n], 1)
-    hood = _ellipsoid(body.at(np.pi, anchor_s) - 1.0 * n, frame * [12.0, 10.0, 4.0], lat=24, lon=48)
+    frame = np.stack([down, n, [1.0, 0.0, 0.0]], 1)  # right-handed; the poles at the sides, not on show
+    hood = _ellipsoid(body.at(np.pi, anchor_s) - 1.0 * n, frame * [10.0, 4.0, 12.0], lat=24, lon=48)
     # Drawstrings: thin cords hanging down the chest from both sides of the front.
     cords = []
     for side in (-1, 1):
@@ -466,7 +467,7 @@ def _ellipsoid(centre: np.ndarray, axes: np.ndarray, lat: int, lon: int) -> _Pie
     semi-axes), outward winding."""
     a = np.linspace(0, np.pi, lat + 2)[1:-1, None]
     b = np.linspace(0, 2 * np.pi, lon, endpoint=False)[None]
-    sphere = np.stack([np.sin(a) * np.cos(b), np.sin(a) * np.sin(b), np.cos(a) + 0 * b], -1)
+    sphere = np.stack(np.broadcast_arrays(np.sin(a) * np.cos(b), np.sin(a) * np.sin(b), np.cos(a)), -1)
     n = lat * lon
     cap = np.arange(lon)
     triangles = np.concatenate([
@@ -476,7 +477,8 @@ def _ellipsoid(centre: np.ndarray, axes: np.ndarray, lat: int, lon: int) -> _Pie
     unit = np.concatenate([sphere.reshape(-1, 3), [[0, 0, 1.0], [0, 0, -1.0]]])
     vertices = centre + unit @ axes.T
     count = len(vertices)
-    return _Piece(vertices, triangles, unit[:, 0] * np.linalg.norm(axes[:, 0]), unit[:, 1] * np.linalg.norm(axes[:, 1]),
+    # Fabric coordinates as the body's where it is upright: across, and up from the hem.
+    return _Piece(vertices, triangles, vertices[:, 0], vertices[:, 1] - HEM_Y,
                   np.full(count, FABRIC), np.full(count, 0.6), np.ones(count))
 
 
