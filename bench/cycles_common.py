@@ -11,11 +11,12 @@ from facegen.generator.scene import SceneParams
 
 
 @lru_cache(maxsize=None)
-def _sampler(model, size: tuple[int, int], seed: int) -> SceneSampler:
-    return SceneSampler(model, load_config(None), seed, image_size=size,
+def _sampler(model, size: tuple[int, int], seed: int, config: str | None) -> SceneSampler:
+    return SceneSampler(model, load_config(config), seed, image_size=size,
                         hdris=tuple(list_hdris(bundled_hdri_dir())))
 
 
-def random_params(model, index: int, size=(256, 256), seed: int = 0) -> SceneParams:
-    """Sample `index` of a job with global `seed`, exactly as the render job samples it."""
-    return _sampler(model, tuple(size), seed).sample(index)
+def random_params(model, index: int, size=(256, 256), seed: int = 0, config: str | None = None) -> SceneParams:
+    """Sample `index` of a job with global `seed` (and --config file `config`), exactly as the
+    render job samples it."""
+    return _sampler(model, tuple(size), seed, config).sample(index)

@@ -26,12 +26,13 @@ if __name__ == "__main__":
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--preset", default="default")
     ap.add_argument("--out", default=str(Path(__file__).parent / "out"))
+    ap.add_argument("--config", default=None, help="sampling config, as facegen render --config")
     a = ap.parse_args()
     model = load_face_model()
     r = CyclesRenderer(model, outputs=("rgb", "depth", "segmentation"), preset=a.preset)
     tiles, segs = [], []
     for i in range(a.n):
-        p = random_params(model, i, (a.size, a.size), seed=1)
+        p = random_params(model, i, (a.size, a.size), seed=1, config=a.config)
         res = r.render(p, pose_scene(p, model))
         tiles.append(res.image)
         segs.append(colorize(res.segmentation))

@@ -30,13 +30,14 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--config", default=None, help="sampling config, as facegen render --config")
     a = ap.parse_args()
     model = load_face_model()
     r = CyclesRenderer(model, outputs=("rgb", "depth", "segmentation"), preset="fast", samples=1, denoise=False)
     print(f"after build: {rss_mb():.1f} MB", flush=True)
     marks = {10, 50, 100, 250, 500, 750, 1000, a.n}
     for i in range(1, a.n + 1):
-        p = random_params(model, i, (a.size, a.size))  # varies HDRI, light count, background kind
+        p = random_params(model, i, (a.size, a.size), config=a.config)  # varies HDRI, lights, background, hair, clothing
         r.render(p, pose_scene(p, model))
         if i in marks:
             print(f"after {i} samples: RSS {rss_mb():.1f} MB, blender datablocks {r.object_count()}", flush=True)

@@ -7,6 +7,7 @@
 
     .venv/bin/python bench/cycles_speed.py [--workers 1,2] [--job-n 32] [--repeats 3]
                                            [--n 12] [--preset default] [--threads 0] [--device auto]
+                                           [--config bench/configs/bare.yaml]   # without hair, clothing
 
 The jobs run first: this process imports bpy only for the per-image part.
 """
@@ -55,7 +56,7 @@ def job_rates(workers: list[int], n: int, size: int, repeats: int) -> None:
               f"({rate / base:.2f}x)   runs: {runs}")
 
 
-def image_times(n: int, preset: str, threads: int, device: str, sizes: list[int]) -> None:
+def image_times(n: int, preset: str, threads: int, device: str, sizes: list[int], config: str | None = None) -> None:
     from facegen.generator.cycles import CyclesRenderer  # imports bpy: after the jobs
 
     model = load_face_model()
@@ -71,12 +72,12 @@ def image_times(n: int, preset: str, threads: int, device: str, sizes: list[int]
     r._render = timed_render
     print(f"one renderer: device {r.device}, preset {preset}, threads {threads or 'all'}")
     for size in sizes:
-        p = random_params(model, 0, (size, size))
+        p = random_params(model, 0, (size, size), config=config)
         r.render(p, pose_scene(p, model))  # warm-up
         inner.clear()
         total = []
         for i in range(n):
-            p = random_params(model, i + 1, (size, size))
+            p = random_params(model, i + 1, (size, size), config=config)
             posed = pose_scene(p, model)  # mesh evaluation belongs to the caller, not the renderer
             t = time.perf_counter()
             r.render(p, posed)
@@ -99,8 +100,9 @@ if __name__ == "__main__":
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--sizes", default="256,512")
+    ap.add_argument("--config", default=None, help="sampling config of the per-image part (e.g. bench/configs/bare.yaml)")
     a = ap.parse_args()
     if a.workers:
         job_rates([int(w) for w in a.workers.split(",")], a.job_n, a.job_size, a.repeats)
     if a.n:
-        image_times(a.n, a.preset, a.threads, a.device, [int(s) for s in a.sizes.split(",")])
+        image_times(a.n, a.preset, a.threads, a.device, [int(s) for s in a.sizes.split(",")], a.config)

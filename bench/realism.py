@@ -5,6 +5,7 @@ our iBUG-68 labels, per renderer. A benchmark, not a project dependency:
     pip install dlib-bin face-recognition-models     # prebuilt wheel + the 68-point weights, no compile
 
     .venv/bin/python bench/realism.py --renderers cycles,raster --n 300 [--size 256] [--preset fast]
+    .venv/bin/python bench/realism.py --config bench/configs/bare.yaml ...   # without hair and clothing
 
 Scenes come from the project's sampler (assets/sampling.yaml), labels from the ibug68 spec located
 on the posed mesh (the contour jaw follows the silhouette), as in a shard.
@@ -42,6 +43,7 @@ def main():
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--preset", default="default")
+    ap.add_argument("--config", default=None, help="sampling config overrides, as facegen render --config")
     a = ap.parse_args()
     detector = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
@@ -52,7 +54,7 @@ def main():
         r = create_renderer(name, model, outputs=("rgb",), **opts)
         found, nmes = 0, []
         for i in range(a.n):
-            p = random_params(model, i, (a.size, a.size), seed=3)
+            p = random_params(model, i, (a.size, a.size), seed=3, config=a.config)
             posed = pose_scene(p, model)
             img = np.ascontiguousarray(r.render(p, posed).image)
             gt = label(posed)

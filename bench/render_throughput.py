@@ -3,6 +3,7 @@ with 1 and 2 workers, against the bare pyrender draw of the same meshes, and whe
 
     .venv/bin/python bench/render_throughput.py            # dense490, 256 px, 300 images per worker, 5 runs (~5 min)
     .venv/bin/python bench/render_throughput.py --n 100 --repeats 1 --workers 2   # a quick look
+    .venv/bin/python bench/render_throughput.py --config bench/configs/bare.yaml   # without hair and clothing
 
 Rates are steady state: each worker builds its renderer first (not timed), then renders one shard.
 """
@@ -27,7 +28,8 @@ def _settings(args, out: str, workers: int = 1):
     from facegen.generator.job import JobSettings
 
     return JobSettings(spec=args.spec, n=args.n, out=out, size=args.size, shard_size=args.n, seed=0,
-                       renderer="raster", outputs=("rgb",), workers=workers)
+                       renderer="raster", outputs=("rgb",), workers=workers,
+                       config=str(REPO / args.config) if args.config else None)
 
 
 def _timed_shard(args, out: str, shard: int, workers: int, barrier, results) -> None:
@@ -100,7 +102,8 @@ def breakdown(args) -> dict[str, float]:
         worker = Worker(ctx)
         worker.sample(0)
         r = worker.renderer
-        stages = dict.fromkeys(["sample", "pose (mesh)", "vertex normals", "upload (buffers, uniforms)",
+        stages = dict.fromkeys(["sample", "pose (mesh)", "vertex normals", "hair and clothing (grow, ribbons)",
+                                "upload (buffers, uniforms)",
                                 "draw + readback", "background", "labels", "write (deflate, HDF5)"], 0.0)
         writer = ShardWriter(Path(out) / "s.h5", args.n, (args.size, args.size), ctx.spec.num_points,
                              ctx.model.num_identity, ctx.model.num_expressions, {}, outputs=("rgb",))
@@ -114,13 +117,16 @@ def breakdown(args) -> dict[str, float]:
             t2 = clock()
             vertex_data = [r.vertex_data(scene) for scene in scenes]
             t3 = clock()
+            worn = [r.dressing_data(p, scene) for p, scene in zip(params, scenes)]
+            t4 = clock()
             stages["sample"] += t1 - t0
             stages["pose (mesh)"] += t2 - t1
             stages["vertex normals"] += t3 - t2
+            stages["hair and clothing (grow, ribbons)"] += t4 - t3
             drawn = []
-            for p, scene, data in zip(params, scenes, vertex_data):
+            for p, scene, data, dress in zip(params, scenes, vertex_data, worn):
                 t0 = clock()
-                r.upload(p, scene, data)
+                r.upload(p, scene, data, dress)
                 t1 = clock()
                 r.draw()
                 drawn.append(r.read())
@@ -153,6 +159,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=300, help="images per worker and run")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--spec", default="dense490")
+    parser.add_argument("--config", default=None, help="sampling config (repo-relative), as facegen render --config")
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     parser.add_argument("--repeats", type=int, default=5,
                         help="runs per worker count: the machine's speed drifts between runs, so medians are printed")
@@ -160,6 +167,7 @@ def main() -> None:
     os.environ.setdefault("FACEGEN_HOME", str(REPO / ".cache" / "facegen-test"))
 
     print(f"raster renderer, {args.spec}, {args.size}x{args.size}, {args.n} images per worker, "
+          f"config {args.config or 'default'}, "
           f"{len(os.sched_getaffinity(0))} CPUs, load average {os.getloadavg()[0]:.1f} (other processes skew rates)")
     stages = breakdown(args)
     total = sum(stages.values())

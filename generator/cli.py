@@ -89,16 +89,21 @@ def inspect(directory: Path) -> None:
 @click.option("--start", type=click.IntRange(min=0), default=0, show_default=True, help="First sample index.")
 @click.option("--scale", type=FiniteFloat(min=0, min_open=True), default=2.0, show_default=True,
               help="Upscale each image (landmarks stay crisp).")
-def preview(directory: Path, output: Path, n: int, cols: int, start: int, scale: float) -> None:
+@click.option("--segmentation", is_flag=True,
+              help="Show each sample's segmentation classes beside it (shards rendered with "
+                   "--outputs rgb,segmentation; colours in docs/segmentation.md).")
+def preview(directory: Path, output: Path, n: int, cols: int, start: int, scale: float, segmentation: bool) -> None:
     """Draw a contact sheet of samples with their landmarks.
 
-    Visible points are green, self-occluded points red, out-of-frame points are not drawn.
+    Visible points are green, hidden points red (behind the face itself, hair, a beard or
+    clothing), out-of-frame points are not drawn.
 
     \b
-    Example:
+    Examples:
       facegen preview data/d490 -o grid.png --n 16 --cols 4
+      facegen preview data/seg -o seg.png --segmentation   # classes beside each image
     """
     from facegen.generator.report import contact_sheet
 
-    path = contact_sheet(directory, output, n=n, cols=cols, start=start, scale=scale)
+    path = contact_sheet(directory, output, n=n, cols=cols, start=start, scale=scale, segmentation=segmentation)
     click.echo(f"wrote {path}")

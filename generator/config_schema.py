@@ -218,7 +218,8 @@ class FacialHair(Section):
     brow_length: Range(ge=0)
 
 
-class Cuts(Weights):  # the names of clothing.CUTS (a test keeps them equal)
+class Cuts(Weights):  # "none" and the names of clothing.CUTS (a test keeps them equal)
+    none: Number(ge=0)
     crew_neck: Number(ge=0)
     v_neck: Number(ge=0)
     collar_shirt: Number(ge=0)
@@ -234,7 +235,7 @@ class Patterns(Weights):  # the names of clothing.PATTERNS
 
 
 class Clothing(Section):
-    cuts: Annotated[Cuts, Field(description=_weights_text("crew_neck, v_neck, collar_shirt, turtleneck, hoodie"))]
+    cuts: Annotated[Cuts, Field(description=_weights_text("none, crew_neck, v_neck, collar_shirt, turtleneck, hoodie"))]
     patterns: Annotated[Patterns, Field(description=_weights_text("plain, stripes, checks, melange"))]
     pattern_scale: Range(gt=0)
 

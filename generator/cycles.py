@@ -35,7 +35,7 @@ from facegen.generator import materials as mt
 from facegen.generator.backgrounds import (
     backplate, find_hdri, hdri_exposure, load_hdri, preload_hdris, srgb_decode, srgb_encode,
 )
-from facegen.generator.parts import drawn_triangles, head_parts
+from facegen.generator.parts import DRESSING_MATERIALS, STRAND_SETS, Dressing, drawn_triangles, dressing, head_parts
 from facegen.generator.scene import MAX_LIGHTS, RENDERERS, PosedScene, RenderResult, SceneParams
 from facegen.generator.segmentation import CLASS_ID, PAINTED_THRESHOLD, face_mask
 
@@ -80,7 +80,8 @@ class CyclesRenderer:
         self._current_vertices: np.ndarray | None = None
         self._vertex_ids: dict[str, np.ndarray] = {}  # per object: its vertices' rows of the posed mesh
         self.parts = head_parts(model)
-        self.pass_index = material_passes(self.parts)
+        self.classes = material_classes(self.parts)
+        self.pass_index = material_passes(self.classes)
         self._build(device, threads, denoise)
         preload_hdris(self.hdris)  # backplates of kind hdri and the world's exposure
 
@@ -126,6 +127,7 @@ class CyclesRenderer:
         # visibility (tests) uses the opaque object only, as the depth pass ignores the others.
         self.head = self._build_object("facegen_head", drawn_triangles(self.parts, see_through=False))
         self.overlay = self._build_object("facegen_overlay", drawn_triangles(self.parts, see_through=True))
+        self._build_dressing()
 
         cam_data = bpy.data.cameras.new("facegen_camera")
         self.camera = bpy.data.objects.new("facegen_camera", cam_data)
@@ -154,6 +156,8 @@ class CyclesRenderer:
             "eye_blend": mt.eye_blend_material("eye_blend", idx["eye_blend"]),
             "eye_occlusion": mt.eye_occlusion_material("eye_occlusion", idx["eye_occlusion"]),
             "eyelashes": mt.eyelash_material("eyelashes", idx["eyelashes"]),
+            **{name: mt.hair_material(name, idx[name]) for name in STRAND_SETS},
+            "clothing": mt.fabric_material("clothing", idx["clothing"]),
         }
         return {name: materials[name] for name in idx}  # material slots in pass-index order
 
@@ -183,6 +187,31 @@ class CyclesRenderer:
         self.scene.collection.objects.link(obj)
         self._vertex_ids[name] = verts
         return obj
+
+    def _build_dressing(self) -> None:
+        """What samples wear: one hair-curves object per strand set and one mesh for the garment,
+        built once and given new geometry every sample (emptied when a sample has none: hiding an
+        object would reorder Cycles' scene, see _build_lights). Curves are flat ribbons facing the
+        camera, as the raster backend draws the same strands."""
+        self.scene.cycles_curves.shape = "RIBBONS"
+        self.strand_objects = {}
+        for name in STRAND_SETS:
+            curves = bpy.data.hair_curves.new(f"facegen_{name}")
+            curves.materials.append(self.materials[name])
+            obj = bpy.data.objects.new(f"facegen_{name}", curves)
+            self.scene.collection.objects.link(obj)
+            self.strand_objects[name] = obj
+        mesh = bpy.data.meshes.new("facegen_clothing")
+        mesh.materials.append(self.materials["clothing"])
+        self.garment = bpy.data.objects.new("facegen_clothing", mesh)
+        self.scene.collection.objects.link(self.garment)
+
+    def _set_dressing(self, worn: Dressing) -> None:
+        strands = {s.material: s.geometry for s in worn.strands}
+        for name, obj in self.strand_objects.items():
+            set_curves(obj.data, strands.get(name))
+        surfaces = {s.material: s.geometry for s in worn.surfaces}
+        set_mesh(self.garment.data, surfaces.get("clothing"))
 
     def _build_lights(self) -> None:
         """The light pool, made now and never hidden (unused lights get no energy): a light added to or
@@ -366,6 +395,7 @@ class CyclesRenderer:
     def update(self, params: SceneParams, posed: PosedScene) -> None:
         """Bring the resident scene to one sample (geometry, materials, lights, world, camera)."""
         self._set_vertices(posed.vertices)
+        self._set_dressing(dressing(params, posed, self.model))
         self._set_appearance(params)
         self._set_lights(params, posed)
         self._set_world(params)
@@ -413,7 +443,7 @@ class CyclesRenderer:
         hit = z < 1e3
         depth = np.where(hit, z / bu.CM, 0.0).astype(np.float32)
         mat_index = np.where(hit, np.rint(data[..., 1]), 0).astype(np.int64)
-        seg = segmentation_from_passes(mat_index, data[..., 2], self.pass_index, self.parts)
+        seg = segmentation_from_passes(mat_index, data[..., 2], self.pass_index, self.classes)
         mask = face_mask(seg)  # the face proper (every class but background and head/neck)
         return RenderResult(image=image, depth=depth, mask=mask,
                             segmentation=seg if "segmentation" in self.outputs else None)
@@ -428,25 +458,69 @@ class CyclesRenderer:
         bpy.ops.wm.read_factory_settings(use_empty=True)
 
 
-def material_passes(parts) -> dict[str, int]:
-    """Material name -> its material-index pass value (1, 2, ... in the parts' order; 0 = nothing hit).
-    The pass gives the segmentation class, so parts that share a material must share their class."""
+def material_classes(parts) -> dict[str, str]:
+    """Material name -> segmentation class: the head parts' materials in their order, then what
+    samples wear (parts.DRESSING_MATERIALS). The material-index pass gives the class, so parts that
+    share a material must share their class."""
     classes = {}
-    for p in parts:
-        if classes.setdefault(p.material, p.segment) != p.segment:
-            raise FacegenError(f"parts with material {p.material!r} have classes {classes[p.material]!r} and "
-                               f"{p.segment!r}: the material-index pass can tell only one")
+    for material, segment in [*((p.material, p.segment) for p in parts), *DRESSING_MATERIALS.items()]:
+        if classes.setdefault(material, segment) != segment:
+            raise FacegenError(f"parts with material {material!r} have classes {classes[material]!r} and "
+                               f"{segment!r}: the material-index pass can tell only one")
+    return classes
+
+
+def material_passes(classes: dict[str, str]) -> dict[str, int]:
+    """Material name -> its material-index pass value (1, 2, ... in order; 0 = nothing hit)."""
     return {name: k + 1 for k, name in enumerate(classes)}
 
 
+def set_curves(curves, strands) -> None:
+    """Replace a hair-curves datablock's strands (StrandGeometry in world cm, or None for none):
+    points, radii and one colour per curve (materials.COLOUR_ATTRIBUTE)."""
+    curves.remove_curves()
+    if strands is None or not len(strands.points):
+        return
+    s, k = strands.points.shape[:2]
+    curves.add_curves([k] * s)
+    curves.position_data.foreach_set("vector", bu.to_blender(strands.points.reshape(-1, 3)).astype(np.float32).ravel())
+    radius = curves.attributes.get("radius") or curves.attributes.new("radius", "FLOAT", "POINT")
+    radius.data.foreach_set("value", (strands.radius.astype(np.float64) * bu.CM).astype(np.float32).ravel())
+    colour = curves.attributes.get(mt.COLOUR_ATTRIBUTE) or curves.attributes.new(mt.COLOUR_ATTRIBUTE, "FLOAT_COLOR", "CURVE")
+    rgba = np.ones((s, 4), np.float32)
+    rgba[:, :3] = strands.colours
+    colour.data.foreach_set("color", rgba.ravel())
+
+
+def set_mesh(mesh, surface) -> None:
+    """Replace a mesh datablock's geometry with a SurfaceGeometry (world cm; None: empty), its
+    colours as a per-vertex attribute (materials.COLOUR_ATTRIBUTE)."""
+    mesh.clear_geometry()
+    if surface is None or not len(surface.triangles):
+        return
+    n, f = len(surface.vertices), len(surface.triangles)
+    mesh.vertices.add(n)
+    mesh.loops.add(3 * f)
+    mesh.polygons.add(f)
+    mesh.vertices.foreach_set("co", bu.to_blender(surface.vertices).astype(np.float32).ravel())
+    mesh.loops.foreach_set("vertex_index", surface.triangles.astype(np.int32).ravel())
+    mesh.polygons.foreach_set("loop_start", np.arange(0, 3 * f, 3, dtype=np.int32))
+    mesh.update(calc_edges=True)
+    mesh.shade_smooth()
+    colour = mesh.color_attributes.new(mt.COLOUR_ATTRIBUTE, "FLOAT_COLOR", "POINT")
+    rgba = np.ones((n, 4), np.float32)
+    rgba[:, :3] = surface.colours
+    colour.data.foreach_set("color", rgba.ravel())
+
+
 def segmentation_from_passes(mat_index: np.ndarray, brow_lip: np.ndarray, pass_index: dict[str, int],
-                             parts) -> np.ndarray:
+                             classes: dict[str, str]) -> np.ndarray:
     """Classes from the material-index pass (each material's part class), with brows and lips painted
     on the face taken from the packed AOV channel (brow + 2 * lip; each averaged over the pixel, so
     PAINTED_THRESHOLD is the boundary; brows and lips never overlap)."""
     lut = np.zeros(max(pass_index.values()) + 1, np.uint8)
-    for part in parts:
-        lut[pass_index[part.material]] = part.segment_id
+    for material, segment in classes.items():
+        lut[pass_index[material]] = CLASS_ID[segment]
     seg = lut[np.clip(mat_index, 0, len(lut) - 1)]
     face = mat_index == pass_index["face"]
     lip = brow_lip > 2 * PAINTED_THRESHOLD

@@ -413,3 +413,31 @@ def simple_material(name: str, pass_index: int, color, roughness: float, sss: fl
     g.output(_principled(g, (*color, 1.0), roughness, **{"Subsurface Weight": sss, "Subsurface Radius": (1.0, 0.3, 0.2),
                                                           "Subsurface Scale": 0.002, "Coat Weight": coat}))
     return m
+
+
+# -- what a sample wears: colours come per strand / per vertex from the geometry ---------------------
+
+# The attribute generator/cycles.py writes on hair curves (per curve) and garments (per vertex): the
+# same linear RGB the raster backend draws (hair.strand_colours, clothing's baked pattern).
+COLOUR_ATTRIBUTE = "colour"
+
+
+def hair_material(name: str, pass_index: int):
+    """Scalp hair, beards and brows: the Principled Hair BSDF (Chiang) in its direct-colouring mode,
+    fed each strand's colour. That colour was made from melanin with the inverse of the mapping this
+    mode applies (hair.strand_colours), so it renders as the melanin parametrisation would."""
+    m, g = _new(name, pass_index)
+    colour = g.node("ShaderNodeAttribute", attribute_type="GEOMETRY", attribute_name=COLOUR_ATTRIBUTE)
+    bsdf = g.node("ShaderNodeBsdfHairPrincipled", {"Color": colour.outputs["Color"], "Roughness": 0.3,
+                                                   "Radial Roughness": 0.3, "Coat": 0.0},
+                  parametrization="COLOR")
+    g.output(bsdf)
+    return m
+
+
+def fabric_material(name: str, pass_index: int):
+    """Garments: a rough, slightly sheeny diffuse surface with the pattern baked per vertex."""
+    m, g = _new(name, pass_index)
+    colour = g.node("ShaderNodeAttribute", attribute_type="GEOMETRY", attribute_name=COLOUR_ATTRIBUTE)
+    g.output(_principled(g, colour.outputs["Color"], 0.85, **{"Sheen Weight": 0.4, "Sheen Roughness": 0.4}))
+    return m

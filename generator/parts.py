@@ -111,6 +111,13 @@ def scene_parts(params: SceneParams, posed: PosedScene, model: FaceModel) -> lis
 # -- what a sample wears: hair strands and garments, grown per sample --------------------------------
 
 
+# What a sample wears, by material name: its segmentation class. Both backends know these materials
+# (Cycles gives them pass indices after the head's: generator/cycles.py material_passes).
+DRESSING_MATERIALS = {"scalp_hair": "scalp_hair", "facial_hair": "facial_hair", "brows": "brows",
+                      "clothing": "clothing"}
+STRAND_SETS = ("scalp_hair", "facial_hair", "brows")  # the strand materials, in drawing order
+
+
 @dataclass(frozen=True, eq=False)
 class StrandGeometry:
     """Hair strands in one space (model space from generator/hair.py, world space in `Dressing`)."""
@@ -189,11 +196,11 @@ def dressing(params: SceneParams, posed: PosedScene, model: FaceModel) -> Dressi
                         ("brows", hair.brow_strands(params.appearance, params.facial_hair, shaped, model))):
         if grown is not None and len(grown.points):
             world = replace(grown, points=to_world(grown.points.reshape(-1, 3)).reshape(grown.points.shape))
-            strands.append(Strands(name, name, name, world))
+            strands.append(Strands(name, name, DRESSING_MATERIALS[name], world))
     surfaces = []
     garment = clothing.garment(params.clothing, shaped, model)
     if garment is not None:
-        surfaces.append(Surface("clothing", "clothing", "clothing",
+        surfaces.append(Surface("clothing", "clothing", DRESSING_MATERIALS["clothing"],
                                 replace(garment, vertices=to_world(garment.vertices))))
     return Dressing(tuple(strands), tuple(surfaces))
 

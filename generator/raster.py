@@ -28,7 +28,8 @@ from facegen.camera import Camera, gl_pixel_offset  # noqa: E402
 from facegen.errors import FacegenError  # noqa: E402
 from facegen.face_model import FaceModel  # noqa: E402
 from facegen.generator.backgrounds import backplate, preload_hdris  # noqa: E402
-from facegen.generator.parts import Part, head_parts  # noqa: E402
+from facegen.face_model import vertex_normals  # noqa: E402
+from facegen.generator.parts import Dressing, Part, dressing, head_parts  # noqa: E402
 from facegen.generator.scene import MAX_LIGHTS, RENDERERS, PosedScene, RenderResult, SceneParams  # noqa: E402
 from facegen.generator.segmentation import CLASS_ID, PAINTED_THRESHOLD, face_mask  # noqa: E402
 
@@ -152,6 +153,18 @@ class RasterRenderer:
             (self._skin_materials if is_skin else self._other_materials).append(material)
             self.primitives.append(prim)
             self._group_slices.append(slice(start, stop))
+        # What the sample wears (hair strands as ribbons, garments): new geometry every sample, in
+        # pyrender's own interleaved layout (DRESSING_FLOATS per vertex), rewritten whole by
+        # _upload_dressing. Made here with one placeholder triangle so it gets the same program.
+        n = 3
+        self.dressing_primitive = pr.Primitive(
+            positions=np.zeros((n, 3), np.float32), normals=np.zeros((n, 3), np.float32),
+            tangents=np.zeros((n, 4), np.float32), texcoord_0=np.zeros((n, 2), np.float32),
+            texcoord_1=np.zeros((n, 2), np.float32), color_0=np.ones((n, 4), np.float32),
+            indices=np.arange(3, dtype=np.uint32)[None],
+            material=pr.MetallicRoughnessMaterial(baseColorFactor=(1.0, 1.0, 1.0, 1.0), metallicFactor=0.0,
+                                                  roughnessFactor=0.6, doubleSided=False))
+        self.scene.add(pr.Mesh([self.dressing_primitive]))
         self.camera = pr.IntrinsicsCamera(fx=500.0, fy=500.0, cx=128.0, cy=128.0, znear=10.0, zfar=200.0)
         self.camera_node = self.scene.add(self.camera, pose=np.eye(4))
         self.light_nodes = [self.scene.add(pr.DirectionalLight(color=np.ones(3), intensity=0.0), pose=np.eye(4))
@@ -185,7 +198,7 @@ class RasterRenderer:
         gl = self._offscreen._renderer
         self._draw_list = [(prim, gl._get_primitive_program(prim, DRAW_FLAGS | RenderFlags.OFFSCREEN,
                                                             ProgramFlags.USE_MATERIAL)._program_id, prim.material)
-                           for prim in self.primitives]
+                           for prim in (*self.primitives, self.dressing_primitive)]
 
     def _split_vertex_buffers(self) -> None:
         """Lay each primitive's vertex buffer out as [position, normal per vertex | static attributes
@@ -223,9 +236,10 @@ class RasterRenderer:
         the draws, then the compositing. Each stage's code and data then stay in the CPU caches,
         which llvmpipe's draws flush (the normals take ~1.3 ms in a row, ~2 ms between draws)."""
         vertex_data = [self.vertex_data(scene) for _, scene in items]
+        dressings = [self.dressing_data(params, scene) for params, scene in items]
         drawn = []
-        for (params, scene), data in zip(items, vertex_data):
-            self.upload(params, scene, data)
+        for (params, scene), data, worn in zip(items, vertex_data, dressings):
+            self.upload(params, scene, data, worn)
             self.draw()
             drawn.append(self._read_passes())
         return [self._result(params, scene.camera, *passes) for (params, scene), passes in zip(items, drawn)]
@@ -262,13 +276,15 @@ class RasterRenderer:
 
     # The stages of submit() and collect(), separately callable for bench/render_throughput.py.
 
-    def upload(self, params: SceneParams, scene: PosedScene, vertex_data: np.ndarray | None = None) -> None:
-        """The sample's vertex buffers (`vertex_data(scene)` unless given), camera, lights and
-        appearance to the GPU."""
+    def upload(self, params: SceneParams, scene: PosedScene, vertex_data: np.ndarray | None = None,
+               dressing: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """The sample's vertex buffers (`vertex_data(scene)` and `dressing_data(params, scene)` unless
+        given), camera, lights and appearance to the GPU."""
         cam = scene.camera
         self._ensure_context(cam.width, cam.height)
         self._offscreen._platform.make_current()  # draw() and read() run in it too
         self._upload_vertices(self.vertex_data(scene) if vertex_data is None else vertex_data)
+        self._upload_dressing(*(self.dressing_data(params, scene) if dressing is None else dressing))
         for material in self._skin_materials:
             material.roughnessFactor = params.appearance.skin_roughness
         for material in self._other_materials:
@@ -285,6 +301,32 @@ class RasterRenderer:
         data[:, 0:3] = v
         self._normals(v, data[:, 3:6])
         return data
+
+    def dressing_data(self, params: SceneParams, scene: PosedScene) -> tuple[np.ndarray, np.ndarray]:
+        """Vertex rows (n, DRESSING_FLOATS) and triangles (F, 3) uint32 of what the sample wears
+        (generator/parts.py `dressing`): strands as ribbons facing the camera, garments as they are."""
+        return dressing_vertices(dressing(params, scene, self.model), scene.camera.centre, scene.head_t)
+
+    def _upload_dressing(self, rows: np.ndarray, triangles: np.ndarray) -> None:
+        """Replace the dressing primitive's buffers (pyrender's interleaved layout, so its vertex
+        attribute pointers stay valid) and its index count, which draw() and pyrender's class pass read."""
+        from OpenGL import GL
+        from OpenGL.raw.GL.VERSION.GL_1_5 import glBindBuffer, glBufferData
+        from OpenGL.raw.GL.VERSION.GL_3_0 import glBindVertexArray
+
+        prim = self.dressing_primitive
+        rows = np.ascontiguousarray(rows, np.float32)
+        triangles = np.ascontiguousarray(triangles, np.uint32)
+        glBindVertexArray(prim._vaid)
+        glBindBuffer(GL.GL_ARRAY_BUFFER, prim._buffers[0])
+        glBufferData(GL.GL_ARRAY_BUFFER, max(rows.nbytes, 4), rows.ctypes.data_as(ctypes.c_void_p),
+                     GL.GL_DYNAMIC_DRAW)
+        glBindBuffer(GL.GL_ELEMENT_ARRAY_BUFFER, prim._buffers[2])  # [vertices, instance poses, elements]
+        glBufferData(GL.GL_ELEMENT_ARRAY_BUFFER, max(triangles.nbytes, 4),
+                     triangles.ctypes.data_as(ctypes.c_void_p), GL.GL_DYNAMIC_DRAW)
+        glBindVertexArray(0)
+        glBindBuffer(GL.GL_ARRAY_BUFFER, 0)
+        prim._indices = triangles  # its .size is the draw's index count (no re-upload: set directly)
 
     def draw(self) -> None:
         """Issue the draw of the sample without waiting for it (llvmpipe rasterises on its own threads).
@@ -436,9 +478,10 @@ class RasterRenderer:
         self.camera.fx, self.camera.fy = float(K[0, 0]), float(K[1, 1])
         # OpenGL pixel centres sit at +0.5: shift the principal point so OpenCV centres line up.
         self.camera.cx, self.camera.cy = float(K[0, 2] + gl_pixel_offset), float(K[1, 2] + gl_pixel_offset)
-        # Tight near/far around the head (+-30 cm of its centre) keeps the 24-bit depth precise.
+        # Near/far around the head keep the 24-bit depth precise (~1e-4 cm at 50 cm even with the
+        # near plane at 1 cm); +-60 cm of its centre holds the garment's chest and hem at any pitch.
         z = float((cam.R @ scene.head_t + cam.t)[2])
-        self.camera.znear, self.camera.zfar = max(z - 30.0, 1.0), z + 30.0
+        self.camera.znear, self.camera.zfar = max(z - 60.0, 1.0), z + 60.0
         pose = np.eye(4)
         pose[:3, :3] = cam.R.T @ np.diag([1.0, -1.0, -1.0])  # OpenCV camera axes -> OpenGL's (y up, -z forward)
         pose[:3, 3] = cam.centre
@@ -462,6 +505,63 @@ class RasterRenderer:
         if self._offscreen is not None:
             self._offscreen.delete()
             self._offscreen = None
+
+
+# -- what the sample wears, as triangles -----------------------------------------------------------
+
+# pyrender's interleaved vertex row (position, normal, tangent, texcoord_0, texcoord_1, color_0),
+# read by mesh.vert / classes.vert as for the head: rule RULE_FIXED, the colour and class in color_0.
+DRESSING_FLOATS = 18
+
+
+def dressing_vertices(worn: Dressing, camera_centre: np.ndarray, head_centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vertex rows (n, DRESSING_FLOATS) float32 and triangles (F, 3) uint32 of a sample's dressing."""
+    blocks = [ribbons(s.geometry, camera_centre, head_centre) + (s.segment_id,) for s in worn.strands]
+    blocks += [(g.vertices, vertex_normals(g.vertices, g.triangles), g.colours, g.triangles, surface.segment_id)
+               for surface in worn.surfaces for g in (surface.geometry,)]
+    n = sum(len(b[0]) for b in blocks)
+    rows = np.zeros((n, DRESSING_FLOATS), np.float32)
+    rows[:, 12:14] = (1.0, RULE_FIXED)  # texcoord_1: iris shade (unused), colour rule
+    triangles, start = [], 0
+    for vertices, normals, colours, tris, segment_id in blocks:
+        block = rows[start:start + len(vertices)]
+        block[:, 0:3], block[:, 3:6], block[:, 14:17] = vertices, normals, colours
+        block[:, 17] = segment_id / 255.0
+        triangles.append(np.asarray(tris, np.int64) + start)
+        start += len(vertices)
+    tris = np.concatenate(triangles).astype(np.uint32) if triangles else np.zeros((0, 3), np.uint32)
+    return rows, tris
+
+
+def ribbons(strands, camera_centre: np.ndarray, head_centre: np.ndarray):
+    """Strands (StrandGeometry) as flat ribbons turned to the camera, as wide as Cycles draws them:
+    two vertices per strand point at +-radius across the strand, two triangles per segment, wound
+    to face the camera (back faces are culled). Normals blend the ribbon's facing with the direction
+    away from the head centre, so a head of hair is shaded as a volume, not as flat cards.
+    Returns vertices (2 S K, 3), normals, colours (per vertex) and triangles."""
+    p = np.asarray(strands.points, np.float32)
+    s, k = p.shape[:2]
+    tangent = np.empty_like(p)
+    tangent[:, 1:-1] = p[:, 2:] - p[:, :-2]
+    tangent[:, 0], tangent[:, -1] = p[:, 1] - p[:, 0], p[:, -1] - p[:, -2]
+    tangent /= np.maximum(np.linalg.norm(tangent, axis=2, keepdims=True), 1e-9)
+    view = np.asarray(camera_centre, np.float32) - p
+    view /= np.maximum(np.linalg.norm(view, axis=2, keepdims=True), 1e-9)
+    side = np.cross(tangent, view)
+    side /= np.maximum(np.linalg.norm(side, axis=2, keepdims=True), 1e-9)
+    side *= np.asarray(strands.radius, np.float32)[..., None]
+    vertices = np.stack([p - side, p + side], axis=2).reshape(-1, 3)  # (S, K, 2) -> rows
+    facing = view - tangent * np.sum(view * tangent, axis=2, keepdims=True)
+    outward = p - np.asarray(head_centre, np.float32)
+    outward /= np.maximum(np.linalg.norm(outward, axis=2, keepdims=True), 1e-9)
+    normal = facing / np.maximum(np.linalg.norm(facing, axis=2, keepdims=True), 1e-9) + outward
+    normals = np.repeat(normal, 2, axis=1).reshape(-1, 3)
+    colours = np.repeat(np.asarray(strands.colours, np.float32), 2 * k, axis=0)
+    # Per segment j of strand i: left/right at j and j + 1 -> (L_j, R_j, R_j+1), (L_j, R_j+1, L_j+1).
+    base = (np.arange(s)[:, None] * 2 * k + 2 * np.arange(k - 1)[None]).reshape(-1, 1)
+    quad = np.array([[0, 1, 3], [0, 3, 2]])
+    triangles = (base[:, None, :] + quad[None]).reshape(-1, 3)
+    return vertices, normals.astype(np.float32), colours, triangles
 
 
 def light_pose(azimuth: float, elevation: float) -> np.ndarray:

@@ -72,17 +72,29 @@ def _spark(values: np.ndarray, lo: float = -90, hi: float = 90, bins: int = 18) 
 
 
 def contact_sheet(directory: Path, output: Path, n: int = 16, cols: int = 4, start: int = 0,
-                  scale: float = 2.0) -> Path:
-    """A grid of `n` samples from `start` with landmarks: visible green, occluded red."""
+                  scale: float = 2.0, segmentation: bool = False) -> Path:
+    """A grid of `n` samples from `start` with landmarks: visible green, occluded red; with
+    `segmentation`, each sample's class map (docs/segmentation.md colours) beside it."""
     import cv2
+
+    from facegen.generator.segmentation import colorize
 
     shards = open_shards(directory)
     if start >= len(shards):
         raise FacegenError(f"--start {start}: the folder has only {len(shards)} samples")
+    keys = ("image", "landmarks_2d", "visibility", "in_frame")
+    if segmentation:
+        outputs = json.loads(shards.attrs.get("outputs", '["rgb"]'))
+        if "segmentation" not in outputs:
+            shards.close()
+            raise FacegenError(f"{directory}: its shards hold no segmentation maps (outputs: "
+                               f"{', '.join(outputs)}); render with --outputs rgb,segmentation, "
+                               "or preview without --segmentation")
+        keys += ("segmentation",)
     indices = range(start, min(start + n, len(shards)))
     tiles = []
     for i in indices:
-        s = shards.read(i, keys=("image", "landmarks_2d", "visibility", "in_frame"))
+        s = shards.read(i, keys=keys)
         image = cv2.resize(s["image"], None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
         # Pixel centres are at integers: a point (u, v) lands at (u + 0.5) * scale - 0.5 when upscaled.
         pts = (s["landmarks_2d"] + 0.5) * scale - 0.5
@@ -92,6 +104,9 @@ def contact_sheet(directory: Path, output: Path, n: int = 16, cols: int = 4, sta
                 cv2.circle(image, (int(round(u * 4)), int(round(v * 4))), radius * 4, VISIBLE if vis else OCCLUDED,
                            -1, lineType=cv2.LINE_AA, shift=2)
         cv2.putText(image, str(i), (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        if segmentation:
+            classes = cv2.resize(colorize(s["segmentation"]), image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+            image = np.concatenate([image, classes], axis=1)
         tiles.append(image)
     shards.close()
     h, w = tiles[0].shape[:2]

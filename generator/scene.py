@@ -264,9 +264,10 @@ class Backend:
 # dark (pixels no longer depend on what the process rendered before); 6: the shared backplate
 # (colours mixed in sRGB, gradients span the frame, noise made at 128 px, random photo windows, the
 # --hdris folder searched before the bundled HDRIs, HDRI exposure from the file as OpenCV reads it).
+# raster 5, cycles 7: what the sample wears (parts.dressing: scalp hair, beards, strand brows, garments).
 RENDERERS = {
-    "raster": Backend("facegen.generator.raster:RasterRenderer", version="4", requires="pyrender"),
-    "cycles": Backend("facegen.generator.cycles:CyclesRenderer", version="6", requires="bpy"),
+    "raster": Backend("facegen.generator.raster:RasterRenderer", version="5", requires="pyrender"),
+    "cycles": Backend("facegen.generator.cycles:CyclesRenderer", version="7", requires="bpy"),
 }
 
 
