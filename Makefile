@@ -23,10 +23,10 @@ demo: install
 	$(FACEGEN) render --spec dense490 --n 64 --size 256 --shard-size 32 --workers 1 --renderer raster --out $(DEMO_OUT)/dense490
 	$(FACEGEN) inspect $(DEMO_OUT)/dense490
 	$(FACEGEN) preview $(DEMO_OUT)/dense490 -o $(DEMO_OUT)/preview-dense490.png --n 16 --cols 4
-	$(FACEGEN) render --spec dense490 --n 8 --size 256 --shard-size 8 --renderer cycles --out $(DEMO_OUT)/dense490-cycles
-	$(FACEGEN) preview $(DEMO_OUT)/dense490-cycles -o $(DEMO_OUT)/preview-dense490-cycles.png --n 8 --cols 4
+	$(FACEGEN) render --spec dense490 --n 8 --size 256 --shard-size 8 --renderer cycles --outputs rgb,segmentation --out $(DEMO_OUT)/dense490-cycles
+	$(FACEGEN) preview $(DEMO_OUT)/dense490-cycles -o $(DEMO_OUT)/preview-dense490-cycles.png --n 8 --cols 4 --segmentation
 	@echo "demo: spec preview $(DEMO_OUT)/spec-dense490.png; rendered samples $(DEMO_OUT)/preview-dense490.png (raster)"
-	@echo "      and $(DEMO_OUT)/preview-dense490-cycles.png (Cycles, the default renderer)"
+	@echo "      and $(DEMO_OUT)/preview-dense490-cycles.png (Cycles, the default renderer, with segmentation)"
 
 bench: install
 	$(PY) bench/render_throughput.py

@@ -26,9 +26,8 @@ from matplotlib.path import Path as Polygon  # noqa: E402
 
 from facegen.camera import Camera, gl_pixel_offset  # noqa: E402
 from facegen.errors import FacegenError  # noqa: E402
-from facegen.face_model import FaceModel  # noqa: E402
+from facegen.face_model import FaceModel, vertex_normals  # noqa: E402
 from facegen.generator.backgrounds import backplate, preload_hdris  # noqa: E402
-from facegen.face_model import vertex_normals  # noqa: E402
 from facegen.generator.parts import Dressing, Part, dressing, head_parts  # noqa: E402
 from facegen.generator.scene import MAX_LIGHTS, RENDERERS, PosedScene, RenderResult, SceneParams  # noqa: E402
 from facegen.generator.segmentation import CLASS_ID, PAINTED_THRESHOLD, face_mask  # noqa: E402

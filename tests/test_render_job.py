@@ -129,3 +129,19 @@ def test_inspect_and_preview(rendered, tmp_path):
     import cv2
 
     assert cv2.imread(str(out)).shape == (256, 256, 3)  # 2 x 2 tiles of 64 px upscaled x2
+    result = CliRunner().invoke(main, ["preview", str(rendered), "-o", str(out), "--n", "4", "--cols", "2",
+                                       "--segmentation"])
+    assert result.exit_code == 0, result.output
+    sheet = cv2.imread(str(out))[..., ::-1]
+    assert sheet.shape == (256, 512, 3)  # each tile's class map beside it
+    from facegen.generator.segmentation import PALETTE
+
+    classes = sheet[:128, 128:256].reshape(-1, 3)  # sample 0's map: only class colours
+    assert (classes[:, None] == PALETTE[None]).all(-1).any(-1).all()
+
+
+def test_preview_segmentation_needs_the_maps(tmp_path):
+    out = tmp_path / "rgb"
+    facegen.render(out=out, outputs=("rgb",), **{**SMALL, "n": 1})
+    result = CliRunner().invoke(main, ["preview", str(out), "-o", str(tmp_path / "g.png"), "--segmentation"])
+    assert result.exit_code != 0 and "--outputs rgb,segmentation" in result.output
