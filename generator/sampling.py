@@ -76,8 +76,9 @@ def _merge(base: dict, override: dict, path: tuple[str, ...] = ()) -> dict:
 
 
 def check_config_against_model(config: dict, model: FaceModel, where: str) -> None:
-    """What the schema cannot know: expression names in the groups exist in `model`, and
-    identity.num_modes is at most the model's identity mode count. Cheap (names only); raises
+    """What the schema cannot know: expression names in the groups exist in `model`,
+    identity.num_modes is at most the model's identity mode count, and the hair and facial-hair
+    styles are ones generator/hair.py grows. Cheap (names only); raises
     FacegenError listing every problem, `where` naming the config file."""
     problems = []
     num_modes = config["identity"]["num_modes"]
@@ -91,6 +92,13 @@ def check_config_against_model(config: dict, model: FaceModel, where: str) -> No
             problems.append(
                 f"{where}: expression.groups.{gname}.shapes = {group['shapes']!r}: unknown expression "
                 f"{', '.join(map(repr, unknown))}; known: {', '.join(names)} (a name without _L/_R means both sides)")
+    from facegen.generator import hair  # the style recipes: names only
+
+    for section, known in (("hair", hair.STYLES), ("facial_hair", hair.FACIAL_STYLES)):
+        unknown = sorted(set(config[section]["styles"]) - set(known))
+        if unknown:
+            problems.append(f"{where}: {section}.styles: unknown style {', '.join(map(repr, unknown))}; "
+                            f"known: {', '.join(known)} (generator/hair.py says how each grows)")
     if problems:
         raise FacegenError("\n".join(problems))
 

@@ -155,3 +155,10 @@ def test_default_sampling_is_unchanged(face_model):
         record = {k: v for k, v in sampler.sample(i).to_dict().items() if k not in later}
         h.update(json.dumps(record, sort_keys=True).encode())
     assert h.hexdigest() == "ac13a374ed2769561ec986615689cfb0fae7394dc45901cf9e4a9f4d48ab1c10"
+
+
+def test_unknown_hair_style_is_named(face_model, tmp_path):
+    path = write(tmp_path, "hair: {styles: {mohawk: {weight: 1.0, strands: [10, 20], length: [1, 2]}}}")
+    with pytest.raises(FacegenError) as e:
+        SceneSampler(face_model, load_config(path), seed=0)
+    assert "hair.styles: unknown style 'mohawk'" in str(e.value) and "fringe" in str(e.value)
