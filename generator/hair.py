@@ -135,6 +135,15 @@ def strand_colours(hair: Hair, n: int, rng: np.random.Generator) -> np.ndarray:
 # temples, sideburns in front of the ear, over the ear, down behind it to the nape.
 HAIRLINE_AZIMUTH = np.array([0, 25, 38, 50, 62, 70, 73, 76, 101, 106, 115, 130, 150, 180], np.float64)
 HAIRLINE_HEIGHT = np.array([11.3, 11.0, 10.0, 7.5, 6.0, 4.0, 3.0, 6.3, 6.3, 4.0, 0.0, -3.5, -5.0, -5.5])
+# A fringe: every strand that the crown's flow combs forward (rooted within FRINGE_AZIMUTH degrees
+# of straight ahead around the whorl's vertical axis, WHORL) falls over the forehead: none is left
+# to fall onto the face and be pushed aside. FRINGE_SHARE of the style's strands are rooted in the
+# band FRINGE_BAND cm deep behind the hairline there, so the curtain over the brows is dense.
+WHORL = np.array([0.0, 14.0, -3.0], F)  # cm, where the crown's hair grows away from
+FRINGE_AZIMUTH = 40.0
+FRINGE_BAND = 4.0
+FRINGE_SHARE = 0.35
+FRINGE_RADIUS = 0.045  # cm: a fringe's strands are cut blunt (taper 0.8), so they are wide down to the cut
 EAR_AZIMUTH = (72.0, 106.0)  # degrees, from the front of the ear to its back
 GRID_STEP = 0.5  # cm, the collision proxy's voxels
 
@@ -147,9 +156,12 @@ class _Roots:
     cdf: np.ndarray  # (T,) float64, ends at 1
     area: float  # cm^2 on the neutral mesh
 
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """n roots by area: their triangles' corners (n, 3) and barycentric coordinates (n, 3)."""
-        tri = self.triangles[np.minimum(np.searchsorted(self.cdf, rng.random(n)), len(self.cdf) - 1)]
+    def sample(self, n: int, rng: np.random.Generator, even: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """n roots by area: their triangles' corners (n, 3) and barycentric coordinates (n, 3).
+        `even`: one root in each n-th of the area (stratified), so roots in triangles ordered along a
+        line are spread evenly along it, without the gaps of independent draws."""
+        u = (np.arange(n) + rng.random(n)) / n if even else rng.random(n)
+        tri = self.triangles[np.minimum(np.searchsorted(self.cdf, u), len(self.cdf) - 1)]
         u, v = rng.random(n), rng.random(n)
         flip = u + v > 1
         u, v = np.where(flip, 1 - u, u), np.where(flip, 1 - v, v)
@@ -179,6 +191,7 @@ class _HeadProxy:
 @dataclass(frozen=True, eq=False)
 class _Head:
     scalp: _Roots
+    fringe: _Roots  # the scalp's front band (FRINGE_BAND), its triangles ordered from right to left
     facial: dict[str, _Roots]  # beard areas: beard, moustache, chin
     proxy: _HeadProxy
     tie: dict[str, int]  # vertex the ponytail / bun is tied over
@@ -194,9 +207,14 @@ def _head(model: FaceModel) -> _Head:
     skin_tris = model.triangles[np.isin(model.triangle_region, skin_regions)]
     skin_ids = np.unique(skin_tris)
 
-    azimuth = np.degrees(np.abs(np.arctan2(v[:, 0], v[:, 2])))
+    azimuth = _azimuth(v)
     on_scalp = v[:, 1] > np.interp(azimuth, HAIRLINE_AZIMUTH, HAIRLINE_HEIGHT)
-    scalp = _roots(v, skin_tris[on_scalp[skin_tris].all(1)])
+    scalp_tris = skin_tris[on_scalp[skin_tris].all(1)]
+    scalp = _roots(v, scalp_tris)
+    centroid = v[scalp_tris].mean(1)
+    band = _azimuth(centroid - WHORL) < FRINGE_AZIMUTH
+    band &= centroid[:, 1] < np.interp(_azimuth(centroid), HAIRLINE_AZIMUTH, HAIRLINE_HEIGHT) + FRINGE_BAND
+    band_tris = scalp_tris[band][np.argsort(centroid[band, 0], kind="stable")]
 
     lo = v[skin_ids].min(0) - 4.0
     hi = v[skin_ids].max(0) + 4.0
@@ -217,13 +235,18 @@ def _head(model: FaceModel) -> _Head:
     back = skin_ids[np.argmin(np.linalg.norm(v[skin_ids] - [0.0, 7.0, -12.0], axis=1))]
     crown = skin_ids[np.argmin(np.linalg.norm(v[skin_ids] - [0.0, 13.0, -9.0], axis=1))]
     lm = model.landmarks68
-    return _Head(scalp, _facial_areas(model, skin_tris), proxy, {"ponytail": int(back), "bun": int(crown)},
+    return _Head(scalp, _roots(v, band_tris), _facial_areas(model, skin_tris), proxy, {"ponytail": int(back), "bun": int(crown)},
                  (lm[[21, 20, 19, 18, 17]], lm[[22, 23, 24, 25, 26]]))
+
+
+def _azimuth(v: np.ndarray) -> np.ndarray:
+    """Degrees around the vertical axis of points (n, 3): 0 straight ahead .. 180 at the back."""
+    return np.degrees(np.abs(np.arctan2(v[:, 0], v[:, 2])))
 
 
 def _ears(v: np.ndarray) -> np.ndarray:
     """Which of the neutral vertices (n, 3) are on the ears."""
-    azimuth = np.degrees(np.abs(np.arctan2(v[:, 0], v[:, 2])))
+    azimuth = _azimuth(v)
     return (azimuth > EAR_AZIMUTH[0]) & (azimuth < EAR_AZIMUTH[1]) & (np.abs(v[:, 1] - 1.0) < 5.0)
 
 
@@ -319,12 +342,14 @@ def _smoothstep(x):
     return x * x * (3 - 2 * x)
 
 
-def _geometry(points: np.ndarray, radius: float, taper: float, colours: np.ndarray) -> StrandGeometry:
-    """Strands with a radius tapering linearly from `radius` at the root to `taper` x at the tip."""
-    k = points.shape[1]
-    profile = ((1 - (1 - taper) * np.linspace(0, 1, k)) * radius).astype(F)
-    return StrandGeometry(np.ascontiguousarray(points, F), np.repeat(profile[None], len(points), 0),
-                          np.ascontiguousarray(colours, F))
+def _geometry(points: np.ndarray, radius, taper, colours: np.ndarray) -> StrandGeometry:
+    """Strands with a radius tapering linearly from `radius` at the root to `taper` x at the tip
+    (each a number or one per strand)."""
+    s, k = points.shape[:2]
+    radius = np.broadcast_to(np.asarray(radius, F), (s,))[:, None]
+    taper = np.broadcast_to(np.asarray(taper, F), (s,))[:, None]
+    profile = (1 - (1 - taper) * np.linspace(0, 1, k, dtype=F)) * radius
+    return StrandGeometry(np.ascontiguousarray(points, F), profile.astype(F), np.ascontiguousarray(colours, F))
 
 
 # -- growing ---------------------------------------------------------------------------------------
@@ -339,22 +364,20 @@ class _FaceZone:
     top: float
     bottom: float
     front: float
-    keep: np.ndarray  # (S,) bool: the strands that respect it (not a fringe's)
 
     def push_aside(self, p: np.ndarray) -> np.ndarray:
         """Points (S, ..., 3) inside the box moved sideways to its nearer side."""
         x, y, z = p[..., 0], p[..., 1], p[..., 2]
-        keep = self.keep.reshape(self.keep.shape + (1,) * (x.ndim - 1))
-        inside = keep & (np.abs(x) < self.half_width) & (y < self.top) & (y > self.bottom) & (z > self.front)
+        inside = (np.abs(x) < self.half_width) & (y < self.top) & (y > self.bottom) & (z > self.front)
         out = p.copy()
         out[..., 0] = np.where(inside, np.copysign(self.half_width, x), x)
         return out
 
 
-def _face_zone(shaped: np.ndarray, model: FaceModel, keep: np.ndarray) -> _FaceZone:
+def _face_zone(shaped: np.ndarray, model: FaceModel) -> _FaceZone:
     lm = shaped[model.landmarks68]
     return _FaceZone(half_width=float(np.abs(lm[[1, 15], 0]).max()) + 0.2, top=float(lm[17:27, 1].max()) + 1.0,
-                     bottom=float(lm[8, 1]) - 3.0, front=float(lm[[0, 16], 2].mean()), keep=keep)
+                     bottom=float(lm[8, 1]) - 3.0, front=float(lm[[0, 16], 2].mean()))
 
 
 def _grow(skin: _Skin, root: np.ndarray, normal: np.ndarray, comb: np.ndarray, length: np.ndarray, k: int,
@@ -419,16 +442,18 @@ def _curl(points: np.ndarray, curl: float, normal: np.ndarray, rng: np.random.Ge
     return points + (amplitude * np.cos(phase))[..., None] * side + (amplitude * np.sin(phase))[..., None] * other
 
 
-def _frizz(points: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
-    """Random bends growing towards the tip: a random walk scaled by the strand's step."""
-    if amount <= 0:
+def _frizz(points: np.ndarray, amount, rng: np.random.Generator) -> np.ndarray:
+    """Random bends growing towards the tip: a random walk scaled by the strand's step and `amount`
+    (a number or one per strand)."""
+    amount = np.asarray(amount, F)
+    if not amount.any():
         return points
     s, k = points.shape[:2]
     span = points[:, -1] - points[:, 0]
     step = np.minimum(np.sqrt(_dot(span, span)) / (k - 1), 1)[:, None, None]
     walk = np.cumsum(rng.standard_normal((s, k, 3), dtype=F), axis=1)
     t = np.linspace(0, 1, k, dtype=F)[None, :, None]
-    return points + (0.35 * amount) * step * t * walk
+    return points + (0.35 * amount.reshape(-1, 1, 1)) * step * t * walk
 
 
 # -- scalp hair ------------------------------------------------------------------------------------
@@ -445,7 +470,9 @@ def scalp_strands(hair: Hair, shaped: np.ndarray, model: FaceModel, gravity: np.
     gravity = _unit(np.asarray(gravity, F))
     s, k = hair.strands, style.points
 
-    tri, bary = head.scalp.sample(s, rng)
+    front = int(FRINGE_SHARE * s) if style.fringe else 0
+    tri, bary = (np.concatenate(x) for x in zip(head.fringe.sample(front, rng, even=True),
+                                                head.scalp.sample(s - front, rng)))
     rest = np.einsum("sk,skd->sd", bary, model.neutral[tri])  # on the neutral head: where a root is
     root, normal = _root_frame(shaped, tri, bary)
     offset = 0.03 + style.volume * rng.random(s, F)  # its layer: 0 on the scalp .. the outermost
@@ -456,33 +483,75 @@ def scalp_strands(hair: Hair, shaped: np.ndarray, model: FaceModel, gravity: np.
         chin = model.neutral[model.landmarks68[8], 1]
         length = np.minimum(length, np.maximum(1.5, (rest[:, 1] - chin - style.end_y) * 1.25))
     fringe = np.zeros(s, bool)
-    if style.fringe:  # the front strands: forward and down over the forehead, ending below the brows
-        brow_y = model.neutral[model.landmarks68[17:27], 1].min()
-        azimuth = np.degrees(np.abs(np.arctan2(rest[:, 0], rest[:, 2])))
-        fringe = (azimuth < 48) & (rest[:, 1] < 13.5) & (rest[:, 2] > 3)
-        reach = (rest[fringe, 1] - brow_y + 1.5) * 1.15 * rng.uniform(0.95, 1.05, fringe.sum())
-        length[fringe] = np.minimum(hair.length, reach)
+    if style.fringe:
+        fringe = _azimuth(rest - WHORL) < FRINGE_AZIMUTH
+        fringe[:front] = True
+        # Bangs stand off the brow ridge, 0.4-1 cm (_grow's offset ramps up to this towards the tip).
+        offset[fringe] = rng.uniform(0.55, 1.3, int(fringe.sum()))
+    rest_of = ~fringe
 
-    face = _face_zone(shaped, model, ~fringe)
+    face = _face_zone(shaped, model)
     if style.tie:
         points = _tied(style, hair, skin, shaped, head, root, normal, length, offset, gravity, rng)
     else:
         comb = _comb(style, hair, rest, normal)
-        comb[fringe] = _unit(np.array([0, -0.4, 1], F) + 0.1 * np.sign(rest[fringe, 0:1]) * SIDE)
-        lift = np.where(fringe, 0.15, style.lift).astype(F)[:, None]
         centre = None
         if style.flow == "out":  # between the ears, a little up and back
             centre = shaped[model.landmarks68[[0, 16]]].mean(0) + np.array([0, 1, -3], F)
-        points = _grow(skin, root, normal, comb, length, k, lift, style.fall, gravity, offset, face, centre)
+        points = np.empty((s, k, 3), F)
+        points[rest_of] = _grow(skin, root[rest_of], normal[rest_of], comb[rest_of], length[rest_of], k,
+                                style.lift, style.fall, gravity, offset[rest_of], face, centre)
+        if style.fringe:
+            points[fringe] = _fringe(shaped, model, skin, root[fringe], normal[fringe], offset[fringe], k,
+                                     gravity, rng)
         if style.ends_in:
             points = _ends_in(points, shaped, model, skin, offset)
-    # Bangs are cut and combed even: little clumping, so they cover the brows without gaps.
-    points = _clump(points, rest, hair.clumping * np.where(fringe, 0.2, 1.0).astype(F), rng)
+    # Bangs are cut and combed even: no locks and little frizz, so they cover the brows without gaps.
+    points = _clump(points, rest, np.where(fringe, 0, hair.clumping).astype(F), rng)
     points = _curl(points, min(hair.curl, 1.0), normal, rng)
-    points = _frizz(points, min(hair.frizz + style.frizz, 1.0), rng)
-    points[:, 1:] = skin.push_out(face.push_aside(points[:, 1:]),
-                                  0.03 + 0.5 * offset[:, None] * np.linspace(0.3, 1, k - 1, dtype=F))
-    return _geometry(points, style.radius, style.taper, strand_colours(hair, s, rng))
+    points = _frizz(points, min(hair.frizz + style.frizz, 1.0) * np.where(fringe, 0.25, 1).astype(F), rng)
+    points[rest_of, 1:] = face.push_aside(points[rest_of, 1:])
+    settle = np.where(fringe, 0.7, 0.5).astype(F) * offset  # how far off the skin the strand stays
+    points[:, 1:] = skin.push_out(points[:, 1:], 0.03 + settle[:, None] * np.linspace(0.3, 1, k - 1, dtype=F))
+    # A fringe is cut blunt and thick: wider strands that hardly taper.
+    radius = np.where(fringe, FRINGE_RADIUS, style.radius).astype(F)
+    taper = np.where(fringe, 0.8, style.taper).astype(F)
+    return _geometry(points, radius, taper, strand_colours(hair, s, rng))
+
+
+def _fringe(shaped: np.ndarray, model: FaceModel, skin: _Skin, root: np.ndarray, normal: np.ndarray,
+            offset: np.ndarray, k: int, gravity: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Bangs: strands combed forward from the front of the scalp, falling over the forehead and cut
+    straight across between the brows and the upper eyelids (1-1.6 cm under the brow line), whatever
+    the length of the rest of the hair."""
+    lm = shaped[model.landmarks68]
+    end = np.interp(root[:, 0], lm[17:27, 0], lm[17:27, 1]) - rng.uniform(1.0, 1.6, len(root)).astype(F)
+    # Grown long enough to get there over the top of the head, then cut.
+    length = 1.2 * (root[:, 1] - end + np.maximum(lm[17:27, 2].max() - root[:, 2], 0)) + 1
+    comb = _unit(np.array([0, -0.4, 1], F) + 0.02 * root[:, 0:1] * SIDE)  # fanning out a little
+    return _cut_below(_grow(skin, root, normal, comb, length, k, 0.15, 0.9, gravity, offset), end)
+
+
+def _cut_below(points: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Strands (S, K, 3) cut where they first go below the heights y (S,) and resampled to K points
+    evenly along what is left (uncut where they never do)."""
+    s, k = points.shape[:2]
+    seg = np.sqrt(_dot(np.diff(points, axis=1), np.diff(points, axis=1)))
+    arc = np.concatenate([np.zeros((s, 1), F), np.cumsum(seg, axis=1)], 1)
+    below = points[..., 1] < y[:, None]
+    rows = np.arange(s)
+    j = np.maximum(np.where(below.any(1), np.argmax(below, 1), k - 1), 1)  # the first point below
+    a, b = points[rows, j - 1, 1], points[rows, j, 1]
+    frac = np.where(below[rows, j], np.clip((a - y) / np.maximum(a - b, 1e-6), 0, 1), 1)
+    cut = arc[rows, j - 1] + frac * (arc[rows, j] - arc[rows, j - 1])
+    target = cut[:, None] * np.linspace(0, 1, k, dtype=F)
+    i = np.minimum((arc[:, None, :] <= target[:, :, None]).sum(-1) - 1, k - 2)  # the segment of each
+    a0, a1 = np.take_along_axis(arc, i, 1), np.take_along_axis(arc, i + 1, 1)
+    w = ((target - a0) / np.maximum(a1 - a0, 1e-6))[..., None]
+    p0, p1 = np.take_along_axis(points, i[..., None], 1), np.take_along_axis(points, i[..., None] + 1, 1)
+    return (p0 + w * (p1 - p0)).astype(F)
+
+
 
 
 def _comb(style: Style, hair: Hair, rest: np.ndarray, normal: np.ndarray) -> np.ndarray:
@@ -499,7 +568,7 @@ def _comb(style: Style, hair: Hair, rest: np.ndarray, normal: np.ndarray) -> np.
     if style.flow == "back":  # combed up at the hairline, back over the top, down at the sides
         return _unit(BACK + 0.3 * UP * _smoothstep((z - 4) / 4)[:, None] + 0.4 * DOWN)
     if style.flow == "crown":  # away from the whorl at the back of the crown
-        return _unit(_tangent(rest - np.array([0, 14, -3], F), normal) + 0.3 * DOWN)
+        return _unit(_tangent(rest - WHORL, normal) + 0.3 * DOWN)
     if style.flow == "out":  # afro: out of the scalp (then away from the head's centre: _grow)
         return normal
     raise ValueError(f"hair style flow {style.flow!r}")
