@@ -54,6 +54,7 @@ class Style:
     parted: bool = False  # combed away from the parting line at `Hair.parting`
     side_part: bool = False  # the parting is at one side (never in the middle)
     tie: str = ""  # "ponytail" | "bun": strands converge to a tie point at the back of the head
+    front: float = 0.0  # share of the strands rooted evenly in the band behind the front hairline
     frizz: float = 0.0  # added to Hair.frizz
     taper: float = 0.35
 
@@ -61,9 +62,9 @@ class Style:
 STYLES: dict[str, Style | None] = {
     "bald": None,
     "buzz": Style(points=3, flow="crown", lift=0.1, fall=0.0, volume=0.05, radius=0.03, taper=0.6),
-    "crew": Style(points=6, flow="back", lift=0.45, fall=0.1, volume=0.35, radius=0.035, sides=0.45),
-    "side_part": Style(points=10, flow="part", lift=0.3, fall=0.35, volume=0.6, radius=0.035, sides=0.6,
-                       parted=True, side_part=True),
+    "crew": Style(points=6, flow="back", lift=0.45, fall=0.1, volume=0.35, radius=0.045, sides=0.45, front=0.1),
+    "side_part": Style(points=10, flow="part", lift=0.3, fall=0.35, volume=0.6, radius=0.045, sides=0.6,
+                       parted=True, side_part=True, front=0.1),
     "medium": Style(points=12, flow="part", lift=0.25, fall=0.8, volume=0.8, radius=0.035, end_y=1.0,
                     parted=True),
     "bob": Style(points=14, flow="part", lift=0.25, fall=0.9, volume=0.9, radius=0.035, end_y=2.0,
@@ -72,9 +73,10 @@ STYLES: dict[str, Style | None] = {
     "long_wavy": Style(points=24, flow="part", lift=0.25, fall=1.0, volume=1.2, radius=0.035, parted=True),
     "curly": Style(points=20, flow="part", lift=0.5, fall=0.6, volume=1.5, radius=0.04, frizz=0.15),
     "afro": Style(points=16, flow="out", lift=1.0, fall=0.1, volume=2.0, radius=0.045, frizz=0.35),
-    "fringe": Style(points=14, flow="crown", lift=0.2, fall=0.9, volume=0.8, radius=0.035, fringe=True),
-    "ponytail": Style(points=20, flow="tie", lift=0.05, fall=1.0, volume=0.3, radius=0.035, tie="ponytail"),
-    "bun": Style(points=20, flow="tie", lift=0.05, fall=0.0, volume=0.3, radius=0.035, tie="bun"),
+    "fringe": Style(points=14, flow="crown", lift=0.2, fall=0.9, volume=0.8, radius=0.035, fringe=True, front=0.35),
+    "ponytail": Style(points=20, flow="tie", lift=0.05, fall=1.0, volume=0.3, radius=0.04, tie="ponytail",
+                      front=0.15),
+    "bun": Style(points=22, flow="tie", lift=0.05, fall=0.0, volume=0.3, radius=0.04, tie="bun", front=0.15),
 }
 
 
@@ -135,14 +137,15 @@ def strand_colours(hair: Hair, n: int, rng: np.random.Generator) -> np.ndarray:
 # temples, sideburns in front of the ear, over the ear, down behind it to the nape.
 HAIRLINE_AZIMUTH = np.array([0, 25, 38, 50, 62, 70, 73, 76, 101, 106, 115, 130, 150, 180], np.float64)
 HAIRLINE_HEIGHT = np.array([11.3, 11.0, 10.0, 7.5, 6.0, 4.0, 3.0, 6.3, 6.3, 4.0, 0.0, -3.5, -5.0, -5.5])
-# A fringe: every strand that the crown's flow combs forward (rooted within FRINGE_AZIMUTH degrees
-# of straight ahead around the whorl's vertical axis, WHORL) falls over the forehead: none is left
-# to fall onto the face and be pushed aside. FRINGE_SHARE of the style's strands are rooted in the
-# band FRINGE_BAND cm deep behind the hairline there, so the curtain over the brows is dense.
+# The front band: the scalp FRONT_BAND cm deep behind the hairline, within FRONT_AZIMUTH degrees of
+# straight ahead around the whorl's vertical axis (WHORL). `Style.front` of the strands are rooted
+# there, evenly across it: the hairline is what a frontal view sees of the scalp, and a fringe's
+# curtain needs them. Every fringe strand rooted in that sector (up to the crown: the crown's flow
+# combs them forward) falls over the forehead, so none is left to fall onto the face.
 WHORL = np.array([0.0, 14.0, -3.0], F)  # cm, where the crown's hair grows away from
-FRINGE_AZIMUTH = 40.0
-FRINGE_BAND = 4.0
-FRINGE_SHARE = 0.35
+FRONT_AZIMUTH = 40.0
+FRONT_BAND = 4.0
+TIE_PATH = 12  # points from the root to the tie point of a ponytail / bun, after the root
 FRINGE_RADIUS = 0.045  # cm: a fringe's strands are cut blunt (taper 0.8), so they are wide down to the cut
 EAR_AZIMUTH = (72.0, 106.0)  # degrees, from the front of the ear to its back
 GRID_STEP = 0.5  # cm, the collision proxy's voxels
@@ -191,7 +194,7 @@ class _HeadProxy:
 @dataclass(frozen=True, eq=False)
 class _Head:
     scalp: _Roots
-    fringe: _Roots  # the scalp's front band (FRINGE_BAND), its triangles ordered from right to left
+    front: _Roots  # the scalp's front band (FRONT_BAND), its triangles ordered from right to left
     facial: dict[str, _Roots]  # beard areas: beard, moustache, chin
     proxy: _HeadProxy
     tie: dict[str, int]  # vertex the ponytail / bun is tied over
@@ -212,8 +215,8 @@ def _head(model: FaceModel) -> _Head:
     scalp_tris = skin_tris[on_scalp[skin_tris].all(1)]
     scalp = _roots(v, scalp_tris)
     centroid = v[scalp_tris].mean(1)
-    band = _azimuth(centroid - WHORL) < FRINGE_AZIMUTH
-    band &= centroid[:, 1] < np.interp(_azimuth(centroid), HAIRLINE_AZIMUTH, HAIRLINE_HEIGHT) + FRINGE_BAND
+    band = _azimuth(centroid - WHORL) < FRONT_AZIMUTH
+    band &= centroid[:, 1] < np.interp(_azimuth(centroid), HAIRLINE_AZIMUTH, HAIRLINE_HEIGHT) + FRONT_BAND
     band_tris = scalp_tris[band][np.argsort(centroid[band, 0], kind="stable")]
 
     lo = v[skin_ids].min(0) - 4.0
@@ -235,7 +238,8 @@ def _head(model: FaceModel) -> _Head:
     back = skin_ids[np.argmin(np.linalg.norm(v[skin_ids] - [0.0, 7.0, -12.0], axis=1))]
     crown = skin_ids[np.argmin(np.linalg.norm(v[skin_ids] - [0.0, 13.0, -9.0], axis=1))]
     lm = model.landmarks68
-    return _Head(scalp, _roots(v, band_tris), _facial_areas(model, skin_tris), proxy, {"ponytail": int(back), "bun": int(crown)},
+    return _Head(scalp, _roots(v, band_tris), _facial_areas(model, skin_tris), proxy,
+                 {"ponytail": int(back), "bun": int(crown)},
                  (lm[[21, 20, 19, 18, 17]], lm[[22, 23, 24, 25, 26]]))
 
 
@@ -470,8 +474,8 @@ def scalp_strands(hair: Hair, shaped: np.ndarray, model: FaceModel, gravity: np.
     gravity = _unit(np.asarray(gravity, F))
     s, k = hair.strands, style.points
 
-    front = int(FRINGE_SHARE * s) if style.fringe else 0
-    tri, bary = (np.concatenate(x) for x in zip(head.fringe.sample(front, rng, even=True),
+    front = int(style.front * s)
+    tri, bary = (np.concatenate(x) for x in zip(head.front.sample(front, rng, even=True),
                                                 head.scalp.sample(s - front, rng)))
     rest = np.einsum("sk,skd->sd", bary, model.neutral[tri])  # on the neutral head: where a root is
     root, normal = _root_frame(shaped, tri, bary)
@@ -484,7 +488,7 @@ def scalp_strands(hair: Hair, shaped: np.ndarray, model: FaceModel, gravity: np.
         length = np.minimum(length, np.maximum(1.5, (rest[:, 1] - chin - style.end_y) * 1.25))
     fringe = np.zeros(s, bool)
     if style.fringe:
-        fringe = _azimuth(rest - WHORL) < FRINGE_AZIMUTH
+        fringe = _azimuth(rest - WHORL) < FRONT_AZIMUTH
         fringe[:front] = True
         # Bangs stand off the brow ridge, 0.4-1 cm (_grow's offset ramps up to this towards the tip).
         offset[fringe] = rng.uniform(0.55, 1.3, int(fringe.sum()))
@@ -532,20 +536,30 @@ def _fringe(shaped: np.ndarray, model: FaceModel, skin: _Skin, root: np.ndarray,
     return _cut_below(_grow(skin, root, normal, comb, length, k, 0.15, 0.9, gravity, offset), end)
 
 
+def _arc(points: np.ndarray) -> np.ndarray:
+    """Arc length (S, K) from the root to each point of strands (S, K, 3)."""
+    seg = np.sqrt(_dot(np.diff(points, axis=1), np.diff(points, axis=1)))
+    return np.concatenate([np.zeros((len(points), 1), F), np.cumsum(seg, axis=1)], 1)
+
+
 def _cut_below(points: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Strands (S, K, 3) cut where they first go below the heights y (S,) and resampled to K points
     evenly along what is left (uncut where they never do)."""
     s, k = points.shape[:2]
-    seg = np.sqrt(_dot(np.diff(points, axis=1), np.diff(points, axis=1)))
-    arc = np.concatenate([np.zeros((s, 1), F), np.cumsum(seg, axis=1)], 1)
+    arc = _arc(points)
     below = points[..., 1] < y[:, None]
     rows = np.arange(s)
     j = np.maximum(np.where(below.any(1), np.argmax(below, 1), k - 1), 1)  # the first point below
     a, b = points[rows, j - 1, 1], points[rows, j, 1]
     frac = np.where(below[rows, j], np.clip((a - y) / np.maximum(a - b, 1e-6), 0, 1), 1)
-    cut = arc[rows, j - 1] + frac * (arc[rows, j] - arc[rows, j - 1])
+    return _resample(points, arc, arc[rows, j - 1] + frac * (arc[rows, j] - arc[rows, j - 1]), k)
+
+
+def _resample(points: np.ndarray, arc: np.ndarray, cut: np.ndarray, k: int) -> np.ndarray:
+    """k points evenly along each strand (S, K, 3) from its root to arc length `cut` (S,)."""
+    k0 = points.shape[1]
     target = cut[:, None] * np.linspace(0, 1, k, dtype=F)
-    i = np.minimum((arc[:, None, :] <= target[:, :, None]).sum(-1) - 1, k - 2)  # the segment of each
+    i = np.minimum((arc[:, None, :] <= target[:, :, None]).sum(-1) - 1, k0 - 2)  # the segment of each
     a0, a1 = np.take_along_axis(arc, i, 1), np.take_along_axis(arc, i + 1, 1)
     w = ((target - a0) / np.maximum(a1 - a0, 1e-6))[..., None]
     p0, p1 = np.take_along_axis(points, i[..., None], 1), np.take_along_axis(points, i[..., None] + 1, 1)
@@ -587,22 +601,28 @@ def _ends_in(points: np.ndarray, shaped: np.ndarray, model: FaceModel, skin: _Sk
 def _tied(style: Style, hair: Hair, skin: _Skin, shaped: np.ndarray, head: _Head, root: np.ndarray,
           normal: np.ndarray, length: np.ndarray, offset: np.ndarray, gravity: np.ndarray,
           rng: np.random.Generator) -> np.ndarray:
-    """Ponytail and bun: strands combed over the scalp to a tie point at the back of the head (the
-    first third of their points); from there a tail hangs along gravity (ponytail) or winds round a
-    ball (bun)."""
+    """Ponytail and bun: strands combed flat over the scalp to a tie point at the back of the head
+    (TIE_PATH points: short enough segments to stay outside the curved scalp, so the whole scalp is
+    covered from the hairline back); from there a tail hangs along gravity (ponytail) or winds round
+    a ball (bun)."""
     s, k = len(root), style.points
     anchor = head.tie[style.tie]
     tie_normal = skin.normals[np.searchsorted(skin.proxy.vertex_ids, anchor)]
     tie = shaped[anchor] + 0.6 * tie_normal
-    k1 = k // 3
+    k1 = TIE_PATH
     to_tie = np.sqrt(_dot(tie - root, tie - root))
-    near = _grow(skin, root, normal, tie - root, to_tie * 1.1, k1 + 1, 0.05, 0.0, gravity, offset * 0.3)
+    # Grown towards the tie along the scalp (further than the chord), cut where it comes closest.
+    near = _grow(skin, root, normal, tie - root, to_tie * 1.5, k1 + 1, 0.05, 0.0, gravity, 0.1 + offset * 0.3)
+    gap = near - tie
+    closest = np.argmin(_dot(gap, gap), axis=1)
+    arc = _arc(near)
+    near = _resample(near, arc, np.maximum(arc[np.arange(s), closest], 1e-3), k1 + 1)
     # Pull each path onto the tie point, the more the closer to it (within a 0.3 cm knot).
     w = _smoothstep(np.arange(k1 + 1, dtype=F) / k1)[None, :, None]
     knot = 0.15 * rng.standard_normal((s, 1, 3), dtype=F)
     near = near + w * (tie + knot - near[:, -1:])
-    near[:, 1:] = skin.push_out(near[:, 1:], 0.05 + offset[:, None] * 0.2)
-    rest_len = np.maximum(length - to_tie, 2)
+    near[:, 1:] = skin.push_out(near[:, 1:], 0.1 + offset[:, None] * 0.3)
+    rest_len = np.maximum(length - arc[np.arange(s), closest], 2)
     m = k - k1 - 1  # points after the tie
     if style.tie == "ponytail":
         tail = np.empty((s, m, 3), F)
@@ -614,12 +634,12 @@ def _tied(style: Style, hair: Hair, skin: _Skin, shaped: np.ndarray, head: _Head
             p = skin.push_out(p + step * d, 0.3 + offset)
             tail[:, i] = p
         return np.concatenate([near, tail], 1)
-    # Bun: each strand winds up to twice round a ball resting on the tie point.
+    # Bun: each strand winds up to 1.5 times round a ball resting on the tie point (6 points a turn).
     radius = float(np.clip(hair.length * 0.09, 2.2, 3.5))
     centre = tie + tie_normal * radius * 0.8
     u = _unit(near[:, -1] - centre)
     v = _unit(_tangent(rng.standard_normal((s, 3), dtype=F), u))
-    turns = np.minimum(rest_len / (2 * np.pi * radius), 2)
+    turns = np.minimum(rest_len / (2 * np.pi * radius), 1.5)
     phi = (2 * np.pi) * turns[:, None] * np.linspace(0, 1, m + 1, dtype=F)[None, 1:]
     r = radius * rng.uniform(0.75, 1.0, (s, 1)).astype(F)
     ball = centre + (r * np.cos(phi))[..., None] * u[:, None] + (r * np.sin(phi))[..., None] * v[:, None]
