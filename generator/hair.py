@@ -70,13 +70,13 @@ STYLES: dict[str, Style | None] = {
     "bob": Style(points=14, flow="part", lift=0.25, fall=0.9, volume=0.9, radius=0.035, end_y=2.0,
                  ends_in=1.0, parted=True),
     "long_straight": Style(points=16, flow="part", lift=0.2, fall=1.0, volume=0.9, radius=0.035, parted=True),
-    "long_wavy": Style(points=24, flow="part", lift=0.25, fall=1.0, volume=1.2, radius=0.035, parted=True),
+    "long_wavy": Style(points=20, flow="part", lift=0.25, fall=1.0, volume=1.2, radius=0.035, parted=True),
     "curly": Style(points=20, flow="part", lift=0.5, fall=0.6, volume=1.5, radius=0.04, frizz=0.15),
     "afro": Style(points=16, flow="out", lift=1.0, fall=0.1, volume=2.0, radius=0.045, frizz=0.35),
     "fringe": Style(points=14, flow="crown", lift=0.2, fall=0.9, volume=0.8, radius=0.035, fringe=True, front=0.35),
-    "ponytail": Style(points=20, flow="tie", lift=0.05, fall=1.0, volume=0.3, radius=0.04, tie="ponytail",
+    "ponytail": Style(points=16, flow="tie", lift=0.05, fall=1.0, volume=0.3, radius=0.04, tie="ponytail",
                       front=0.15),
-    "bun": Style(points=22, flow="tie", lift=0.05, fall=0.0, volume=0.3, radius=0.04, tie="bun", front=0.15),
+    "bun": Style(points=18, flow="tie", lift=0.05, fall=0.0, volume=0.3, radius=0.04, tie="bun", front=0.15),
 }
 
 
@@ -145,7 +145,7 @@ HAIRLINE_HEIGHT = np.array([11.3, 11.0, 10.0, 7.5, 6.0, 4.0, 3.0, 6.3, 6.3, 4.0,
 WHORL = np.array([0.0, 14.0, -3.0], F)  # cm, where the crown's hair grows away from
 FRONT_AZIMUTH = 40.0
 FRONT_BAND = 4.0
-TIE_PATH = 12  # points from the root to the tie point of a ponytail / bun, after the root
+TIE_PATH = 10  # points from the root to the tie point of a ponytail / bun, after the root
 FRINGE_RADIUS = 0.045  # cm: a fringe's strands are cut blunt (taper 0.8), so they are wide down to the cut
 EAR_AZIMUTH = (72.0, 106.0)  # degrees, from the front of the ear to its back
 GRID_STEP = 0.5  # cm, the collision proxy's voxels
@@ -294,17 +294,23 @@ class _Skin:
     proxy: _HeadProxy
     vertices: np.ndarray  # (n + 1, 3) float32 skin vertices of the shaped mesh
     normals: np.ndarray  # (n + 1, 3) float32 unit
+    columns: np.ndarray  # (6, n + 1) float32: the vertices' x, y, z and the normals' x, y, z as rows
+
+    def at(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Signed distance of points given by their coordinates (each (...)) to the skin (> 0
+        outside; 0 away from the head) and the skin normal's x, y, z there. Coordinates one array
+        each: the growing loop's arrays stay contiguous, with no small trailing axis."""
+        proxy, inv = self.proxy, 1.0 / GRID_STEP
+        cell = [np.minimum(np.maximum((c - o) * inv, 0), d - 1).astype(np.int32)  # beyond the grid: its border
+                for c, o, d in zip((x, y, z), proxy.origin, proxy.dims)]
+        near = proxy.nearest[(cell[0] * proxy.dims[1] + cell[1]) * proxy.dims[2] + cell[2]]
+        vx, vy, vz, nx, ny, nz = np.take(self.columns, near, axis=1)
+        return (x - vx) * nx + (y - vy) * ny + (z - vz) * nz, nx, ny, nz
 
     def distance(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Signed distance of points (..., 3) to the skin (> 0 outside; 0 away from the head) and
-        the skin normal there."""
-        proxy = self.proxy
-        q = (p - proxy.origin) * (1.0 / GRID_STEP)
-        np.minimum(np.maximum(q, 0, out=q), proxy.dims - 1, out=q)  # beyond the grid: its border
-        i = q.astype(np.int32)
-        near = proxy.nearest[(i[..., 0] * proxy.dims[1] + i[..., 1]) * proxy.dims[2] + i[..., 2]]
-        n = np.take(self.normals, near, axis=0)
-        return _dot(p - np.take(self.vertices, near, axis=0), n), n
+        """`at` for points (..., 3): the distance (...) and the normal (..., 3)."""
+        d, nx, ny, nz = self.at(p[..., 0], p[..., 1], p[..., 2])
+        return d, np.stack([nx, ny, nz], -1)
 
     def push_out(self, p: np.ndarray, offset) -> np.ndarray:
         """Points moved along the skin normal to at least `offset` cm outside."""
@@ -319,7 +325,8 @@ def _skin(shaped: np.ndarray, model: FaceModel) -> _Skin:
     fn = np.cross(v[t[:, 1]] - v[t[:, 0]], v[t[:, 2]] - v[t[:, 0]])  # area weighted
     n = np.stack([sum(np.bincount(t[:, c], fn[:, j], len(v)) for c in range(3)) for j in range(3)], 1)
     zero = np.zeros((1, 3), F)
-    return _Skin(proxy, np.concatenate([v, zero]), np.concatenate([_unit(n.astype(F)), zero]))
+    v, n = np.concatenate([v, zero]), np.concatenate([_unit(n.astype(F)), zero])
+    return _Skin(proxy, v, n, np.ascontiguousarray(np.concatenate([v, n], 1).T))
 
 
 def _root_frame(shaped: np.ndarray, tri: np.ndarray, bary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -329,7 +336,7 @@ def _root_frame(shaped: np.ndarray, tri: np.ndarray, bary: np.ndarray) -> tuple[
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.einsum("...i,...i->...", a, b)
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]  # faster than einsum on 3
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -369,12 +376,15 @@ class _FaceZone:
     bottom: float
     front: float
 
-    def push_aside(self, p: np.ndarray) -> np.ndarray:
-        """Points (S, ..., 3) inside the box moved sideways to its nearer side."""
-        x, y, z = p[..., 0], p[..., 1], p[..., 2]
+    def aside(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """The x coordinates of points (each (...)), those inside the box moved to its nearer side."""
         inside = (np.abs(x) < self.half_width) & (y < self.top) & (y > self.bottom) & (z > self.front)
+        return np.where(inside, np.copysign(self.half_width, x), x)
+
+    def push_aside(self, p: np.ndarray) -> np.ndarray:
+        """`aside` for points (..., 3)."""
         out = p.copy()
-        out[..., 0] = np.where(inside, np.copysign(self.half_width, x), x)
+        out[..., 0] = self.aside(p[..., 0], p[..., 1], p[..., 2])
         return out
 
 
@@ -392,27 +402,44 @@ def _grow(skin: _Skin, root: np.ndarray, normal: np.ndarray, comb: np.ndarray, l
     tangent to the skin under it while it lies on the head, and by `fall` towards gravity. After
     each step it is pushed `offset` (S,) cm out of the skin, so it wraps around the head, and out of
     `face`. With a `centre` the comb direction is away from it everywhere (an afro's round volume)."""
-    step = (length / (k - 1))[:, None]
-    points = np.empty((len(root), k, 3), F)
-    points[:, 0] = root
-    d = _unit(lift * normal + (1 - lift) * _unit(_tangent(comb, normal)))
-    n, free = normal, np.zeros(len(root), F)  # free: how far the strand has left the head
+    # One contiguous (S,) array per coordinate: a step is ~60 small vector operations, no (S, 3) ones.
+    out = np.empty((3, k, len(root)), F)
+    out[:, 0] = root.T
+    x, y, z = (np.array(c) for c in root.T)
+    nx, ny, nz = (np.array(c) for c in normal.T)
+    cx, cy, cz = (np.array(c) for c in comb.T)
+    dx, dy, dz = (np.array(c) for c in _unit(lift * normal + (1 - lift) * _unit(_tangent(comb, normal))).T)
+    gx, gy, gz = (float(c) for c in gravity)
+    step = (length / (k - 1)).astype(F)
+    free = np.zeros(len(root), F)  # how far the strand has left the head
     for i in range(1, k):
         t = i / (k - 1)
         if centre is None:
-            want = (1 - fall * t) * np.exp(-free)[:, None] * _unit(_tangent(comb, n))
+            cn = cx * nx + cy * ny + cz * nz
+            wx, wy, wz = cx - cn * nx, cy - cn * ny, cz - cn * nz
+            w = (1 - fall * t) * np.exp(-free) / np.sqrt(np.maximum(wx * wx + wy * wy + wz * wz, 1e-18))
         else:
-            want = _unit(points[:, i - 1] - centre + 0.5 * UP)
-        d = _unit(d + _unit(want + fall * (0.5 + 1.5 * t) * gravity))
-        p = points[:, i - 1] + step * d
+            wx, wy, wz = x - centre[0], y - centre[1] + 0.5, z - centre[2]
+            w = 1 / np.sqrt(np.maximum(wx * wx + wy * wy + wz * wz, 1e-18))
+        g = fall * (0.5 + 1.5 * t)
+        wx, wy, wz = w * wx + g * gx, w * wy + g * gy, w * wz + g * gz
+        w = 1 / np.sqrt(np.maximum(wx * wx + wy * wy + wz * wz, 1e-18))
+        dx, dy, dz = dx + w * wx, dy + w * wy, dz + w * wz
+        w = step / np.sqrt(np.maximum(dx * dx + dy * dy + dz * dz, 1e-18))
+        px, py, pz = x, y, z
+        x, y, z = x + w * dx, y + w * dy, z + w * dz
         if face is not None:
-            p = face.push_aside(p)
+            x = face.aside(x, y, z)
         off = offset * (0.4 + 0.6 * t)  # outer layers stand further off towards the tips: volume
-        dist, n = skin.distance(p)
-        points[:, i] = p + np.maximum(off - dist, 0)[:, None] * n
+        dist, nx, ny, nz = skin.at(x, y, z)
+        push = np.maximum(off - dist, 0)
+        x, y, z = x + push * nx, y + push * ny, z + push * nz
         free = np.maximum(dist - off, 0)
-        d = _unit(points[:, i] - points[:, i - 1])
-    return points
+        dx, dy, dz = x - px, y - py, z - pz
+        w = 1 / np.sqrt(np.maximum(dx * dx + dy * dy + dz * dz, 1e-18))
+        dx, dy, dz = w * dx, w * dy, w * dz
+        out[0, i], out[1, i], out[2, i] = x, y, z
+    return np.ascontiguousarray(out.transpose(2, 1, 0))
 
 
 def _clump(points: np.ndarray, roots: np.ndarray, amount: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -557,15 +584,16 @@ def _cut_below(points: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def _resample(points: np.ndarray, arc: np.ndarray, cut: np.ndarray, k: int) -> np.ndarray:
     """k points evenly along each strand (S, K, 3) from its root to arc length `cut` (S,)."""
-    k0 = points.shape[1]
+    s, k0 = points.shape[:2]
     target = cut[:, None] * np.linspace(0, 1, k, dtype=F)
-    i = np.minimum((arc[:, None, :] <= target[:, :, None]).sum(-1) - 1, k0 - 2)  # the segment of each
-    a0, a1 = np.take_along_axis(arc, i, 1), np.take_along_axis(arc, i + 1, 1)
-    w = ((target - a0) / np.maximum(a1 - a0, 1e-6))[..., None]
-    p0, p1 = np.take_along_axis(points, i[..., None], 1), np.take_along_axis(points, i[..., None] + 1, 1)
-    return (p0 + w * (p1 - p0)).astype(F)
-
-
+    # One search for all strands: each strand's arc lengths shifted (in float64) past the last one's.
+    shift = np.arange(s)[:, None] * (float(arc[:, -1].max()) + 1.0)
+    found = np.searchsorted((arc + shift).ravel(), (target + shift).ravel(), side="right").reshape(s, k)
+    start = np.arange(s)[:, None] * k0
+    i = start + np.clip(found - 1 - start, 0, k0 - 2)  # the segment each new point is on, flat
+    arc, points = arc.ravel(), points.reshape(-1, 3)
+    w = ((target - arc[i]) / np.maximum(arc[i + 1] - arc[i], 1e-6))[..., None]
+    return (points[i] + w * (points[i + 1] - points[i])).astype(F)
 
 
 def _comb(style: Style, hair: Hair, rest: np.ndarray, normal: np.ndarray) -> np.ndarray:
@@ -634,12 +662,12 @@ def _tied(style: Style, hair: Hair, skin: _Skin, shaped: np.ndarray, head: _Head
             p = skin.push_out(p + step * d, 0.3 + offset)
             tail[:, i] = p
         return np.concatenate([near, tail], 1)
-    # Bun: each strand winds up to 1.5 times round a ball resting on the tie point (6 points a turn).
+    # Bun: each strand winds up to 1.25 times round a ball resting on the tie point (~6 points a turn).
     radius = float(np.clip(hair.length * 0.09, 2.2, 3.5))
     centre = tie + tie_normal * radius * 0.8
     u = _unit(near[:, -1] - centre)
     v = _unit(_tangent(rng.standard_normal((s, 3), dtype=F), u))
-    turns = np.minimum(rest_len / (2 * np.pi * radius), 1.5)
+    turns = np.minimum(rest_len / (2 * np.pi * radius), 1.25)
     phi = (2 * np.pi) * turns[:, None] * np.linspace(0, 1, m + 1, dtype=F)[None, 1:]
     r = radius * rng.uniform(0.75, 1.0, (s, 1)).astype(F)
     ball = centre + (r * np.cos(phi))[..., None] * u[:, None] + (r * np.sin(phi))[..., None] * v[:, None]
