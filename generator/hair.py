@@ -54,6 +54,7 @@ class Style:
     parted: bool = False  # combed away from the parting line at `Hair.parting`
     side_part: bool = False  # the parting is at one side (never in the middle)
     tie: str = ""  # "ponytail" | "bun": strands converge to a tie point at the back of the head
+    front: float = 0.0  # share of the strands rooted evenly in the band behind the front hairline
     frizz: float = 0.0  # added to Hair.frizz
     taper: float = 0.35
 
@@ -61,20 +62,21 @@ class Style:
 STYLES: dict[str, Style | None] = {
     "bald": None,
     "buzz": Style(points=3, flow="crown", lift=0.1, fall=0.0, volume=0.05, radius=0.03, taper=0.6),
-    "crew": Style(points=6, flow="back", lift=0.45, fall=0.1, volume=0.35, radius=0.035, sides=0.45),
-    "side_part": Style(points=10, flow="part", lift=0.3, fall=0.35, volume=0.6, radius=0.035, sides=0.6,
-                       parted=True, side_part=True),
+    "crew": Style(points=6, flow="back", lift=0.45, fall=0.1, volume=0.35, radius=0.045, sides=0.45, front=0.1),
+    "side_part": Style(points=10, flow="part", lift=0.3, fall=0.35, volume=0.6, radius=0.045, sides=0.6,
+                       parted=True, side_part=True, front=0.1),
     "medium": Style(points=12, flow="part", lift=0.25, fall=0.8, volume=0.8, radius=0.035, end_y=1.0,
                     parted=True),
     "bob": Style(points=14, flow="part", lift=0.25, fall=0.9, volume=0.9, radius=0.035, end_y=2.0,
                  ends_in=1.0, parted=True),
     "long_straight": Style(points=16, flow="part", lift=0.2, fall=1.0, volume=0.9, radius=0.035, parted=True),
-    "long_wavy": Style(points=24, flow="part", lift=0.25, fall=1.0, volume=1.2, radius=0.035, parted=True),
+    "long_wavy": Style(points=20, flow="part", lift=0.25, fall=1.0, volume=1.2, radius=0.035, parted=True),
     "curly": Style(points=20, flow="part", lift=0.5, fall=0.6, volume=1.5, radius=0.04, frizz=0.15),
     "afro": Style(points=16, flow="out", lift=1.0, fall=0.1, volume=2.0, radius=0.045, frizz=0.35),
-    "fringe": Style(points=14, flow="crown", lift=0.2, fall=0.9, volume=0.8, radius=0.035, fringe=True),
-    "ponytail": Style(points=20, flow="tie", lift=0.05, fall=1.0, volume=0.3, radius=0.035, tie="ponytail"),
-    "bun": Style(points=20, flow="tie", lift=0.05, fall=0.0, volume=0.3, radius=0.035, tie="bun"),
+    "fringe": Style(points=14, flow="crown", lift=0.2, fall=0.9, volume=0.8, radius=0.035, fringe=True, front=0.35),
+    "ponytail": Style(points=16, flow="tie", lift=0.05, fall=1.0, volume=0.3, radius=0.04, tie="ponytail",
+                      front=0.15),
+    "bun": Style(points=18, flow="tie", lift=0.05, fall=0.0, volume=0.3, radius=0.04, tie="bun", front=0.15),
 }
 
 
@@ -135,6 +137,16 @@ def strand_colours(hair: Hair, n: int, rng: np.random.Generator) -> np.ndarray:
 # temples, sideburns in front of the ear, over the ear, down behind it to the nape.
 HAIRLINE_AZIMUTH = np.array([0, 25, 38, 50, 62, 70, 73, 76, 101, 106, 115, 130, 150, 180], np.float64)
 HAIRLINE_HEIGHT = np.array([11.3, 11.0, 10.0, 7.5, 6.0, 4.0, 3.0, 6.3, 6.3, 4.0, 0.0, -3.5, -5.0, -5.5])
+# The front band: the scalp FRONT_BAND cm deep behind the hairline, within FRONT_AZIMUTH degrees of
+# straight ahead around the whorl's vertical axis (WHORL). `Style.front` of the strands are rooted
+# there, evenly across it: the hairline is what a frontal view sees of the scalp, and a fringe's
+# curtain needs them. Every fringe strand rooted in that sector (up to the crown: the crown's flow
+# combs them forward) falls over the forehead, so none is left to fall onto the face.
+WHORL = np.array([0.0, 14.0, -3.0], F)  # cm, where the crown's hair grows away from
+FRONT_AZIMUTH = 40.0
+FRONT_BAND = 4.0
+TIE_PATH = 10  # points from the root to the tie point of a ponytail / bun, after the root
+FRINGE_RADIUS = 0.045  # cm: a fringe's strands are cut blunt (taper 0.8), so they are wide down to the cut
 EAR_AZIMUTH = (72.0, 106.0)  # degrees, from the front of the ear to its back
 GRID_STEP = 0.5  # cm, the collision proxy's voxels
 
@@ -147,9 +159,12 @@ class _Roots:
     cdf: np.ndarray  # (T,) float64, ends at 1
     area: float  # cm^2 on the neutral mesh
 
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """n roots by area: their triangles' corners (n, 3) and barycentric coordinates (n, 3)."""
-        tri = self.triangles[np.minimum(np.searchsorted(self.cdf, rng.random(n)), len(self.cdf) - 1)]
+    def sample(self, n: int, rng: np.random.Generator, even: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """n roots by area: their triangles' corners (n, 3) and barycentric coordinates (n, 3).
+        `even`: one root in each n-th of the area (stratified), so roots in triangles ordered along a
+        line are spread evenly along it, without the gaps of independent draws."""
+        u = (np.arange(n) + rng.random(n)) / n if even else rng.random(n)
+        tri = self.triangles[np.minimum(np.searchsorted(self.cdf, u), len(self.cdf) - 1)]
         u, v = rng.random(n), rng.random(n)
         flip = u + v > 1
         u, v = np.where(flip, 1 - u, u), np.where(flip, 1 - v, v)
@@ -179,6 +194,7 @@ class _HeadProxy:
 @dataclass(frozen=True, eq=False)
 class _Head:
     scalp: _Roots
+    front: _Roots  # the scalp's front band (FRONT_BAND), its triangles ordered from right to left
     facial: dict[str, _Roots]  # beard areas: beard, moustache, chin
     proxy: _HeadProxy
     tie: dict[str, int]  # vertex the ponytail / bun is tied over
@@ -194,9 +210,14 @@ def _head(model: FaceModel) -> _Head:
     skin_tris = model.triangles[np.isin(model.triangle_region, skin_regions)]
     skin_ids = np.unique(skin_tris)
 
-    azimuth = np.degrees(np.abs(np.arctan2(v[:, 0], v[:, 2])))
+    azimuth = _azimuth(v)
     on_scalp = v[:, 1] > np.interp(azimuth, HAIRLINE_AZIMUTH, HAIRLINE_HEIGHT)
-    scalp = _roots(v, skin_tris[on_scalp[skin_tris].all(1)])
+    scalp_tris = skin_tris[on_scalp[skin_tris].all(1)]
+    scalp = _roots(v, scalp_tris)
+    centroid = v[scalp_tris].mean(1)
+    band = _azimuth(centroid - WHORL) < FRONT_AZIMUTH
+    band &= centroid[:, 1] < np.interp(_azimuth(centroid), HAIRLINE_AZIMUTH, HAIRLINE_HEIGHT) + FRONT_BAND
+    band_tris = scalp_tris[band][np.argsort(centroid[band, 0], kind="stable")]
 
     lo = v[skin_ids].min(0) - 4.0
     hi = v[skin_ids].max(0) + 4.0
@@ -217,13 +238,19 @@ def _head(model: FaceModel) -> _Head:
     back = skin_ids[np.argmin(np.linalg.norm(v[skin_ids] - [0.0, 7.0, -12.0], axis=1))]
     crown = skin_ids[np.argmin(np.linalg.norm(v[skin_ids] - [0.0, 13.0, -9.0], axis=1))]
     lm = model.landmarks68
-    return _Head(scalp, _facial_areas(model, skin_tris), proxy, {"ponytail": int(back), "bun": int(crown)},
+    return _Head(scalp, _roots(v, band_tris), _facial_areas(model, skin_tris), proxy,
+                 {"ponytail": int(back), "bun": int(crown)},
                  (lm[[21, 20, 19, 18, 17]], lm[[22, 23, 24, 25, 26]]))
+
+
+def _azimuth(v: np.ndarray) -> np.ndarray:
+    """Degrees around the vertical axis of points (n, 3): 0 straight ahead .. 180 at the back."""
+    return np.degrees(np.abs(np.arctan2(v[:, 0], v[:, 2])))
 
 
 def _ears(v: np.ndarray) -> np.ndarray:
     """Which of the neutral vertices (n, 3) are on the ears."""
-    azimuth = np.degrees(np.abs(np.arctan2(v[:, 0], v[:, 2])))
+    azimuth = _azimuth(v)
     return (azimuth > EAR_AZIMUTH[0]) & (azimuth < EAR_AZIMUTH[1]) & (np.abs(v[:, 1] - 1.0) < 5.0)
 
 
@@ -267,17 +294,23 @@ class _Skin:
     proxy: _HeadProxy
     vertices: np.ndarray  # (n + 1, 3) float32 skin vertices of the shaped mesh
     normals: np.ndarray  # (n + 1, 3) float32 unit
+    columns: np.ndarray  # (6, n + 1) float32: the vertices' x, y, z and the normals' x, y, z as rows
+
+    def at(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Signed distance of points given by their coordinates (each (...)) to the skin (> 0
+        outside; 0 away from the head) and the skin normal's x, y, z there. Coordinates one array
+        each: the growing loop's arrays stay contiguous, with no small trailing axis."""
+        proxy, inv = self.proxy, 1.0 / GRID_STEP
+        cell = [np.minimum(np.maximum((c - o) * inv, 0), d - 1).astype(np.int32)  # beyond the grid: its border
+                for c, o, d in zip((x, y, z), proxy.origin, proxy.dims)]
+        near = proxy.nearest[(cell[0] * proxy.dims[1] + cell[1]) * proxy.dims[2] + cell[2]]
+        vx, vy, vz, nx, ny, nz = np.take(self.columns, near, axis=1)
+        return (x - vx) * nx + (y - vy) * ny + (z - vz) * nz, nx, ny, nz
 
     def distance(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Signed distance of points (..., 3) to the skin (> 0 outside; 0 away from the head) and
-        the skin normal there."""
-        proxy = self.proxy
-        q = (p - proxy.origin) * (1.0 / GRID_STEP)
-        np.minimum(np.maximum(q, 0, out=q), proxy.dims - 1, out=q)  # beyond the grid: its border
-        i = q.astype(np.int32)
-        near = proxy.nearest[(i[..., 0] * proxy.dims[1] + i[..., 1]) * proxy.dims[2] + i[..., 2]]
-        n = np.take(self.normals, near, axis=0)
-        return _dot(p - np.take(self.vertices, near, axis=0), n), n
+        """`at` for points (..., 3): the distance (...) and the normal (..., 3)."""
+        d, nx, ny, nz = self.at(p[..., 0], p[..., 1], p[..., 2])
+        return d, np.stack([nx, ny, nz], -1)
 
     def push_out(self, p: np.ndarray, offset) -> np.ndarray:
         """Points moved along the skin normal to at least `offset` cm outside."""
@@ -292,7 +325,8 @@ def _skin(shaped: np.ndarray, model: FaceModel) -> _Skin:
     fn = np.cross(v[t[:, 1]] - v[t[:, 0]], v[t[:, 2]] - v[t[:, 0]])  # area weighted
     n = np.stack([sum(np.bincount(t[:, c], fn[:, j], len(v)) for c in range(3)) for j in range(3)], 1)
     zero = np.zeros((1, 3), F)
-    return _Skin(proxy, np.concatenate([v, zero]), np.concatenate([_unit(n.astype(F)), zero]))
+    v, n = np.concatenate([v, zero]), np.concatenate([_unit(n.astype(F)), zero])
+    return _Skin(proxy, v, n, np.ascontiguousarray(np.concatenate([v, n], 1).T))
 
 
 def _root_frame(shaped: np.ndarray, tri: np.ndarray, bary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -302,7 +336,7 @@ def _root_frame(shaped: np.ndarray, tri: np.ndarray, bary: np.ndarray) -> tuple[
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.einsum("...i,...i->...", a, b)
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]  # faster than einsum on 3
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -319,12 +353,14 @@ def _smoothstep(x):
     return x * x * (3 - 2 * x)
 
 
-def _geometry(points: np.ndarray, radius: float, taper: float, colours: np.ndarray) -> StrandGeometry:
-    """Strands with a radius tapering linearly from `radius` at the root to `taper` x at the tip."""
-    k = points.shape[1]
-    profile = ((1 - (1 - taper) * np.linspace(0, 1, k)) * radius).astype(F)
-    return StrandGeometry(np.ascontiguousarray(points, F), np.repeat(profile[None], len(points), 0),
-                          np.ascontiguousarray(colours, F))
+def _geometry(points: np.ndarray, radius, taper, colours: np.ndarray) -> StrandGeometry:
+    """Strands with a radius tapering linearly from `radius` at the root to `taper` x at the tip
+    (each a number or one per strand)."""
+    s, k = points.shape[:2]
+    radius = np.broadcast_to(np.asarray(radius, F), (s,))[:, None]
+    taper = np.broadcast_to(np.asarray(taper, F), (s,))[:, None]
+    profile = (1 - (1 - taper) * np.linspace(0, 1, k, dtype=F)) * radius
+    return StrandGeometry(np.ascontiguousarray(points, F), profile.astype(F), np.ascontiguousarray(colours, F))
 
 
 # -- growing ---------------------------------------------------------------------------------------
@@ -339,22 +375,23 @@ class _FaceZone:
     top: float
     bottom: float
     front: float
-    keep: np.ndarray  # (S,) bool: the strands that respect it (not a fringe's)
+
+    def aside(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """The x coordinates of points (each (...)), those inside the box moved to its nearer side."""
+        inside = (np.abs(x) < self.half_width) & (y < self.top) & (y > self.bottom) & (z > self.front)
+        return np.where(inside, np.copysign(self.half_width, x), x)
 
     def push_aside(self, p: np.ndarray) -> np.ndarray:
-        """Points (S, ..., 3) inside the box moved sideways to its nearer side."""
-        x, y, z = p[..., 0], p[..., 1], p[..., 2]
-        keep = self.keep.reshape(self.keep.shape + (1,) * (x.ndim - 1))
-        inside = keep & (np.abs(x) < self.half_width) & (y < self.top) & (y > self.bottom) & (z > self.front)
+        """`aside` for points (..., 3)."""
         out = p.copy()
-        out[..., 0] = np.where(inside, np.copysign(self.half_width, x), x)
+        out[..., 0] = self.aside(p[..., 0], p[..., 1], p[..., 2])
         return out
 
 
-def _face_zone(shaped: np.ndarray, model: FaceModel, keep: np.ndarray) -> _FaceZone:
+def _face_zone(shaped: np.ndarray, model: FaceModel) -> _FaceZone:
     lm = shaped[model.landmarks68]
     return _FaceZone(half_width=float(np.abs(lm[[1, 15], 0]).max()) + 0.2, top=float(lm[17:27, 1].max()) + 1.0,
-                     bottom=float(lm[8, 1]) - 3.0, front=float(lm[[0, 16], 2].mean()), keep=keep)
+                     bottom=float(lm[8, 1]) - 3.0, front=float(lm[[0, 16], 2].mean()))
 
 
 def _grow(skin: _Skin, root: np.ndarray, normal: np.ndarray, comb: np.ndarray, length: np.ndarray, k: int,
@@ -365,27 +402,44 @@ def _grow(skin: _Skin, root: np.ndarray, normal: np.ndarray, comb: np.ndarray, l
     tangent to the skin under it while it lies on the head, and by `fall` towards gravity. After
     each step it is pushed `offset` (S,) cm out of the skin, so it wraps around the head, and out of
     `face`. With a `centre` the comb direction is away from it everywhere (an afro's round volume)."""
-    step = (length / (k - 1))[:, None]
-    points = np.empty((len(root), k, 3), F)
-    points[:, 0] = root
-    d = _unit(lift * normal + (1 - lift) * _unit(_tangent(comb, normal)))
-    n, free = normal, np.zeros(len(root), F)  # free: how far the strand has left the head
+    # One contiguous (S,) array per coordinate: a step is ~60 small vector operations, no (S, 3) ones.
+    out = np.empty((3, k, len(root)), F)
+    out[:, 0] = root.T
+    x, y, z = (np.array(c) for c in root.T)
+    nx, ny, nz = (np.array(c) for c in normal.T)
+    cx, cy, cz = (np.array(c) for c in comb.T)
+    dx, dy, dz = (np.array(c) for c in _unit(lift * normal + (1 - lift) * _unit(_tangent(comb, normal))).T)
+    gx, gy, gz = (float(c) for c in gravity)
+    step = (length / (k - 1)).astype(F)
+    free = np.zeros(len(root), F)  # how far the strand has left the head
     for i in range(1, k):
         t = i / (k - 1)
         if centre is None:
-            want = (1 - fall * t) * np.exp(-free)[:, None] * _unit(_tangent(comb, n))
+            cn = cx * nx + cy * ny + cz * nz
+            wx, wy, wz = cx - cn * nx, cy - cn * ny, cz - cn * nz
+            w = (1 - fall * t) * np.exp(-free) / np.sqrt(np.maximum(wx * wx + wy * wy + wz * wz, 1e-18))
         else:
-            want = _unit(points[:, i - 1] - centre + 0.5 * UP)
-        d = _unit(d + _unit(want + fall * (0.5 + 1.5 * t) * gravity))
-        p = points[:, i - 1] + step * d
+            wx, wy, wz = x - centre[0], y - centre[1] + 0.5, z - centre[2]
+            w = 1 / np.sqrt(np.maximum(wx * wx + wy * wy + wz * wz, 1e-18))
+        g = fall * (0.5 + 1.5 * t)
+        wx, wy, wz = w * wx + g * gx, w * wy + g * gy, w * wz + g * gz
+        w = 1 / np.sqrt(np.maximum(wx * wx + wy * wy + wz * wz, 1e-18))
+        dx, dy, dz = dx + w * wx, dy + w * wy, dz + w * wz
+        w = step / np.sqrt(np.maximum(dx * dx + dy * dy + dz * dz, 1e-18))
+        px, py, pz = x, y, z
+        x, y, z = x + w * dx, y + w * dy, z + w * dz
         if face is not None:
-            p = face.push_aside(p)
+            x = face.aside(x, y, z)
         off = offset * (0.4 + 0.6 * t)  # outer layers stand further off towards the tips: volume
-        dist, n = skin.distance(p)
-        points[:, i] = p + np.maximum(off - dist, 0)[:, None] * n
+        dist, nx, ny, nz = skin.at(x, y, z)
+        push = np.maximum(off - dist, 0)
+        x, y, z = x + push * nx, y + push * ny, z + push * nz
         free = np.maximum(dist - off, 0)
-        d = _unit(points[:, i] - points[:, i - 1])
-    return points
+        dx, dy, dz = x - px, y - py, z - pz
+        w = 1 / np.sqrt(np.maximum(dx * dx + dy * dy + dz * dz, 1e-18))
+        dx, dy, dz = w * dx, w * dy, w * dz
+        out[0, i], out[1, i], out[2, i] = x, y, z
+    return np.ascontiguousarray(out.transpose(2, 1, 0))
 
 
 def _clump(points: np.ndarray, roots: np.ndarray, amount: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -419,16 +473,18 @@ def _curl(points: np.ndarray, curl: float, normal: np.ndarray, rng: np.random.Ge
     return points + (amplitude * np.cos(phase))[..., None] * side + (amplitude * np.sin(phase))[..., None] * other
 
 
-def _frizz(points: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
-    """Random bends growing towards the tip: a random walk scaled by the strand's step."""
-    if amount <= 0:
+def _frizz(points: np.ndarray, amount, rng: np.random.Generator) -> np.ndarray:
+    """Random bends growing towards the tip: a random walk scaled by the strand's step and `amount`
+    (a number or one per strand)."""
+    amount = np.asarray(amount, F)
+    if not amount.any():
         return points
     s, k = points.shape[:2]
     span = points[:, -1] - points[:, 0]
     step = np.minimum(np.sqrt(_dot(span, span)) / (k - 1), 1)[:, None, None]
     walk = np.cumsum(rng.standard_normal((s, k, 3), dtype=F), axis=1)
     t = np.linspace(0, 1, k, dtype=F)[None, :, None]
-    return points + (0.35 * amount) * step * t * walk
+    return points + (0.35 * amount.reshape(-1, 1, 1)) * step * t * walk
 
 
 # -- scalp hair ------------------------------------------------------------------------------------
@@ -445,7 +501,9 @@ def scalp_strands(hair: Hair, shaped: np.ndarray, model: FaceModel, gravity: np.
     gravity = _unit(np.asarray(gravity, F))
     s, k = hair.strands, style.points
 
-    tri, bary = head.scalp.sample(s, rng)
+    front = int(style.front * s)
+    tri, bary = (np.concatenate(x) for x in zip(head.front.sample(front, rng, even=True),
+                                                head.scalp.sample(s - front, rng)))
     rest = np.einsum("sk,skd->sd", bary, model.neutral[tri])  # on the neutral head: where a root is
     root, normal = _root_frame(shaped, tri, bary)
     offset = 0.03 + style.volume * rng.random(s, F)  # its layer: 0 on the scalp .. the outermost
@@ -456,33 +514,86 @@ def scalp_strands(hair: Hair, shaped: np.ndarray, model: FaceModel, gravity: np.
         chin = model.neutral[model.landmarks68[8], 1]
         length = np.minimum(length, np.maximum(1.5, (rest[:, 1] - chin - style.end_y) * 1.25))
     fringe = np.zeros(s, bool)
-    if style.fringe:  # the front strands: forward and down over the forehead, ending below the brows
-        brow_y = model.neutral[model.landmarks68[17:27], 1].min()
-        azimuth = np.degrees(np.abs(np.arctan2(rest[:, 0], rest[:, 2])))
-        fringe = (azimuth < 48) & (rest[:, 1] < 13.5) & (rest[:, 2] > 3)
-        reach = (rest[fringe, 1] - brow_y + 1.5) * 1.15 * rng.uniform(0.95, 1.05, fringe.sum())
-        length[fringe] = np.minimum(hair.length, reach)
+    if style.fringe:
+        fringe = _azimuth(rest - WHORL) < FRONT_AZIMUTH
+        fringe[:front] = True
+        # Bangs stand off the brow ridge, 0.4-1 cm (_grow's offset ramps up to this towards the tip).
+        offset[fringe] = rng.uniform(0.55, 1.3, int(fringe.sum()))
+    rest_of = ~fringe
 
-    face = _face_zone(shaped, model, ~fringe)
+    face = _face_zone(shaped, model)
     if style.tie:
         points = _tied(style, hair, skin, shaped, head, root, normal, length, offset, gravity, rng)
     else:
         comb = _comb(style, hair, rest, normal)
-        comb[fringe] = _unit(np.array([0, -0.4, 1], F) + 0.1 * np.sign(rest[fringe, 0:1]) * SIDE)
-        lift = np.where(fringe, 0.15, style.lift).astype(F)[:, None]
         centre = None
         if style.flow == "out":  # between the ears, a little up and back
             centre = shaped[model.landmarks68[[0, 16]]].mean(0) + np.array([0, 1, -3], F)
-        points = _grow(skin, root, normal, comb, length, k, lift, style.fall, gravity, offset, face, centre)
+        points = np.empty((s, k, 3), F)
+        points[rest_of] = _grow(skin, root[rest_of], normal[rest_of], comb[rest_of], length[rest_of], k,
+                                style.lift, style.fall, gravity, offset[rest_of], face, centre)
+        if style.fringe:
+            points[fringe] = _fringe(shaped, model, skin, root[fringe], normal[fringe], offset[fringe], k,
+                                     gravity, rng)
         if style.ends_in:
             points = _ends_in(points, shaped, model, skin, offset)
-    # Bangs are cut and combed even: little clumping, so they cover the brows without gaps.
-    points = _clump(points, rest, hair.clumping * np.where(fringe, 0.2, 1.0).astype(F), rng)
+    # Bangs are cut and combed even: no locks and little frizz, so they cover the brows without gaps.
+    points = _clump(points, rest, np.where(fringe, 0, hair.clumping).astype(F), rng)
     points = _curl(points, min(hair.curl, 1.0), normal, rng)
-    points = _frizz(points, min(hair.frizz + style.frizz, 1.0), rng)
-    points[:, 1:] = skin.push_out(face.push_aside(points[:, 1:]),
-                                  0.03 + 0.5 * offset[:, None] * np.linspace(0.3, 1, k - 1, dtype=F))
-    return _geometry(points, style.radius, style.taper, strand_colours(hair, s, rng))
+    points = _frizz(points, min(hair.frizz + style.frizz, 1.0) * np.where(fringe, 0.25, 1).astype(F), rng)
+    points[rest_of, 1:] = face.push_aside(points[rest_of, 1:])
+    settle = np.where(fringe, 0.7, 0.5).astype(F) * offset  # how far off the skin the strand stays
+    points[:, 1:] = skin.push_out(points[:, 1:], 0.03 + settle[:, None] * np.linspace(0.3, 1, k - 1, dtype=F))
+    # A fringe is cut blunt and thick: wider strands that hardly taper.
+    radius = np.where(fringe, FRINGE_RADIUS, style.radius).astype(F)
+    taper = np.where(fringe, 0.8, style.taper).astype(F)
+    return _geometry(points, radius, taper, strand_colours(hair, s, rng))
+
+
+def _fringe(shaped: np.ndarray, model: FaceModel, skin: _Skin, root: np.ndarray, normal: np.ndarray,
+            offset: np.ndarray, k: int, gravity: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Bangs: strands combed forward from the front of the scalp, falling over the forehead and cut
+    straight across between the brows and the upper eyelids (1-1.6 cm under the brow line), whatever
+    the length of the rest of the hair."""
+    lm = shaped[model.landmarks68]
+    end = np.interp(root[:, 0], lm[17:27, 0], lm[17:27, 1]) - rng.uniform(1.0, 1.6, len(root)).astype(F)
+    # Grown long enough to get there over the top of the head, then cut.
+    length = 1.2 * (root[:, 1] - end + np.maximum(lm[17:27, 2].max() - root[:, 2], 0)) + 1
+    comb = _unit(np.array([0, -0.4, 1], F) + 0.02 * root[:, 0:1] * SIDE)  # fanning out a little
+    return _cut_below(_grow(skin, root, normal, comb, length, k, 0.15, 0.9, gravity, offset), end)
+
+
+def _arc(points: np.ndarray) -> np.ndarray:
+    """Arc length (S, K) from the root to each point of strands (S, K, 3)."""
+    seg = np.sqrt(_dot(np.diff(points, axis=1), np.diff(points, axis=1)))
+    return np.concatenate([np.zeros((len(points), 1), F), np.cumsum(seg, axis=1)], 1)
+
+
+def _cut_below(points: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Strands (S, K, 3) cut where they first go below the heights y (S,) and resampled to K points
+    evenly along what is left (uncut where they never do)."""
+    s, k = points.shape[:2]
+    arc = _arc(points)
+    below = points[..., 1] < y[:, None]
+    rows = np.arange(s)
+    j = np.maximum(np.where(below.any(1), np.argmax(below, 1), k - 1), 1)  # the first point below
+    a, b = points[rows, j - 1, 1], points[rows, j, 1]
+    frac = np.where(below[rows, j], np.clip((a - y) / np.maximum(a - b, 1e-6), 0, 1), 1)
+    return _resample(points, arc, arc[rows, j - 1] + frac * (arc[rows, j] - arc[rows, j - 1]), k)
+
+
+def _resample(points: np.ndarray, arc: np.ndarray, cut: np.ndarray, k: int) -> np.ndarray:
+    """k points evenly along each strand (S, K, 3) from its root to arc length `cut` (S,)."""
+    s, k0 = points.shape[:2]
+    target = cut[:, None] * np.linspace(0, 1, k, dtype=F)
+    # One search for all strands: each strand's arc lengths shifted (in float64) past the last one's.
+    shift = np.arange(s)[:, None] * (float(arc[:, -1].max()) + 1.0)
+    found = np.searchsorted((arc + shift).ravel(), (target + shift).ravel(), side="right").reshape(s, k)
+    start = np.arange(s)[:, None] * k0
+    i = start + np.clip(found - 1 - start, 0, k0 - 2)  # the segment each new point is on, flat
+    arc, points = arc.ravel(), points.reshape(-1, 3)
+    w = ((target - arc[i]) / np.maximum(arc[i + 1] - arc[i], 1e-6))[..., None]
+    return (points[i] + w * (points[i + 1] - points[i])).astype(F)
 
 
 def _comb(style: Style, hair: Hair, rest: np.ndarray, normal: np.ndarray) -> np.ndarray:
@@ -499,7 +610,7 @@ def _comb(style: Style, hair: Hair, rest: np.ndarray, normal: np.ndarray) -> np.
     if style.flow == "back":  # combed up at the hairline, back over the top, down at the sides
         return _unit(BACK + 0.3 * UP * _smoothstep((z - 4) / 4)[:, None] + 0.4 * DOWN)
     if style.flow == "crown":  # away from the whorl at the back of the crown
-        return _unit(_tangent(rest - np.array([0, 14, -3], F), normal) + 0.3 * DOWN)
+        return _unit(_tangent(rest - WHORL, normal) + 0.3 * DOWN)
     if style.flow == "out":  # afro: out of the scalp (then away from the head's centre: _grow)
         return normal
     raise ValueError(f"hair style flow {style.flow!r}")
@@ -518,22 +629,28 @@ def _ends_in(points: np.ndarray, shaped: np.ndarray, model: FaceModel, skin: _Sk
 def _tied(style: Style, hair: Hair, skin: _Skin, shaped: np.ndarray, head: _Head, root: np.ndarray,
           normal: np.ndarray, length: np.ndarray, offset: np.ndarray, gravity: np.ndarray,
           rng: np.random.Generator) -> np.ndarray:
-    """Ponytail and bun: strands combed over the scalp to a tie point at the back of the head (the
-    first third of their points); from there a tail hangs along gravity (ponytail) or winds round a
-    ball (bun)."""
+    """Ponytail and bun: strands combed flat over the scalp to a tie point at the back of the head
+    (TIE_PATH points: short enough segments to stay outside the curved scalp, so the whole scalp is
+    covered from the hairline back); from there a tail hangs along gravity (ponytail) or winds round
+    a ball (bun)."""
     s, k = len(root), style.points
     anchor = head.tie[style.tie]
     tie_normal = skin.normals[np.searchsorted(skin.proxy.vertex_ids, anchor)]
     tie = shaped[anchor] + 0.6 * tie_normal
-    k1 = k // 3
+    k1 = TIE_PATH
     to_tie = np.sqrt(_dot(tie - root, tie - root))
-    near = _grow(skin, root, normal, tie - root, to_tie * 1.1, k1 + 1, 0.05, 0.0, gravity, offset * 0.3)
+    # Grown towards the tie along the scalp (further than the chord), cut where it comes closest.
+    near = _grow(skin, root, normal, tie - root, to_tie * 1.5, k1 + 1, 0.05, 0.0, gravity, 0.1 + offset * 0.3)
+    gap = near - tie
+    closest = np.argmin(_dot(gap, gap), axis=1)
+    arc = _arc(near)
+    near = _resample(near, arc, np.maximum(arc[np.arange(s), closest], 1e-3), k1 + 1)
     # Pull each path onto the tie point, the more the closer to it (within a 0.3 cm knot).
     w = _smoothstep(np.arange(k1 + 1, dtype=F) / k1)[None, :, None]
     knot = 0.15 * rng.standard_normal((s, 1, 3), dtype=F)
     near = near + w * (tie + knot - near[:, -1:])
-    near[:, 1:] = skin.push_out(near[:, 1:], 0.05 + offset[:, None] * 0.2)
-    rest_len = np.maximum(length - to_tie, 2)
+    near[:, 1:] = skin.push_out(near[:, 1:], 0.1 + offset[:, None] * 0.3)
+    rest_len = np.maximum(length - arc[np.arange(s), closest], 2)
     m = k - k1 - 1  # points after the tie
     if style.tie == "ponytail":
         tail = np.empty((s, m, 3), F)
@@ -545,12 +662,12 @@ def _tied(style: Style, hair: Hair, skin: _Skin, shaped: np.ndarray, head: _Head
             p = skin.push_out(p + step * d, 0.3 + offset)
             tail[:, i] = p
         return np.concatenate([near, tail], 1)
-    # Bun: each strand winds up to twice round a ball resting on the tie point.
+    # Bun: each strand winds up to 1.25 times round a ball resting on the tie point (~6 points a turn).
     radius = float(np.clip(hair.length * 0.09, 2.2, 3.5))
     centre = tie + tie_normal * radius * 0.8
     u = _unit(near[:, -1] - centre)
     v = _unit(_tangent(rng.standard_normal((s, 3), dtype=F), u))
-    turns = np.minimum(rest_len / (2 * np.pi * radius), 2)
+    turns = np.minimum(rest_len / (2 * np.pi * radius), 1.25)
     phi = (2 * np.pi) * turns[:, None] * np.linspace(0, 1, m + 1, dtype=F)[None, 1:]
     r = radius * rng.uniform(0.75, 1.0, (s, 1)).astype(F)
     ball = centre + (r * np.cos(phi))[..., None] * u[:, None] + (r * np.sin(phi))[..., None] * v[:, None]

@@ -92,6 +92,21 @@ def test_raster_draws_what_the_sample_wears(face_model, raster):
     assert not result.mask[np.isin(seg, [CLASS_ID["scalp_hair"], CLASS_ID["clothing"]])].any()
 
 
+@pytest.mark.parametrize("backend", ["raster", pytest.param("cycles", marks=pytest.mark.blender)])
+def test_a_fringe_hides_the_brows(face_model, ibug68, backend, request):
+    """A fringe over the forehead: the brow points behind it are labelled hidden, and visible again
+    on the same face without it, in both backends (their depth maps hold the strands)."""
+    renderer = request.getfixturevalue(backend)
+    hidden = {}
+    for name, hair in (("fringe", FRINGE), ("bald", Hair())):
+        p = dressed(face_model, size=(192, 192), hair=hair)
+        posed = pose_scene(p, face_model)
+        labels = ibug68(p, posed, renderer.render(p, posed).depth)
+        hidden[name] = labels.visibility[BROWS] == 0
+    assert not hidden["bald"].any()
+    assert hidden["fringe"].mean() >= 0.7, hidden["fringe"]
+
+
 @pytest.mark.blender
 def test_backends_agree_on_what_covers_the_face(face_model, raster, cycles):
     """One SceneParams: the raster ribbons and garment cover the same pixels as Cycles' curves and
