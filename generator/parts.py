@@ -1,9 +1,10 @@
 """What both backends draw, part by part: one place that turns a posed sample into scene geometry.
 
 A `Part` is plain data: its triangles (indices into the posed mesh), the material both backends look
-up by name, its segmentation class (generator/segmentation.py) and whether it is see-through. Today
-the parts are the face model's regions (`HEAD_PARTS`); parts added later (scalp hair, beards, brows
-as strands, clothing) are added here, and each backend only needs to know how to draw their material.
+up by name, its segmentation class (generator/segmentation.py) and whether it is see-through: the
+face model's regions (`HEAD_PARTS`), built once per backend. What a sample wears (scalp hair,
+beards, strand brows, a garment) is new geometry every sample: `dressing` grows it (generator/hair.py,
+generator/clothing.py) and both backends draw that same geometry (`DRESSING_MATERIALS`).
 
 - The raster backend draws every part that is not see-through, one vertex block per part, and gives
   each material a colour rule (generator/raster.py, `LOOKS`).
@@ -103,8 +104,8 @@ def _part(spec: PartSpec, model: FaceModel) -> Part:
 def scene_parts(params: SceneParams, posed: PosedScene, model: FaceModel) -> list[Part]:
     """The parts of one sample with their world positions: what both backends draw for it.
 
-    The head's parts depend on the pose only; `params` is there for the parts that will depend on
-    the sample's own choices (hair style, clothing)."""
+    The head's parts depend on the pose only (what the sample wears: `dressing`); `params` keeps the
+    signature of a function of the whole sample."""
     return [replace(part, vertices=posed.vertices[part.vertex_ids]) for part in head_parts(model)]
 
 
