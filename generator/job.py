@@ -263,6 +263,9 @@ def run_job(s: JobSettings, progress: bool = True) -> Path:
         return out
     from tqdm import tqdm
 
+    # No tqdm monitor thread: a thread that does not block SIGINT would take (and lose) a Ctrl-C
+    # pressed while the workers start (executors/local.py, _sigint_ignored).
+    tqdm.monitor_interval = 0
     done_before = s.n - sum(count for _, _, count in tasks)
     bar = tqdm(total=s.n, initial=done_before, unit="img", desc=f"render {ctx.spec.name}", disable=not progress,
                smoothing=0.05, dynamic_ncols=True)

@@ -118,7 +118,9 @@ def start_and_wait_for_a_shard(out: Path, command) -> tuple[subprocess.Popen, li
     env = {k: v for k, v in os.environ.items() if k != "FACEGEN_TEST_FAULT"}
     job = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not list(out.glob(f"*{PARTIAL_SUFFIX}")) or len(worker_pids(job.pid)) < 2:
+    # Both workers rendering: only then has the job certainly left the start of its workers, where
+    # it ignores SIGINT (executors/local.py, _sigint_ignored).
+    while len(list(out.glob(f"*{PARTIAL_SUFFIX}"))) < 2 or len(worker_pids(job.pid)) < 2:
         assert job.poll() is None, job.communicate()
         assert time.monotonic() < deadline, "no shard started"
         time.sleep(0.01)

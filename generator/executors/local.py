@@ -22,6 +22,7 @@ import traceback
 from collections import deque
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 
 from facegen.errors import FacegenError
@@ -163,14 +164,24 @@ def _death(process: mp.Process) -> str:
 
 @contextmanager
 def _sigint_ignored():
+    """SIGINT ignored while workers start (they inherit that through exec: Ctrl-C reaches the job
+    only, which stops them), and blocked meanwhile, so a Ctrl-C in that window is held, not lost:
+    Linux keeps a blocked signal pending even while it is ignored, and delivers it to the job's own
+    handler once that is back (a worker's start can take seconds while another one already renders).
+    Only if no other thread of the job takes it: the kernel may hand it to a thread that does not
+    block it (tqdm's monitor, off in job.py; numpy's BLAS threads, still there), which drops it. The
+    resource tracker is started first: starting it unblocks SIGINT."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    resource_tracker.ensure_running()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def _worker_main(ctx, threads: int, conn: Connection) -> None:
