@@ -116,7 +116,10 @@ def worker_pids(parent: int) -> list[int]:
 
 def start_and_wait_for_a_shard(out: Path, command) -> tuple[subprocess.Popen, list[int]]:
     env = {k: v for k, v in os.environ.items() if k != "FACEGEN_TEST_FAULT"}
-    job = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT as a terminal gives it, even when the suite itself runs in the background (`make test &`
+    # ignores SIGINT, and the job would inherit that and rightly keep ignoring it).
+    job = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     # Both workers rendering: only then has the job certainly left the start of its workers, where
     # it ignores SIGINT (executors/local.py, _sigint_ignored).
