@@ -138,29 +138,18 @@ class SurfaceGeometry:
 
 
 @dataclass(frozen=True, eq=False)
-class Strands:
-    """A set of strands of one sample in world space. Cycles draws them as hair curves (Principled
-    Hair BSDF, colour from `colours`), the raster backend as ribbons of the same width facing the
-    camera; both put them in the depth map, so they hide the labels behind them."""
+class Worn:
+    """One thing a sample wears, in world space, named by its material (`DRESSING_MATERIALS`).
+    Strands: Cycles draws them as hair curves (Principled Hair BSDF, colour from `colours`), the
+    raster backend as ribbons of the same width facing the camera. A surface (the garment) both
+    draw as a mesh. Both are opaque and in the depth map, so they hide the labels behind them."""
 
-    name: str
     material: str
-    segment: str  # segmentation class name
-    geometry: StrandGeometry
+    geometry: StrandGeometry | SurfaceGeometry
 
     @property
-    def segment_id(self) -> int:
-        return CLASS_ID[self.segment]
-
-
-@dataclass(frozen=True, eq=False)
-class Surface:
-    """A mesh of one sample in world space (a garment), drawn opaque by both backends."""
-
-    name: str
-    material: str
-    segment: str
-    geometry: SurfaceGeometry
+    def segment(self) -> str:
+        return DRESSING_MATERIALS[self.material]
 
     @property
     def segment_id(self) -> int:
@@ -171,8 +160,8 @@ class Surface:
 class Dressing:
     """What one sample wears, in world space: grown from its SceneParams, different every sample."""
 
-    strands: tuple[Strands, ...] = ()
-    surfaces: tuple[Surface, ...] = ()
+    strands: tuple[Worn, ...] = ()  # StrandGeometry, in STRAND_SETS order
+    surfaces: tuple[Worn, ...] = ()  # SurfaceGeometry
 
 
 def dressing(params: SceneParams, posed: PosedScene, model: FaceModel) -> Dressing:
@@ -197,12 +186,11 @@ def dressing(params: SceneParams, posed: PosedScene, model: FaceModel) -> Dressi
                         ("brows", hair.brow_strands(params.appearance, params.facial_hair, shaped, model))):
         if grown is not None and len(grown.points):
             world = replace(grown, points=to_world(grown.points.reshape(-1, 3)).reshape(grown.points.shape))
-            strands.append(Strands(name, name, DRESSING_MATERIALS[name], world))
+            strands.append(Worn(name, world))
     surfaces = []
     garment = clothing.garment(params.clothing, shaped, model)
     if garment is not None:
-        surfaces.append(Surface("clothing", "clothing", DRESSING_MATERIALS["clothing"],
-                                replace(garment, vertices=to_world(garment.vertices))))
+        surfaces.append(Worn("clothing", replace(garment, vertices=to_world(garment.vertices))))
     return Dressing(tuple(strands), tuple(surfaces))
 
 

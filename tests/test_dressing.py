@@ -76,7 +76,7 @@ def test_dressing_is_posed_with_the_head(face_model):
         px = gx.points if hasattr(gx, "points") else gx.vertices
         py = gy.points if hasattr(gy, "points") else gy.vertices
         moved = (px.reshape(-1, 3) - pa.head_t) @ R.T + pb.head_t
-        assert np.abs(moved - py.reshape(-1, 3)).max() < 1e-3, x.name
+        assert np.abs(moved - py.reshape(-1, 3)).max() < 1e-3, x.material
 
 
 def test_raster_draws_what_the_sample_wears(face_model, raster):
