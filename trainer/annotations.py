@@ -136,13 +136,80 @@ def derive_subsets(subsets: dict[str, list[int]], count: int) -> dict[str, list[
 
 # -- landmark sets (what the scorer compares) ---------------------------------------------------------
 
+# -- face regions (where on the face the error is) ---------------------------------------------------
+
+# The five regions the field reports, as point indices of iBUG-68 (0-based): used for any 68-point ground
+# truth that comes with no spec (.pts folders, SPIGA's JSON, AFLW2000-3D).
+IBUG68_REGIONS: dict[str, list[int]] = {
+    "jaw": list(range(0, 17)), "brows": list(range(17, 27)), "nose": list(range(27, 36)),
+    "eyes": list(range(36, 48)), "mouth": list(range(48, 68)),
+}
+REGION_ORDER = ("jaw", "brows", "nose", "eyes", "mouth")
+NO_JAW = "no_jaw"  # every point outside the jaw: AFLW2000-3D's jaw follows another convention than 300-W's
+
+
+def region_of(group: str) -> str:
+    """A spec group's region: left / right and fine groups merged (jaw, oval and chin are the contour)."""
+    g = group.lower()
+    if g in ("jaw", "oval", "chin", "contour"):
+        return "jaw"
+    for prefix, region in (("brow", "brows"), ("eye", "eyes"), ("lip", "mouth"), ("mouth", "mouth"),
+                           ("nose", "nose"), ("cheek", "cheeks")):
+        if g.startswith(prefix):
+            return region
+    return g
+
+
+def merge_regions(groups: dict[str, list[int]], num_points: int | None = None) -> dict[str, list[int]]:
+    """Spec groups (or regions already) -> regions in the usual order (jaw, brows, nose, eyes, mouth, then
+    any other: cheeks, forehead), plus `no_jaw` (every point outside the jaw) when there is a jaw."""
+    merged: dict[str, set[int]] = {}
+    for name, idx in groups.items():
+        if name != NO_JAW:
+            merged.setdefault(region_of(name), set()).update(int(i) for i in idx)
+    order = [r for r in REGION_ORDER if r in merged] + [r for r in merged if r not in REGION_ORDER]
+    out = {r: sorted(merged[r]) for r in order if merged[r]}
+    if "jaw" in out:
+        total = num_points if num_points is not None else 1 + max(i for v in out.values() for i in v)
+        jaw = set(out["jaw"])
+        out[NO_JAW] = [i for i in range(total) if i not in jaw]
+    return out
+
+
+def spec_groups(spec_yaml: str, num_points: int) -> dict[str, list[int]]:
+    """Point indices per group from a spec's YAML text (`group:` of each point); {} when it has none."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(spec_yaml) if spec_yaml else None
+    except yaml.YAMLError:
+        return {}
+    points = doc.get("points") if isinstance(doc, dict) else None
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(points if isinstance(points, list) else []):
+        if isinstance(p, dict) and "group" in p and i < num_points:
+            groups.setdefault(str(p["group"]), []).append(i)
+    return groups
+
+
 @dataclass
 class LandmarkSet:
-    """Named landmark arrays with optional subsets (indices into `names`)."""
+    """Named landmark arrays with optional subsets (indices into `names`), point groups (regions: indices
+    into the points) and per-point visibility (where known: renders)."""
     names: list[str]
     points: np.ndarray                      # (N, L, 2) float64, project convention
     subsets: dict[str, list[int]] = field(default_factory=dict)
     source: str = ""
+    groups: dict[str, list[int]] = field(default_factory=dict)
+    visibility: np.ndarray | None = None    # (N, L) bool: True = visible in the image
+
+    def regions(self) -> dict[str, list[int]]:
+        """The regions the error is broken down by: the groups merged, or iBUG-68's for 68 points."""
+        if self.groups:
+            return merge_regions(self.groups, self.points.shape[1])
+        if self.points.ndim == 3 and self.points.shape[1] == 68:
+            return merge_regions(IBUG68_REGIONS, 68)
+        return {}
 
     def __len__(self) -> int:
         return len(self.names)
