@@ -88,3 +88,81 @@ def test_regions_merge_spec_groups():
     assert LandmarkSet(["a", "b"], g).regions()["mouth"] == list(range(48, 68))
     report = score(LandmarkSet(["a"], np.ones((1, 5, 2))), LandmarkSet(["a"], np.arange(10.0).reshape(1, 5, 2)))
     assert report["breakdown"]["box"]["all"]["groups"] == {} and breakdown_table(report) == ""
+
+
+# -- rendered shards as a test set, on a real (tiny) checkpoint ----------------------------------------
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory, face_model):
+    """16 raster renders of ibug68 at 96 px and a resnet18 trained on them for 5 steps (CPU, seconds)."""
+    from click.testing import CliRunner
+
+    from facegen.cli import main
+    from facegen.trainer.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("gap")
+    result = CliRunner().invoke(main, ["render", "--spec", "ibug68", "--n", "16", "--out", str(root / "i68"),
+                                       "--renderer", "raster", "--size", "96", "--quiet"])
+    assert result.exit_code == 0, result.output
+    train(TrainConfig(data=[str(root / "i68")], model="resnet18", model_kwargs={"width": 8}, out=str(root / "run"),
+                      input_size=64, steps=5, batch_size=8, workers=0, device="cpu"), progress=False)
+    return root / "i68", root / "run" / "last.pt"
+
+
+def test_eval_on_shards_equals_eval_on_the_same_samples_as_pts(rendered, tmp_path):
+    from facegen.trainer.datasets import PtsFolder, export_pts
+    from facegen.trainer.evaluate import evaluate, open_eval_dataset
+    from facegen.trainer.predictor import load_checkpoint
+    from facegen.trainer.score import score_files
+
+    shards, ckpt = rendered
+    predictor = load_checkpoint(ckpt, "cpu")
+    ds = open_eval_dataset("shards", shards)
+    assert ds.names[:2] == ["000000", "000001"] and len(ds) == 16
+    yaw = np.abs(ds.yaw)
+    assert ds.subsets()["yaw 0-30"] == np.flatnonzero(yaw < 30).tolist()
+    on_shards = evaluate(predictor, ds, tmp_path / "shards")
+    assert on_shards["compared"]["points"] == "spec"  # an ibug68 checkpoint on ibug68 shards: its own points
+    assert list(on_shards["metrics"]) == ["box", "inter_ocular", "inter_pupil"]
+    assert "visible" in on_shards["breakdown"]["box"]["yaw 0-30"]
+
+    folder = export_pts(shards, tmp_path / "pts")
+    assert sorted(p.name for p in folder.iterdir())[:2] == ["000000.png", "000000.pts"]
+    on_pts = evaluate(predictor, PtsFolder(folder), tmp_path / "folder", norms=("box", "inter_ocular", "inter_pupil"))
+    for norm in on_shards["metrics"]:
+        for name, e in on_shards["per_image"][norm].items():
+            assert on_pts["per_image"][norm][name] == pytest.approx(e, rel=1e-6, abs=1e-9), (norm, name)
+    # per subset (the shards' yaw bins, given to the scorer as facegen score --subsets) and per region
+    again, _ = score_files(tmp_path / "folder" / "predictions.json", folder, tmp_path / "shards" / "subsets.json",
+                           norms=("box", "inter_ocular", "inter_pupil"))
+    for norm, rows in on_shards["metrics"].items():
+        for subset, row in rows.items():
+            assert again["metrics"][norm][subset]["nme"] == pytest.approx(row["nme"], rel=1e-6)
+            mine, theirs = on_shards["breakdown"][norm][subset]["groups"], again["breakdown"][norm][subset]["groups"]
+            assert mine.keys() == theirs.keys()
+            for g in mine:
+                assert theirs[g] == pytest.approx(mine[g], rel=1e-6), (norm, subset, g)
+    assert (tmp_path / "shards" / "breakdown_box.png").exists()
+    assert "| visible | hidden |" in (tmp_path / "shards" / "metrics.md").read_text()
+
+    # compared on iBUG-68 on both sides (the path of a checkpoint of another spec): the same numbers here,
+    # since ibug68's correspondence is the identity
+    in_ibug = evaluate(predictor, ds, compare="ibug68")
+    assert in_ibug["compared"]["points"] == "ibug68"
+    assert in_ibug["metrics"]["box"]["all"]["nme"] == pytest.approx(on_shards["metrics"]["box"]["all"]["nme"])
+
+
+def test_shards_of_another_spec_are_compared_on_ibug68_or_refused(toy_shards):
+    from facegen.errors import FacegenError
+    from facegen.trainer.datasets import ShardTestSet
+    from facegen.trainer.predictor import SpecInfo
+
+    ds = ShardTestSet(toy_shards)  # toy68: points p0..p67, an ibug68 attribute, no YAML points (jaw "2d")
+    ibug = SpecInfo("ibug68", "", [f"q{i}" for i in range(68)], np.arange(68), np.arange(68))
+    compared = ds.compared_with(ibug)
+    assert compared.compared == "ibug68" and compared.ground_truth().shape == (48, 68, 2)
+    assert compared.groups()["jaw"] == list(range(17)) and compared.is_ibug68()
+    bare = SpecInfo("bare40", "", [f"b{i}" for i in range(40)], np.arange(40), None)
+    with pytest.raises(FacegenError, match="no iBUG-68 correspondence"):
+        ds.compared_with(bare)
+

@@ -181,7 +181,7 @@ def train(data, strategy, real, real_format, n_real, real_val_fraction, real_tes
 
 def _print_report(report: dict) -> None:
     from facegen.trainer.evaluate import modes_table
-    from facegen.trainer.score import markdown_table
+    from facegen.trainer.score import breakdown_table, markdown_table
 
     modes = report.get("modes") or {}
     if "adapter" in modes:
@@ -194,6 +194,8 @@ def _print_report(report: dict) -> None:
                        f"{report['jaw']['labels']}-jaw; its jaw points follow the other convention.")
     else:
         click.echo(markdown_table(report))
+    if breakdown_table(report):
+        click.echo(breakdown_table(report))
     jaw = report.get("jaw") or {}
     if jaw.get("spec") and jaw["spec"] != jaw["labels"]:
         what = {"2d": "the visible outline (300-W markup)", "3d": "fixed surface points (3D-fit convention)"}
@@ -204,8 +206,9 @@ def _print_report(report: dict) -> None:
 
 @click.command()
 @click.option("--checkpoint", required=True, type=click.Path())
-@click.option("--dataset", type=click.Choice(["300w", "aflw2000", "folder"]), default="300w", show_default=True,
-              help="300w (official layout), aflw2000 (AFLW2000-3D: .jpg + .mat) or folder (any .pts folder).")
+@click.option("--dataset", type=click.Choice(["300w", "aflw2000", "folder", "shards"]), default="300w",
+              show_default=True, help="300w (official layout), aflw2000 (AFLW2000-3D: .jpg + .mat), folder (any .pts "
+                                      "folder) or shards (a folder written by facegen render, any spec).")
 @click.option("--root", required=True, type=click.Path(), help="The dataset's folder.")
 @click.option("--split", default="full", show_default=True,
               help="300-W split: full, common, challenging, private, train (with --dataset 300w).")
@@ -214,17 +217,26 @@ def _print_report(report: dict) -> None:
 @click.option("--out", default=None, type=OutFolder(), help="Write predictions, metrics, CED plots here.")
 @DEVICE
 def evaluate(checkpoint, dataset, root, split, box, out, device):
-    """Predict with a checkpoint on 300-W (or any .pts folder) and score per subset.
+    """Predict with a checkpoint on 300-W, AFLW2000-3D, a .pts folder or rendered shards; score per subset.
 
     \b
     Examples:
       facegen eval --checkpoint runs/hg/best.pt --dataset 300w --root ~/data/300W --out runs/hg/eval
       facegen eval --checkpoint runs/hg/best.pt --dataset folder --root ../shared/data/real300w-mini
       facegen eval --checkpoint runs/hg/best.pt --dataset aflw2000 --root ../shared/data/aflw2000-3d-half
+      facegen eval --checkpoint runs/hg/best.pt --dataset shards --root data/i68_test --out runs/hg/eval_syn
 
     Faces are cropped from the ground-truth box (the 300-W protocol); dense specs are scored on their
     iBUG-68 nearest-point subset. AFLW2000-3D is scored as the field reports it: NME by the
     ground-truth box, per |yaw| bin (0-30, 30-60, 60-90) and their balanced mean.
+
+    Shards (held-out renders, any spec) are scored with no conversion: in the checkpoint's own points
+    when they have the same landmark names, else on iBUG-68 on both sides; NME by the landmark box
+    (and the eyes when iBUG-68), per |yaw| bin from the rendered head pose.
+
+    Every report breaks the error down per face region (jaw, brows, nose, eyes, mouth, no_jaw ...),
+    per subset (so per yaw bin where the pose is known) and, on shards, visible vs self-occluded
+    points: a second table, "breakdown" in metrics.json and breakdown_<norm>.png.
 
     A checkpoint with a label adapter (facegen adapt, or train --adapter) is scored both ways, side by
     side: nearest subset and adapter. metrics.json keeps the nearest-subset report at its top level and

@@ -169,6 +169,142 @@ class ShardDataset(LandmarkDataset):
         return {"image": self._image(k, j), "landmarks": lm[j].copy(), "visibility": vis[j].copy()}
 
 
+class ShardTestSet(LandmarkDataset):
+    """A folder of `facegen render` shards as a test set (`facegen eval --dataset shards`), any spec.
+
+    `names` are the samples' job-wide indices (`000123`). The points compared are `points` (indices into
+    the spec; all of them by default): `compared_with(spec)` picks them for a checkpoint: the spec's own
+    points when the checkpoint has the same landmark names, else iBUG-68 through the shards' correspondence
+    in their jaw convention (`jaw_convention`: "3d" for a spec whose jaw is on fixed surface points, as
+    ibug68_3d, else "2d"). `raw(i)` gives the compared points, so the face crop comes from their box, as on
+    real faces. Head pose gives the |yaw| subsets and the render's depth test the per-point visibility."""
+
+    def __init__(self, root: Path | str, points: Sequence[int] | None = None, compared: str = "spec"):
+        from facegen.trainer.predictor import SpecInfo
+
+        self.root = Path(root)
+        self.shards = open_shards(self.root)
+        a = self.shards.attrs
+        ibug = a.get("ibug68")
+        self.spec = SpecInfo(str(a.get("spec_name", "")), str(a.get("spec_yaml", "")), self.shards.landmark_names,
+                             self.shards.flip_map, None if ibug is None or len(ibug) != 68 else np.asarray(ibug, np.int64))
+        self.jaw_convention = self.spec.jaw_convention() or "2d"
+        num = self.shards.num_landmarks
+        self.points = np.arange(num) if points is None else np.asarray(points, np.int64)
+        self.compared = compared  # "spec" (the shards' own points) or "ibug68"
+        self.names = [f"{int(i):06d}" for i in self.shards.read_all("sample_index")]
+        self.transform, self.seed = None, 0
+        self.flip_map = IBUG68_FLIP if compared == "ibug68" else self.shards.flip_map
+
+    def in_ibug68(self) -> "ShardTestSet":
+        """The same samples compared on iBUG-68: the shards' own correspondence in their jaw convention."""
+        index = self.spec.correspondence(self.jaw_convention)
+        if index is None:
+            raise FacegenError(f"{self.root}: spec {self.spec.name!r} ({self.shards.num_landmarks} points) has no "
+                               "iBUG-68 correspondence (no `ibug68` attribute); compare it with a checkpoint of "
+                               "the same spec")
+        return ShardTestSet(self.root, index, "ibug68")
+
+    def compared_with(self, spec, compare: str = "auto") -> "ShardTestSet":
+        """The points to compare with a checkpoint's `spec` (a SpecInfo): its own when the landmark names are
+        the shards' (`compare='auto'` or 'spec'), else iBUG-68 on both sides (`auto` or 'ibug68')."""
+        same = list(spec.names) == self.shards.landmark_names
+        if compare == "spec" or (compare == "auto" and same):
+            if not same:
+                raise FacegenError(f"{self.root}: the shards' spec {self.spec.name!r} has other points than the "
+                                   f"checkpoint's {spec.name!r}; compare them on iBUG-68 instead")
+            return self
+        if spec.correspondence(self.jaw_convention) is None:
+            raise FacegenError(f"{self.root}: the checkpoint's spec {spec.name!r} ({len(spec.flip_map)} points) "
+                               f"has other points than the shards' {self.spec.name!r} and no iBUG-68 "
+                               "correspondence, so they cannot be compared; evaluate it on shards of its own spec")
+        return self.in_ibug68()
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def _array(self, name: str) -> np.ndarray:
+        cache = self.__dict__.setdefault("_label_cache", {})
+        if name not in cache:
+            cache[name] = self.shards.read_all(name)
+        return cache[name]
+
+    def raw(self, i: int) -> dict:
+        return {"image": self.shards.read(int(i), keys=("image",))["image"],
+                "landmarks": self._array("landmarks_2d")[i, self.points].astype(np.float32),
+                "visibility": self._array("visibility")[i, self.points].astype(np.float32)}
+
+    def ground_truth(self) -> np.ndarray:
+        """(N, L, 2) the compared points in image pixels."""
+        return self._array("landmarks_2d")[:, self.points].astype(np.float64)
+
+    def visibility(self) -> np.ndarray:
+        """(N, L) bool: the compared points visible in the image (not self-occluded and in frame)."""
+        return self._array("visibility")[:, self.points].astype(bool)
+
+    @property
+    def yaw(self) -> np.ndarray:
+        return self._array("head_pose")[:, 0].astype(np.float64)
+
+    def subsets(self) -> dict[str, list[int]]:
+        """Sample indices per |yaw| bin, as AFLW2000-3D's (60 and beyond join the last)."""
+        return yaw_bins(self.yaw)
+
+    def groups(self) -> dict[str, list[int]]:
+        """Point indices per spec group of the compared points (iBUG-68's regions when compared on iBUG-68)."""
+        from facegen.trainer.annotations import IBUG68_REGIONS, spec_groups
+
+        if self.compared == "ibug68":
+            return dict(IBUG68_REGIONS)
+        a = self.shards.attrs
+        if "landmark_groups" in a:
+            import json
+
+            groups = {str(g): list(v) for g, v in json.loads(a["landmark_groups"]).items()}
+        else:
+            groups = spec_groups(self.spec.yaml, self.shards.num_landmarks)
+        where = {int(p): k for k, p in enumerate(self.points)}
+        return {g: [where[i] for i in idx if i in where] for g, idx in groups.items()}
+
+    def is_ibug68(self) -> bool:
+        """Whether the compared points are iBUG-68 in its order (eye-based normalisations apply)."""
+        if self.compared == "ibug68":
+            return True
+        index = self.spec.correspondence(self.jaw_convention)
+        return len(self.points) == 68 and index is not None and np.array_equal(index, np.arange(68))
+
+
+def yaw_bins(yaw: np.ndarray) -> dict[str, list[int]]:
+    """Indices per |yaw| bin (YAW_BINS: [0, 30), [30, 60), [60, 90]; beyond 90 joins the last)."""
+    a = np.abs(np.asarray(yaw, np.float64))
+    bins = {name: np.flatnonzero((a >= lo) & (a < hi)) for name, (lo, hi) in YAW_BINS.items()}
+    bins["yaw 60-90"] = np.flatnonzero(a >= 60.0)
+    return {name: idx.tolist() for name, idx in bins.items()}
+
+
+def export_pts(shards_root: Path | str, out: Path | str, points: str = "ibug68") -> Path:
+    """Write a shard folder's samples as a `.pts` folder: `NNNNNN.png` + `NNNNNN.pts` (1-based, as 300-W),
+    in iBUG-68 (`points='ibug68'`: the shards' correspondence in their jaw convention) or every spec point
+    (`points='all'`). Any tool that reads 300-W-style folders then reads renders; `facegen eval --dataset
+    folder` on it scores what `--dataset shards` scores."""
+    from facegen.trainer.annotations import write_pts
+
+    if points not in ("ibug68", "all"):
+        raise FacegenError(f"points={points!r}: use 'ibug68' or 'all'")
+    ds = ShardTestSet(shards_root)
+    if points == "ibug68":
+        ds = ds.in_ibug68()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    gt = ds.ground_truth()
+    for i, name in enumerate(ds.names):
+        image = ds.shards.read(i, keys=("image",))["image"]
+        if not cv2.imwrite(str(out / f"{name}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+            raise FacegenError(f"{out / (name + '.png')}: cannot write the image (is the folder writable?)")
+        write_pts(out / f"{name}.pts", gt[i])
+    return out
+
+
 class PtsFolder(LandmarkDataset):
     """Images with 300-W `.pts` beside them (or 300-VW `imgs/` + `annot/`), found recursively under `root`.
 
@@ -275,10 +411,7 @@ class AFLW2000(_MatLandmarks):
 
     def subsets(self) -> dict[str, list[int]]:
         """Image indices per |yaw| bin ([0, 30), [30, 60), [60, 90]; the few beyond 90 join the last)."""
-        a = np.abs(self.yaw)
-        bins = {name: np.flatnonzero((a >= lo) & (a < hi)) for name, (lo, hi) in YAW_BINS.items()}
-        bins["yaw 60-90"] = np.flatnonzero(a >= 60.0)
-        return {name: idx.tolist() for name, idx in bins.items()}
+        return yaw_bins(self.yaw)
 
 
 class W300LP(_MatLandmarks):

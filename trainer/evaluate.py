@@ -1,4 +1,4 @@
-"""Predict on 300-W (or any .pts folder) with a checkpoint, then score: `facegen eval`.
+"""Predict on 300-W, AFLW2000-3D, any .pts folder or rendered shards with a checkpoint, then score: `facegen eval`.
 
 Predicting and scoring stay separate: predictions are written as a `.pts` folder (and JSON) first, then
 `score.py` compares them with the ground truth exactly as `facegen score` would.
@@ -19,7 +19,7 @@ import numpy as np
 
 from facegen.errors import FacegenError
 from facegen.trainer.annotations import LandmarkSet, derive_subsets, w300_group, write_pts
-from facegen.trainer.datasets import AFLW2000, PtsFolder, Real300W
+from facegen.trainer.datasets import AFLW2000, PtsFolder, Real300W, ShardTestSet
 from facegen.trainer.predictor import Predictor, SpecInfo
 from facegen.trainer.score import score, write_report
 from facegen.trainer.transforms import landmark_box
@@ -48,7 +48,7 @@ def to_ibug68(pred: np.ndarray, spec: SpecInfo, adapter: Adapter | None = None, 
     return (adapter or NearestSubsetAdapter(spec, convention))(pred)
 
 
-DATASETS = ("300w", "aflw2000", "folder")
+DATASETS = ("300w", "aflw2000", "folder", "shards")
 
 
 def protocol_norm(jaw_convention: str) -> str:
@@ -58,7 +58,9 @@ def protocol_norm(jaw_convention: str) -> str:
     return "box" if jaw_convention == "3d" else "inter_ocular"
 
 
-def open_eval_dataset(dataset: str, root: Path | str, split: str = "full") -> PtsFolder | AFLW2000:
+def open_eval_dataset(dataset: str, root: Path | str, split: str = "full") -> PtsFolder | AFLW2000 | ShardTestSet:
+    if dataset == "shards":
+        return ShardTestSet(root)
     if dataset == "300w":
         return Real300W(root, split)
     if dataset == "aflw2000":
@@ -95,12 +97,21 @@ def ground_truth_set(ds: PtsFolder | AFLW2000) -> LandmarkSet:
             g = w300_group(n)
             if g:
                 groups.setdefault(g, []).append(i)
+    # point groups and visibility where the dataset knows them (renders); 68-point labels get iBUG-68's regions
+    point_groups = ds.groups() if hasattr(ds, "groups") else {}
+    visibility = ds.visibility() if hasattr(ds, "visibility") else None
     return LandmarkSet(names=list(ds.names), points=ds.ground_truth().astype(np.float64),
-                       subsets=derive_subsets(groups, len(ds)), source=str(ds.root))
+                       subsets=derive_subsets(groups, len(ds)), source=str(ds.root), groups=point_groups,
+                       visibility=visibility)
+
+
+def shard_norms(ds: ShardTestSet) -> tuple[str, ...]:
+    """Renders are reported by the landmark box, any spec; by the eyes too when the points are iBUG-68."""
+    return ("box", "inter_ocular", "inter_pupil") if ds.is_ibug68() else ("box",)
 
 
 def evaluate(predictor: Predictor, ds: PtsFolder, out: Path | str | None = None, box: str = "gt",
-             adapter: Adapter | None = None, **score_kw) -> dict:
+             adapter: Adapter | None = None, compare: str = "auto", **score_kw) -> dict:
     """Predict, map to iBUG-68, write predictions (`predictions/*.pts`, `predictions.json`), score.
 
     The report is the nearest-subset one (or the given `adapter`'s), as before; `report["modes"]` holds one
@@ -108,12 +119,20 @@ def evaluate(predictor: Predictor, ds: PtsFolder, out: Path | str | None = None,
     `adapter` is given), `adapter`, from the same forward pass and scored the same way. With `out`, the
     adapter mode's files go to `out/adapter/` (`facegen score -p out/adapter/predictions.json -g
     out/ground_truth.json --subsets out/subsets.json` reproduces it) and `modes.md` puts both side by side.
-    The report's `jaw` says which correspondence was used and whether the spec's jaw matches the labels'."""
+    The report's `jaw` says which correspondence was used and whether the spec's jaw matches the labels'.
+
+    Shards (`ShardTestSet`) are compared in the checkpoint's own points when they share its landmark names,
+    else on iBUG-68 on both sides (`compare`: auto, spec or ibug68); `report["compared"]` says which."""
+    in_spec = False
+    if isinstance(ds, ShardTestSet):
+        ds = ds.compared_with(predictor.spec, compare)
+        in_spec = ds.compared == "spec"
+        score_kw.setdefault("norms", shard_norms(ds))
     convention = ds.jaw_convention
     images, boxes = _images_and_boxes(ds, box)
-    learned = adapter is None and predictor.adapter is not None
+    learned = adapter is None and predictor.adapter is not None and not in_spec  # the adapter gives iBUG-68
     raw = predictor.predict_modes(images, boxes, adapter=learned)
-    preds = {"nearest": to_ibug68(raw["points"], predictor.spec, adapter, convention)}
+    preds = {"nearest": raw["points"] if in_spec else to_ibug68(raw["points"], predictor.spec, adapter, convention)}
     if learned:
         preds["adapter"] = raw["adapter"]
     gt = ground_truth_set(ds)
@@ -125,6 +144,10 @@ def evaluate(predictor: Predictor, ds: PtsFolder, out: Path | str | None = None,
         modes[mode] = score(pred_set, gt, **score_kw)
     modes["nearest"]["jaw"] = {"labels": convention, "spec": predictor.spec.jaw_convention(),
                                "correspondence": "ibug68_3d" if convention == "3d" else "ibug68"}
+    if isinstance(ds, ShardTestSet):
+        modes["nearest"]["compared"] = {"points": ds.compared, "spec": ds.spec.name, "count": len(ds.points)}
+        if in_spec:  # the same points on both sides: no correspondence involved
+            modes["nearest"]["jaw"] = {"labels": convention, "spec": convention, "correspondence": None}
     if learned:
         info = predictor.adapter_info
         modes["adapter"]["jaw"] = {"labels": convention, "adapter": info.get("convention")}
