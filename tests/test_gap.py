@@ -166,3 +166,36 @@ def test_shards_of_another_spec_are_compared_on_ibug68_or_refused(toy_shards):
     with pytest.raises(FacegenError, match="no iBUG-68 correspondence"):
         ds.compared_with(bare)
 
+
+def test_gap_cli_writes_its_report(rendered, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from facegen.cli import main
+    from tests.toy_shards import REAL_MINI
+
+    if not REAL_MINI.is_dir():
+        pytest.skip(f"{REAL_MINI} is absent (it sits beside the checkout as ../shared/data/real300w-mini)")
+    shards, ckpt = rendered
+    out = tmp_path / "gap"
+    result = CliRunner().invoke(main, ["gap", "--checkpoint", str(ckpt), "--shards", str(shards), "--real",
+                                       str(REAL_MINI), "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    for f in ("gap.md", "gap.json", "gap.png", "sets/i68/metrics.json", "sets/real300w-mini/metrics.md"):
+        assert (out / f).stat().st_size > 0, f
+    report = json.loads((out / "gap.json").read_text())
+    assert [s["name"] for s in report["sets"]] == ["i68", "real300w-mini"]
+    syn, real = (s["row"] for s in report["sets"])
+    per_set = json.loads((out / "sets" / "real300w-mini" / "metrics.json").read_text())
+    assert real["nme"] == pytest.approx(per_set["metrics"]["box"]["all"]["nme"]) and real["n"] == 12
+    assert real["regions"]["jaw"] == pytest.approx(per_set["breakdown"]["box"]["all"]["groups"]["jaw"])
+    assert real["yaw"] == {} and real["visible"] is None and syn["visible"] is not None and syn["yaw"]
+    md = (out / "gap.md").read_text()
+    assert "| set | kind | n | NME box % | jaw | brows | nose | eyes | mouth | no_jaw |" in md
+    assert f"| real300w-mini | real | 12 | {real['nme']:.2f} |" in md
+    assert "## Reading" in md and f"i68 -> real300w-mini: NME x{real['nme'] / syn['nme']:.2f}" in md
+    # the same folder twice gets two names
+    from facegen.trainer.gap import set_names
+
+    assert set_names([shards, shards, REAL_MINI]) == ["i68", "i68-2", "real300w-mini"]

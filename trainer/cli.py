@@ -1,4 +1,4 @@
-"""Click commands `facegen train | adapt | eval | score | predict` (routed here from facegen/cli.py).
+"""Click commands `facegen train | adapt | eval | gap | score | predict` (routed here from facegen/cli.py).
 
 Options are checked by their click types (ranges, output folders) before a command starts any work."""
 
@@ -250,6 +250,47 @@ def evaluate(checkpoint, dataset, root, split, box, out, device):
         ds = open_eval_dataset(dataset, root, split)
         report = run(predictor, ds, out, box=box)
     _print_report(report)
+
+
+@click.command()
+@click.option("--checkpoint", required=True, type=click.Path())
+@click.option("--shards", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="A folder of rendered test shards, any spec (repeatable; e.g. raster then Cycles renders).")
+@click.option("--real", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Real labelled faces (repeatable): 300-W (its full test split), AFLW2000-3D, 300W-LP or any "
+                   ".pts folder, recognised by its files.")
+@REAL_FORMAT
+@click.option("--out", required=True, type=OutFolder(), help="Report folder: gap.md, gap.json, gap.png, sets/.")
+@DEVICE
+def gap(checkpoint, shards, real, real_format, out, device):
+    """Where the error grows from synthetic to real: one checkpoint on several test sets, one report.
+
+    \b
+    Example:
+      facegen render --spec ibug68 --n 500 --seed 7 --renderer raster --out data/test_raster
+      facegen render --spec ibug68 --n 500 --seed 7 --renderer cycles --out data/test_cycles
+      facegen gap --checkpoint runs/hg/best.pt --shards data/test_raster --shards data/test_cycles \\
+                  --real ../shared/data/real300w-mini --real ../shared/data/aflw2000-3d-half --out runs/hg/gap
+
+    Each set is evaluated as facegen eval does it (OUT/sets/<name>/); gap.md has one row per set,
+    ordered as given (shards first, then real): NME by the landmark box overall, per face region
+    (jaw, brows, nose, eyes, mouth, no_jaw), per |yaw| bin and visible / hidden points where known,
+    inter-ocular where 68 points; then a reading: the synthetic error itself, raster -> Cycles and
+    synthetic -> real ratios per region and yaw bin, with the usual remedy. gap.json holds every
+    number, gap.png the regions and yaw bins per set. Shards are compared on iBUG-68.
+    """
+    from facegen.trainer.gap import gap_report, gap_table, open_gap_sets, write_gap
+    from facegen.trainer.predictor import load_checkpoint
+
+    with _user_errors():
+        predictor = load_checkpoint(checkpoint, device)
+        sets = open_gap_sets(shards, real, real_format)
+        report = gap_report(predictor, sets, out)
+        write_gap(report, out)
+    click.echo(gap_table(report))
+    for line in report["reading"]:
+        click.echo(f"- {line}")
+    click.echo(f"\nreport: {Path(out) / 'gap.md'}")
 
 
 @click.command()
