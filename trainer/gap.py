@@ -118,8 +118,6 @@ def gap_report(predictor, sets: Sequence[GapSet], out: Path | str | None = None)
     for s in sets:
         where = Path(out) / "sets" / s.name if out is not None else None
         kw = {"compare": "ibug68"} if s.kind == "synthetic" else {}
-        if s.kind == "synthetic":
-            kw["norms"] = ("box", "inter_ocular", "inter_pupil")
         report = evaluate(predictor, s.dataset, where, **kw)
         entries.append({"name": s.name, "kind": s.kind, "renderer": s.renderer, "source": s.source,
                         "report_dir": f"sets/{s.name}" if where is not None else None,
