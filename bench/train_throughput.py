@@ -1,12 +1,16 @@
-"""Throughput of the training input pipeline and of training steps on this machine (prints numbers).
+"""Throughput of the training input pipeline and of training on this machine (prints numbers).
 
     python bench/train_throughput.py --data DIR            # DIR: shards from `facegen render --size 256`
     python bench/train_throughput.py                        # renders 256 ibug68 raster images at 256 px first
+    python bench/train_throughput.py --data DIR --skip-loader --model resnet18_heatmap --input-size 128 --batch-size 16
 
 Loader: samples/s through ShardDataset + the full training augmentation (gzip decode, one warpAffine,
 photometric on the crop), uint8 tensors, DataLoader with persistent workers. Target: >= 1000/s with 2
-workers at 256 px. Training: images/s of forward + backward + AdamW step on the CPU at batch 16.
-Not a timed test: numbers depend on the machine and its load.
+workers at 256 px.
+Training, for each --model: images/s of a bare step (forward + backward + AdamW on one random batch held in
+memory, the model's own loss) against `facegen train` on the shards (its steps only: validation and the
+first step, when loader workers start, are not timed) at the same batch and input size, and their ratio.
+Target: train >= 80 % of bare. Not a timed test: numbers depend on the machine and its load.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from torch.utils.data import DataLoader
 from facegen.trainer.datasets import ShardDataset
 from facegen.trainer.losses import LandmarkLoss
 from facegen.trainer.models import create_model
+from facegen.trainer.train import prepare_model
 from facegen.trainer.transforms import build_transforms
 
 
@@ -73,12 +78,42 @@ def bench_loader(ds: ShardDataset, workers: int, batch: int, batches: int) -> fl
     return count / (time.perf_counter() - t)
 
 
-def bench_train(name: str, size: int, batch: int, steps: int, num_landmarks: int = 68, **kw) -> float:
+def busy_cpus(interval: float = 1.0) -> float:
+    """How many CPUs of this machine were busy over the last `interval` seconds (Linux /proc/stat)."""
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields) - idle, sum(fields)
+    b0, t0 = sample()
+    time.sleep(interval)
+    b1, t1 = sample()
+    import os
+    return (b1 - b0) / max(t1 - t0, 1) * os.cpu_count()
+
+
+def wait_quiet(limit: float = 0.3, timeout: float = 900.0) -> float:
+    """Wait (up to `timeout` s) until the machine is idle, i.e. fewer than `limit` CPUs busy: throughput
+    measured beside another heavy job reads as low as half. Returns the busy CPUs last seen."""
+    t = time.perf_counter()
+    busy = busy_cpus()
+    while busy > limit and time.perf_counter() - t < timeout:
+        time.sleep(5)
+        busy = busy_cpus()
+    if busy > limit:
+        print(f"warning: {busy:.1f} CPUs busy with other work; throughput will read low", flush=True)
+    return busy
+
+
+def bench_train(name: str, size: int, batch: int, steps: int, num_landmarks: int = 68, channels_last: bool | None = None,
+                **kw) -> float:
+    """Bare training steps: one random batch in memory, the model, its loss, AdamW; the first step untimed."""
     torch.manual_seed(0)
-    model = create_model(name, num_landmarks, **kw)
+    model = prepare_model(create_model(name, num_landmarks, **kw), channels_last)
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
     loss_fn = LandmarkLoss()
     x = torch.rand(batch, 3, size, size)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     y = torch.rand(batch, num_landmarks, 2) * size
     for i in range(steps + 1):
         if i == 1:
@@ -90,6 +125,18 @@ def bench_train(name: str, size: int, batch: int, steps: int, num_landmarks: int
     return batch * steps / (time.perf_counter() - t)
 
 
+def bench_facegen_train(data: Path, name: str, size: int, batch: int, steps: int, workers: int) -> float:
+    """`facegen train` on the shards for `steps` steps: its own images/s (training steps only)."""
+    import tempfile
+
+    from facegen.trainer.train import TrainConfig, train
+
+    with tempfile.TemporaryDirectory() as out:
+        cfg = TrainConfig(data=[str(data)], model=name, input_size=size, batch_size=batch, steps=steps,
+                          workers=workers, out=out, val_fraction=0.0)
+        return train(cfg, progress=False)["img_per_s"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=None)
@@ -98,7 +145,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--batches", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=3, help="loader runs; the median is reported (noisy machines)")
-    ap.add_argument("--train-steps", type=int, default=3)
+    ap.add_argument("--model", action="append", default=None, help="repeatable [resnet18, hourglass]")
+    ap.add_argument("--input-size", type=int, default=None, help="training input size [--size]")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--train-steps", type=int, default=30, help="timed steps of each training measurement")
+    ap.add_argument("--train-workers", type=int, default=None, help="loader workers of facegen train [its default]")
+    ap.add_argument("--skip-loader", action="store_true")
     ap.add_argument("--skip-train", action="store_true")
     args = ap.parse_args()
     data = args.data
@@ -112,17 +164,24 @@ def main() -> None:
     tf = build_transforms(args.size, train=True, flip_map=probe.flip_map)
     ds = ShardDataset([data], transform=tf)
     print(f"shards: {data} ({len(ds)} samples, {probe.shards.read(0, ('image',))['image'].shape})")
-    print("per-sample stages (1 process):", {k: round(v, 3) for k, v in bench_stage(ds, 64).items()})
-    for w in sorted({0, args.workers}):
-        rates = [bench_loader(ds, w, args.batch, args.batches) for _ in range(args.repeats)]
-        print(f"loader: {np.median(rates):8.1f} samples/s median of {args.repeats} "
-              f"({', '.join(f'{r:.0f}' for r in rates)})  (workers={w}, batch={args.batch}, input {args.size}px, "
-              "full augmentation)")
+    if not args.skip_loader:
+        print("per-sample stages (1 process):", {k: round(v, 3) for k, v in bench_stage(ds, 64).items()})
+        for w in sorted({0, args.workers}):
+            rates = [bench_loader(ds, w, args.batch, args.batches) for _ in range(args.repeats)]
+            print(f"loader: {np.median(rates):8.1f} samples/s median of {args.repeats} "
+                  f"({', '.join(f'{r:.0f}' for r in rates)})  (workers={w}, batch={args.batch}, input {args.size}px, "
+                  "full augmentation)")
     if not args.skip_train:
-        for name, kw in (("hourglass", {}), ("resnet18", {})):
-            rate = bench_train(name, args.size, 16, args.train_steps, **kw)
-            print(f"train: {name:10s} {rate:6.2f} images/s  (CPU, batch 16, {args.size}px, {torch.get_num_threads()} threads)")
+        from facegen.trainer.train import TrainConfig
 
+        size = args.input_size or args.size
+        workers = TrainConfig.workers if args.train_workers is None else args.train_workers
+        for name in args.model or ["resnet18", "hourglass"]:
+            bare = bench_train(name, size, args.batch_size, args.train_steps, probe.num_landmarks)
+            ours = bench_facegen_train(data, name, size, args.batch_size, args.train_steps + 1, workers)
+            print(f"train: {name:18s} bare {bare:6.2f} images/s   facegen train {ours:6.2f} images/s   "
+                  f"{ours / bare:5.1%} of bare  (CPU, batch {args.batch_size}, {size}px, "
+                  f"{torch.get_num_threads()} threads, {workers} loader workers)")
 
 if __name__ == "__main__":
     main()

@@ -13,6 +13,8 @@ from facegen.trainer.models.hourglass import soft_argmax
     ("hourglass", dict(stacks=1, channels=32, depth=2), 490, 64, 3),
     ("resnet18", dict(width=16), 68, 64, 1),
     ("resnet50", dict(width=8), 243, 64, 3),
+    ("resnet18_heatmap", dict(width=8, head_channels=16), 68, 64, 3),
+    ("resnet50_heatmap", dict(width=8, head_channels=16), 98, 64, 1),
 ])
 def test_models_any_landmark_count(name, kw, L, size, chans):
     torch.manual_seed(0)
@@ -26,7 +28,7 @@ def test_models_any_landmark_count(name, kw, L, size, chans):
 
 
 def test_registry():
-    assert {"hourglass", "resnet18", "resnet50"} <= set(list_models())
+    assert {"hourglass", "resnet18", "resnet50", "resnet18_heatmap", "resnet50_heatmap"} <= set(list_models())
     with pytest.raises(ValueError, match="unknown model"):
         create_model("vit-huge", 68)
 
@@ -43,6 +45,22 @@ def test_hourglass_decoder_maps_cells_to_input_pixels():
     target_px = torch.tensor([[[37.0, 21.0]]])  # input pixels; stride 4 -> cell (8.875, 4.875)
     h = gaussian_heatmaps((target_px + 0.5) / 4 - 0.5, 16, 16, sigma=1.0)
     assert (m.decode(torch.log(h + 1e-30)) - target_px).abs().max() < 0.05
+
+
+def test_resnet_heatmap_head_is_at_a_quarter_of_the_input_and_decodes_like_the_hourglass():
+    m = create_model("resnet18_heatmap", 3, width=8, head_channels=16).eval()
+    out = m(torch.rand(1, 3, 96, 96))
+    assert out["heatmaps"][0].shape == (1, 3, 24, 24) and out["stride"] == 4
+    assert torch.allclose(out["landmarks"], m.decode(out["heatmaps"][0]))
+    target_px = torch.tensor([[[37.0, 21.0]]])
+    h = gaussian_heatmaps((target_px + 0.5) / 4 - 0.5, 24, 24, sigma=1.0)
+    assert (m.decode(torch.log(h + 1e-30)) - target_px).abs().max() < 0.05
+
+
+def test_regression_checkpoints_keep_their_parameter_names():
+    """The ResNet trunk is shared by both heads; the regressor's parameters keep the names old checkpoints use."""
+    names = set(create_model("resnet18", 68, width=8).state_dict())
+    assert {"stem.0.weight", "stages.0.0.conv1.weight", "stages.3.1.bn2.running_var", "head.weight"} <= names
 
 
 def test_heatmap_loss_is_minimal_at_the_matching_logits():

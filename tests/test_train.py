@@ -58,3 +58,38 @@ def test_to_ibug68_nearest_subset():
 def test_missing_checkpoint_is_named(tmp_path):
     with pytest.raises(FacegenError, match="nope.pt"):
         load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_test_time_flip_makes_predictions_mirror_equivariant(toy_shards, tmp_path):
+    """With test-time flip, predicting on a mirrored image gives the mirror of the prediction (each point
+    where its partner was): true for any weights only if the mirrored crop's points are mapped back right."""
+    train(_cfg(toy_shards, tmp_path / "f", steps=2, test_flip=True), progress=False)
+    p = load_checkpoint(tmp_path / "f" / "best.pt", device="cpu")
+    assert p.flip  # saved in the checkpoint
+    img = np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8)
+    box = [12.0, 8.0, 52.0, 48.0]  # and the same face box in the mirrored image (x -> 79 - x)
+    mirrored_box = [79 - box[2], box[1], 79 - box[0], box[3]]
+    a = p.predict([img], [box])[0]
+    b = p.predict([img[:, ::-1].copy()], [mirrored_box])[0]
+    expect = a[p.spec.flip_map].copy()
+    expect[:, 0] = 79 - expect[:, 0]
+    np.testing.assert_allclose(b, expect, atol=1e-3)
+    p.flip = False  # without it the model alone is not equivariant
+    a, b = p.predict([img], [box])[0], p.predict([img[:, ::-1].copy()], [mirrored_box])[0]
+    expect = a[p.spec.flip_map].copy()
+    expect[:, 0] = 79 - expect[:, 0]
+    assert np.abs(b - expect).max() > 0.01
+    assert load_checkpoint(tmp_path / "f" / "best.pt", device="cpu", flip=False).flip is False
+
+
+def test_n_synthetic_trains_on_the_first_renders_and_keeps_the_hold_out(toy_shards, tmp_path):
+    from facegen.trainer.strategies import get_strategy
+    from facegen.trainer.train import build_data
+
+    full = build_data(_cfg(toy_shards, tmp_path), get_strategy("synthetic-only"))
+    some = build_data(_cfg(toy_shards, tmp_path, n_synthetic=5), get_strategy("synthetic-only"))
+    assert len(some.train["synthetic"]) == 5
+    np.testing.assert_array_equal(some.train["synthetic"].indices, full.train["synthetic"].indices[:5])
+    np.testing.assert_array_equal(some.val.indices, full.val.indices)
+    with pytest.raises(FacegenError, match="--n-synthetic 999"):
+        build_data(_cfg(toy_shards, tmp_path, n_synthetic=999), get_strategy("synthetic-only"))

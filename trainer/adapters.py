@@ -8,7 +8,7 @@ it from real labelled faces, on the model's output in crop pixels:
 - `mlp`: the L predicted points, normalised to the crop ([-1, 1] across it), through a small MLP whose
   output is a residual added to the nearest-subset points. Its last layer starts at zero, so before
   training the adapter IS the nearest subset, bit for bit.
-- `unet`: a small U-Net on the model's last heatmaps (hourglass models) that outputs 68 heatmap logits,
+- `unet`: a small U-Net on the model's last heatmaps (heatmap models: hourglass, resnet*_heatmap) that outputs 68 heatmap logits,
   decoded with the model's own soft-argmax. The 68 logits are the correspondence channels of the model's
   logits (a fixed selection) plus the U-Net's output, whose last layer starts at zero: before training it
   decodes exactly to the nearest subset too. The U-Net reads the maps as softmax probabilities scaled to
@@ -108,7 +108,7 @@ class UNetAdapter(nn.Module):
     def forward(self, output: dict) -> dict:
         if not output.get("heatmaps"):
             raise FacegenError("the unet adapter reads heatmaps, and this model outputs coordinates only; "
-                               "use --adapter mlp (or an hourglass model)")
+                               "use --adapter mlp (or a heatmap model: resnet18_heatmap, hourglass)")
         h = output["heatmaps"][-1].float()
         b, l, hh, ww = h.shape
         p = torch.softmax(h.reshape(b, l, -1) * self.beta, -1).reshape(b, l, hh, ww)
@@ -146,7 +146,7 @@ def create_adapter(name: str, num_points: int, index: Sequence[int], input_size:
         if model is None or getattr(model, "stride", None) is None or not hasattr(model, "decode"):
             what = getattr(model, "model_name", type(model).__name__)
             raise FacegenError(f"--adapter {name} works on heatmaps and model {what} regresses coordinates; "
-                               "use --adapter mlp, or train an hourglass model")
+                               "use --adapter mlp, or train a heatmap model (resnet18_heatmap, hourglass)")
         kw = {"stride": int(model.stride), "beta": float(getattr(model, "beta", 1.0)), **kw}
     return cls(num_points, index, input_size, **kw)
 

@@ -74,6 +74,9 @@ def _device(ctx, param, value: str) -> str:
 
 DEVICE = click.option("--device", default="auto", show_default=True, callback=_device,
                       help="auto, cpu, cuda, cuda:1 ...")
+FLIP = click.option("--flip/--no-flip", default=None,
+                    help="Test-time flip: average the predictions on each crop and its mirror  [default: as the "
+                         "checkpoint was trained, facegen train --test-flip]")
 
 
 REAL_FORMAT = click.option("--real-format", type=click.Choice(["auto", "300w", "aflw2000", "300w-lp", "folder"]),
@@ -85,6 +88,8 @@ STRATEGY_HELP = ("synthetic-only (shards), real-only (--real), mixed (shards + -
 
 @click.command()
 @click.option("--data", "data", multiple=True, type=click.Path(), help="Shard folder (repeatable).")
+@click.option("--n-synthetic", default=None, type=click.IntRange(min=1),
+              help="Train on the first N rendered samples (a larger N contains a smaller one); default all.")
 @click.option("--strategy", default="synthetic-only", show_default=True, help=STRATEGY_HELP)
 @click.option("--real", default=None, type=click.Path(exists=True, file_okay=False),
               help="Real labelled faces: 300-W (its train split), AFLW2000-3D, 300W-LP or any .pts folder.")
@@ -107,7 +112,7 @@ STRATEGY_HELP = ("synthetic-only (shards), real-only (--real), mixed (shards + -
               help="dann, daln: weight of the domain adaptation loss beside the landmark loss.")
 @click.option("--adapter", default=None, type=click.Choice(["mlp", "unet"]),
               help="mixed / fine-tune: real labels supervise the model through a label adapter trained with it "
-                   "(label transfer; unet: hourglass models). Saved in the checkpoint; eval scores both ways.")
+                   "(label transfer; unet: heatmap models). Saved in the checkpoint; eval scores both ways.")
 @click.option("--model", default="hourglass", show_default=True, callback=_model_name,
               help="hourglass, resnet18, resnet50.")
 @click.option("--model-arg", multiple=True, help="Model keyword, e.g. --model-arg stacks=1 --model-arg channels=64.")
@@ -127,6 +132,9 @@ STRATEGY_HELP = ("synthetic-only (shards), real-only (--real), mixed (shards + -
               help="Validate every N steps (0: each epoch).")
 @click.option("--val-real", default=None, type=click.Path(exists=True, file_okay=False),
               help="Real .pts folder scored in iBUG-68 terms.")
+@click.option("--test-flip/--no-test-flip", default=False, show_default=True,
+              help="Predict on each crop and its mirror and average (saved in the checkpoint: eval, predict and "
+                   "validation do it too).")
 @click.option("--coord-loss", type=click.Choice(["l1", "wing", "rmse"]), default="l1", show_default=True)
 @click.option("--heatmap-loss", type=click.Choice(["kl", "mse", "awing"]), default="kl", show_default=True,
               help="Hourglass: KL of the softmax heatmap to a gaussian, or MSE / adaptive wing on peak-scaled maps.")
@@ -135,10 +143,10 @@ STRATEGY_HELP = ("synthetic-only (shards), real-only (--real), mixed (shards + -
 @DEVICE
 @click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
 @click.option("--resume", default=None, type=click.Path(), help="Continue from a last.pt.")
-def train(data, strategy, real, real_format, n_real, real_val_fraction, real_test_fraction, real_split_seed, real_share,
+def train(data, n_synthetic, strategy, real, real_format, n_real, real_val_fraction, real_test_fraction, real_split_seed, real_share,
           init, unlabelled, da_weight, adapter, model,
           model_arg, out, epochs, steps, batch_size, lr, input_size, crop_scale, gray, augment, workers,
-          val_fraction, val_every, val_real, coord_loss, heatmap_loss, heatmap_weight, seed, device, no_amp, resume):
+          val_fraction, val_every, val_real, test_flip, coord_loss, heatmap_loss, heatmap_weight, seed, device, no_amp, resume):
     """Train a landmark detector on shards and / or real faces; writes last.pt, best.pt and history.json.
 
     \b
@@ -168,7 +176,8 @@ def train(data, strategy, real, real_format, n_real, real_val_fraction, real_tes
     cfg = TrainConfig(data=list(data), model=model, model_kwargs=_model_kwargs(model, model_arg), out=out,
                       input_size=input_size, crop_scale=crop_scale, gray=gray, augment=augment, epochs=epochs,
                       steps=steps, batch_size=batch_size, lr=lr, workers=workers, val_fraction=val_fraction,
-                      val_every=val_every, val_real=val_real, coord_loss=coord_loss, heatmap_loss=heatmap_loss,
+                      val_every=val_every, val_real=val_real, test_flip=test_flip, n_synthetic=n_synthetic,
+                      coord_loss=coord_loss, heatmap_loss=heatmap_loss,
                       heatmap_weight=heatmap_weight, seed=seed, device=device, amp=not no_amp, resume=resume,
                       strategy=strategy, real=real, real_format=real_format, n_real=n_real,
                       real_val_fraction=real_val_fraction, real_test_fraction=real_test_fraction,
@@ -215,8 +224,9 @@ def _print_report(report: dict) -> None:
 @click.option("--box", type=click.Choice(["gt", "detector"]), default="gt", show_default=True,
               help="Face crop from the ground-truth landmark box (300-W protocol) or the face detector.")
 @click.option("--out", default=None, type=OutFolder(), help="Write predictions, metrics, CED plots here.")
+@FLIP
 @DEVICE
-def evaluate(checkpoint, dataset, root, split, box, out, device):
+def evaluate(checkpoint, dataset, root, split, box, out, flip, device):
     """Predict with a checkpoint on 300-W, AFLW2000-3D, a .pts folder or rendered shards; score per subset.
 
     \b
@@ -246,7 +256,7 @@ def evaluate(checkpoint, dataset, root, split, box, out, device):
     from facegen.trainer.predictor import load_checkpoint
 
     with _user_errors():
-        predictor = load_checkpoint(checkpoint, device)
+        predictor = load_checkpoint(checkpoint, device, flip)
         ds = open_eval_dataset(dataset, root, split)
         report = run(predictor, ds, out, box=box)
     _print_report(report)
@@ -261,8 +271,9 @@ def evaluate(checkpoint, dataset, root, split, box, out, device):
                    ".pts folder, recognised by its files.")
 @REAL_FORMAT
 @click.option("--out", required=True, type=OutFolder(), help="Report folder: gap.md, gap.json, gap.png, sets/.")
+@FLIP
 @DEVICE
-def gap(checkpoint, shards, real, real_format, out, device):
+def gap(checkpoint, shards, real, real_format, out, flip, device):
     """Where the error grows from synthetic to real: one checkpoint on several test sets, one report.
 
     \b
@@ -283,7 +294,7 @@ def gap(checkpoint, shards, real, real_format, out, device):
     from facegen.trainer.predictor import load_checkpoint
 
     with _user_errors():
-        predictor = load_checkpoint(checkpoint, device)
+        predictor = load_checkpoint(checkpoint, device, flip)
         sets = open_gap_sets(shards, real, real_format)
         report = gap_report(predictor, sets, out)
         write_gap(report, out)
@@ -329,8 +340,9 @@ def score(predictions, ground_truth, subsets, norms, thresholds, auc_method, out
 @click.option("-o", "--out", default="predictions", show_default=True, type=OutFolder())
 @click.option("--no-adapter", is_flag=True, help="With an adapted checkpoint: write the model's own points instead "
                                                  "of the adapter's iBUG-68.")
+@FLIP
 @DEVICE
-def predict(source, checkpoint, out, no_adapter, device):
+def predict(source, checkpoint, out, no_adapter, flip, device):
     """Detect faces in IMAGE, DIR or VIDEO, predict landmarks, write overlays and JSON.
 
     \b
@@ -346,7 +358,7 @@ def predict(source, checkpoint, out, no_adapter, device):
     from facegen.trainer.predictor import load_checkpoint
 
     with _user_errors():
-        predictor = load_checkpoint(checkpoint, device)
+        predictor = load_checkpoint(checkpoint, device, flip)
         summary = run_predict(predictor, Path(source), Path(out), adapter=not no_adapter)
     click.echo(json.dumps(summary))
 
@@ -395,7 +407,7 @@ def experiment(config, out, dry_run):
 @click.option("--real-split-seed", default=None, type=click.IntRange(min=0),
               help="Seed of the real val / test hold-out (default --seed), as in facegen train.")
 @click.option("--adapter", default="mlp", show_default=True, type=click.Choice(["mlp", "unet"]),
-              help="mlp: on the predicted points; unet: on the heatmaps (hourglass models).")
+              help="mlp: on the predicted points; unet: on the heatmaps (heatmap models).")
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
               help="The adapted checkpoint to write [default: CHECKPOINT's name + _adapted.pt, beside it].")
 @click.option("--max-epochs", default=200, show_default=True, type=click.IntRange(min=1))

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from facegen.errors import FacegenError
+from facegen.specs import IBUG68_FLIP
 from facegen.trainer.models import create_model
 from facegen.trainer.transforms import apply_matrix, build_transforms, invert
 
@@ -86,8 +87,10 @@ class Predictor:
 
     def __init__(self, model: torch.nn.Module, spec: SpecInfo, input_size: int, crop_scale: float,
                  gray: bool, device: torch.device, config: dict | None = None,
-                 adapter: torch.nn.Module | None = None, adapter_info: dict | None = None):
+                 adapter: torch.nn.Module | None = None, adapter_info: dict | None = None, flip: bool = False):
         self.model = model.to(device).eval()
+        # test-time flip: also run the mirrored crop and average the two, each point with its mirrored partner
+        self.flip = flip
         self.spec, self.input_size, self.crop_scale, self.gray = spec, input_size, crop_scale, gray
         self.device = device
         self.config = config or {}
@@ -121,6 +124,13 @@ class Predictor:
             crop_pts = {"points": output["landmarks"]}
             if use_adapter:  # the adapter works in crop pixels, like the model; both map back the same way
                 crop_pts["adapter"] = self.adapter(output)["landmarks"]
+            if self.flip:
+                side = self.input_size
+                mirrored = self.model(x.flip(-1))
+                crop_pts["points"] = 0.5 * (crop_pts["points"] + unflip(mirrored["landmarks"], self.spec.flip_map, side))
+                if use_adapter:
+                    crop_pts["adapter"] = 0.5 * (crop_pts["adapter"]
+                                                 + unflip(self.adapter(mirrored)["landmarks"], IBUG68_FLIP, side))
             for k, v in crop_pts.items():
                 out[k] += [apply_matrix(p, invert(m)) for p, m in zip(v.float().cpu().numpy(), mats)]
         empty = {"points": self.num_landmarks, "adapter": 68}
@@ -136,6 +146,14 @@ class Predictor:
 
     def predict_one(self, image: np.ndarray, box: Sequence[float]) -> np.ndarray:
         return self.predict([image], [box])[0]
+
+
+def unflip(points: torch.Tensor, flip_map: np.ndarray, size: int) -> torch.Tensor:
+    """Landmarks (B, L, 2) predicted on horizontally mirrored `size` x `size` crops, in the unmirrored crop:
+    x -> size - 1 - x (pixel centres at integers), and each point takes its mirror partner's place."""
+    out = points[:, torch.as_tensor(np.asarray(flip_map), device=points.device)].clone()
+    out[..., 0] = (size - 1) - out[..., 0]
+    return out
 
 
 CHECKPOINT_KEYS = ("model_state", "arch", "spec")
@@ -159,9 +177,13 @@ def read_checkpoint(path: Path | str, keys: Sequence[str] = CHECKPOINT_KEYS) -> 
     return ckpt
 
 
-def load_checkpoint(path: Path | str, device: str = "auto") -> Predictor:
-    """Build a Predictor from a checkpoint written by `facegen train` (or `facegen adapt`: with its adapter)."""
-    return predictor_from(read_checkpoint(path), device, str(path))
+def load_checkpoint(path: Path | str, device: str = "auto", flip: bool | None = None) -> Predictor:
+    """Build a Predictor from a checkpoint written by `facegen train` (or `facegen adapt`: with its adapter);
+    test-time `flip` as trained (`test_flip` in its config) unless given."""
+    predictor = predictor_from(read_checkpoint(path), device, str(path))
+    if flip is not None:
+        predictor.flip = flip
+    return predictor
 
 
 def predictor_from(ckpt: dict, device: str = "auto", source: str = "checkpoint") -> Predictor:
@@ -177,4 +199,4 @@ def predictor_from(ckpt: dict, device: str = "auto", source: str = "checkpoint")
         adapter, info = adapter_from_record(ckpt["adapter"], source), adapter_info(ckpt["adapter"])
     return Predictor(model, SpecInfo.from_dict(ckpt["spec"]), int(cfg.get("input_size", 256)),
                      float(cfg.get("crop_scale", 1.25)), bool(cfg.get("gray", False)), pick_device(device), cfg,
-                     adapter, info)
+                     adapter, info, flip=bool(cfg.get("test_flip", False)))

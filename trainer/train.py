@@ -53,6 +53,8 @@ class TrainConfig:
     val_fraction: float = 0.05
     val_every: int = 0  # steps; 0 = once per epoch
     val_real: str | None = None
+    test_flip: bool = False  # predictions average the crop and its mirror (saved: eval and predict do the same)
+    n_synthetic: int | None = None  # train on the first N rendered samples (nested: a larger N holds a smaller)
     coord_loss: str = "l1"
     heatmap_loss: str = "kl"
     heatmap_weight: float = 1.0
@@ -116,11 +118,22 @@ def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device, s
     return float(torch.cat(errs).mean() / size * 100) if errs else float("nan")
 
 
+CHANNELS_LAST = False  # see prepare_model
+
+
+def prepare_model(model: torch.nn.Module, channels_last: bool | None = None) -> torch.nn.Module:
+    """The model in the memory layout training runs fastest in: channels-last (NHWC) or PyTorch's default
+    (bench/train_throughput.py --channels-last measures both)."""
+    if channels_last if channels_last is not None else CHANNELS_LAST:
+        return model.to(memory_format=torch.channels_last)
+    return model
+
+
 def _construct_model(arch: dict, size: int, device: torch.device) -> torch.nn.Module:
     """The model, run once on a blank image before training: arguments or an input size the architecture
     cannot take fail here, naming the options, rather than in the first step."""
     try:
-        model = create_model(arch["name"], arch["num_landmarks"], **arch["kwargs"]).to(device)
+        model = prepare_model(create_model(arch["name"], arch["num_landmarks"], **arch["kwargs"]).to(device))
         with torch.no_grad():
             model.eval()
             model(torch.zeros(1, arch["kwargs"]["in_chans"], size, size, device=device))
@@ -155,6 +168,11 @@ def build_data(cfg: TrainConfig, strategy, init: dict | None = None) -> Data:
         full = ShardDataset(cfg.data, seed=cfg.seed)
         spec = _spec_info(full)
         tr_idx, va_idx = split_indices(len(full), cfg.val_fraction, cfg.seed)
+        if cfg.n_synthetic is not None:  # the hold-out stays the same whatever N: runs compare on one set
+            if cfg.n_synthetic > len(tr_idx):
+                raise FacegenError(f"--n-synthetic {cfg.n_synthetic}: {cfg.data} hold {len(tr_idx)} training samples "
+                                   f"after the {cfg.val_fraction:.0%} hold-out; render more or ask for fewer")
+            tr_idx = tr_idx[:cfg.n_synthetic]
         sets["synthetic"] = full.subset(tr_idx, train_tf(spec.flip_map))
         val = full.subset(va_idx, eval_tf)
         if len(sets["synthetic"]) == 0:
@@ -327,7 +345,8 @@ def validate_run(run: Run, data: Data, val_loader: DataLoader | None, real_folde
             continue
         run.model.eval()
         p = Predictor(run.model, run.spec, run.cfg.input_size, run.cfg.crop_scale, run.cfg.gray, run.device,
-                      adapter=run.adapter, adapter_info={"name": run.cfg.adapter, **run.adapter_meta})
+                      adapter=run.adapter, adapter_info={"name": run.cfg.adapter, **run.adapter_meta},
+                      flip=run.cfg.test_flip)
         rep = evaluate(p, ds, norms=(norm,))
         run.model.train()
         rec[key] = overall(rep["metrics"][norm])["nme"]
@@ -450,21 +469,26 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     model.train()
     bar = tqdm(total=total, initial=run.step, disable=not progress, dynamic_ncols=True,
                desc=f"train {cfg.model} ({strategy.name})")
-    first_losses, recent, t0, seen = [], [], time.perf_counter(), 0
+    first_losses, recent, t0 = [], [], time.perf_counter()
+    # images/s of the training steps alone: validation and the first step (loader workers starting) left out
+    timed_images, timed_s, first_step = 0, 0.0, run.step + 1
     val_every = cfg.val_every or len(primary)
     streams = {s: _cycle(loader) for s, loader in loaders.items()}
     while run.step < total:
+        t_step = time.perf_counter()
         batches = {s: next(stream) for s, stream in streams.items()}
         loss, parts = strategy.loss(run, batches)
         optim.step(loss)
         run.step += 1
         step = run.step
-        seen += sum(len(b["image"]) for b in batches.values())
-        lv = float(loss.detach())
+        lv = float(loss.detach())  # (waits for the step to finish on a GPU: the timing below is the step's)
+        if step > first_step:
+            timed_images += sum(len(b["image"]) for b in batches.values())
+            timed_s += time.perf_counter() - t_step
         if len(first_losses) < 5:
             first_losses.append(lv)
         recent = (recent + [lv])[-20:]
-        rate = seen / (time.perf_counter() - t0)
+        rate = timed_images / timed_s if timed_s else 0.0
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(recent):.3f}", img_s=f"{rate:.1f}", lr=f"{optim.sched.get_last_lr()[0]:.2e}")
         if step % cfg.log_every == 0 or step == total:
@@ -486,6 +510,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                "first_loss": float(np.mean(first_losses)) if first_losses else None,
                "last_loss": float(np.mean(recent)) if recent else None, "best": best,
                "last": str(out / "last.pt"), "best_checkpoint": str(out / "best.pt"),
-               "img_per_s": seen / max(time.perf_counter() - t0, 1e-9)}
+               "img_per_s": timed_images / timed_s if timed_s else None, "wall_s": time.perf_counter() - t0}
     (out / "history.json").write_text(json.dumps({"summary": summary, "history": history}, indent=1))
     return summary

@@ -19,7 +19,7 @@ def modules(run):
     refused (heatmap models decode their maps, `decode`; coordinate regressors have none)."""
     if not hasattr(run.model, "decode"):
         raise FacegenError(f"--strategy daln reuses the landmark head as its critic and needs its per-landmark "
-                           f"heatmaps (distributions over the map's cells): use a heatmap model (--model hourglass). "
+                           f"heatmaps (distributions over the map's cells): use a heatmap model (--model resnet18_heatmap or hourglass). "
                            f"--model {run.cfg.model} regresses coordinates; --strategy dann adapts it.")
     return {}
 
