@@ -150,6 +150,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--train-steps", type=int, default=30, help="timed steps of each training measurement")
     ap.add_argument("--train-workers", type=int, default=None, help="loader workers of facegen train [its default]")
+    ap.add_argument("--layouts", action="store_true", help="also bare steps in channels-last memory layout")
     ap.add_argument("--skip-loader", action="store_true")
     ap.add_argument("--skip-train", action="store_true")
     args = ap.parse_args()
@@ -177,7 +178,15 @@ def main() -> None:
         size = args.input_size or args.size
         workers = TrainConfig.workers if args.train_workers is None else args.train_workers
         for name in args.model or ["resnet18", "hourglass"]:
+            wait_quiet()
             bare = bench_train(name, size, args.batch_size, args.train_steps, probe.num_landmarks)
+            if args.layouts:
+                wait_quiet()
+                nhwc = bench_train(name, size, args.batch_size, args.train_steps, probe.num_landmarks,
+                                   channels_last=True)
+                print(f"bare:  {name:18s} contiguous {bare:6.2f} images/s   channels-last {nhwc:6.2f} images/s "
+                      f"({nhwc / bare:5.1%})")
+            wait_quiet()
             ours = bench_facegen_train(data, name, size, args.batch_size, args.train_steps + 1, workers)
             print(f"train: {name:18s} bare {bare:6.2f} images/s   facegen train {ours:6.2f} images/s   "
                   f"{ours / bare:5.1%} of bare  (CPU, batch {args.batch_size}, {size}px, "

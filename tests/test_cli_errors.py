@@ -38,10 +38,10 @@ CASES = [
     ("train-model-arg-unknown", "train --data {toy} --model resnet18 --model-arg depth=7",
      ["--model-arg depth=7", "'depth'", "width=64"]),
     ("train-model-arg-syntax", "train --data {toy} --model-arg stacks", ["--model-arg stacks", "KEY=VALUE"]),
-    ("train-model-arg-value", "train --data {toy} --model-arg stacks=[1", ["--model-arg stacks=[1", "int"]),
-    ("train-model-arg-zero", "train --data {toy} --model-arg channels=0", ["--model-arg channels=0", "> 0"]),
+    ("train-model-arg-value", "train --data {toy} --model hourglass --model-arg stacks=[1", ["--model-arg stacks=[1", "int"]),
+    ("train-model-arg-zero", "train --data {toy} --model hourglass --model-arg channels=0", ["--model-arg channels=0", "> 0"]),
     ("train-model-arg-in-chans", "train --data {toy} --model-arg in_chans=1", ["in_chans", "--gray"]),
-    ("train-model-too-deep", "train --data {toy} --workers 0 --input-size 64 --model-arg depth=7 "
+    ("train-model-too-deep", "train --data {toy} --model hourglass --workers 0 --input-size 64 --model-arg depth=7 "
      "--model-arg channels=8 --out {tmp}/deep", ["--input-size 64", "--model-arg depth=7"]),
     # train: --resume
     ("train-resume-text", "train --data {toy} --resume {txt} --out {tmp}/r", ["notes.txt", "checkpoint"]),

@@ -13,6 +13,10 @@ positions and rolls teaches it a mapping that follows the face instead of memori
 few dozen faces it is the main guard against over-fitting. The model's outputs are computed once and
 cached when they fit in memory (`CACHE_BYTES`: always for `mlp`), else recomputed every epoch.
 
+Its NMEs are those of single crops: a checkpoint trained with test-time flip (`--test-flip`, the default)
+is scored by `facegen eval` on the crop and its mirror, so eval's numbers differ slightly from these (the
+same with `facegen eval --no-flip`).
+
 The result is a new checkpoint: the original's contents plus `adapter` (name, construction arguments,
 weights, the labels' jaw convention, and what it was fitted on), which `facegen eval` and `facegen
 predict` use. The original checkpoint is never overwritten.

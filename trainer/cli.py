@@ -12,6 +12,7 @@ import click
 
 from facegen.cli_types import FiniteFloat, OutFolder
 from facegen.errors import FacegenError
+from facegen.trainer import recipe
 
 POSITIVE = FiniteFloat(min=0, min_open=True)
 
@@ -113,15 +114,17 @@ STRATEGY_HELP = ("synthetic-only (shards), real-only (--real), mixed (shards + -
 @click.option("--adapter", default=None, type=click.Choice(["mlp", "unet"]),
               help="mixed / fine-tune: real labels supervise the model through a label adapter trained with it "
                    "(label transfer; unet: heatmap models). Saved in the checkpoint; eval scores both ways.")
-@click.option("--model", default="hourglass", show_default=True, callback=_model_name,
-              help="hourglass, resnet18, resnet50.")
+@click.option("--model", default=recipe.MODEL, show_default=True, callback=_model_name,
+              help="resnet18_heatmap, resnet50_heatmap (heatmaps + soft-argmax), resnet18, resnet50 (coordinate "
+                   "regression), hourglass. The defaults of model, sizes, losses and flip are the recipe study's "
+                   "winner (docs/recipe-study.md).")
 @click.option("--model-arg", multiple=True, help="Model keyword, e.g. --model-arg stacks=1 --model-arg channels=64.")
 @click.option("--out", default="runs/train", show_default=True, type=OutFolder(), help="Output folder.")
 @click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1))
 @click.option("--steps", default=None, type=click.IntRange(min=1), help="Total optimiser steps (overrides --epochs).")
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=recipe.BATCH_SIZE, show_default=True, type=click.IntRange(min=1))
 @click.option("--lr", default=1e-3, show_default=True, type=POSITIVE)
-@click.option("--input-size", default=256, show_default=True, type=click.IntRange(min=1))
+@click.option("--input-size", default=recipe.INPUT_SIZE, show_default=True, type=click.IntRange(min=1))
 @click.option("--crop-scale", default=1.25, show_default=True, type=POSITIVE)
 @click.option("--gray/--color", default=False, show_default=True, help="Grayscale input (ResNet baseline: 128 px).")
 @click.option("--augment", type=click.Choice(["default", "none"]), default="default", show_default=True)
@@ -132,12 +135,13 @@ STRATEGY_HELP = ("synthetic-only (shards), real-only (--real), mixed (shards + -
               help="Validate every N steps (0: each epoch).")
 @click.option("--val-real", default=None, type=click.Path(exists=True, file_okay=False),
               help="Real .pts folder scored in iBUG-68 terms.")
-@click.option("--test-flip/--no-test-flip", default=False, show_default=True,
+@click.option("--test-flip/--no-test-flip", default=recipe.TEST_FLIP, show_default=True,
               help="Predict on each crop and its mirror and average (saved in the checkpoint: eval, predict and "
                    "validation do it too).")
-@click.option("--coord-loss", type=click.Choice(["l1", "wing", "rmse"]), default="l1", show_default=True)
-@click.option("--heatmap-loss", type=click.Choice(["kl", "mse", "awing"]), default="kl", show_default=True,
-              help="Hourglass: KL of the softmax heatmap to a gaussian, or MSE / adaptive wing on peak-scaled maps.")
+@click.option("--coord-loss", type=click.Choice(["l1", "wing", "rmse"]), default=recipe.COORD_LOSS, show_default=True)
+@click.option("--heatmap-loss", type=click.Choice(["kl", "mse", "awing"]), default=recipe.HEATMAP_LOSS,
+              show_default=True,
+              help="Heatmap models: KL of the softmax heatmap to a gaussian, or MSE / adaptive wing on peak-scaled maps.")
 @click.option("--heatmap-weight", default=1.0, show_default=True, type=FiniteFloat(min=0))
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @DEVICE
@@ -151,8 +155,10 @@ def train(data, n_synthetic, strategy, real, real_format, n_real, real_val_fract
 
     \b
     Examples:
-      facegen train --data data/i68 --model hourglass --out runs/hg
+      facegen train --data data/i68 --steps 3400 --out runs/i68     # the recipe study's winner, ~30 min on 2 CPUs
+      facegen train --data data/i68 --model hourglass --input-size 256 --out runs/hg
       facegen train --data data/i68 --model resnet18 --input-size 128 --gray --steps 2000 --out runs/r18
+      facegen train --data data/i68 --n-synthetic 500 --out runs/i68-500  # the first 500 renders only
       facegen train --data data/d490 --data data/d490b --val-real ../shared/data/real300w-mini --out runs/d490
       facegen train --data data/i68 --resume runs/hg/last.pt --out runs/hg
     Synthetic + real (docs/trainer.md, "Strategies"):

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from facegen.errors import FacegenError
 from facegen.specs import IBUG68_FLIP
+from facegen.trainer import recipe
 from facegen.trainer.adapters import adapter_record
 from facegen.trainer.datasets import ShardDataset, UnlabelledFaces, split_indices
 from facegen.trainer.losses import LandmarkLoss
@@ -36,16 +37,16 @@ from facegen.trainer.transforms import build_transforms
 @dataclass
 class TrainConfig:
     data: list[str] = field(default_factory=list)  # shard folders (strategies that read synthetic data)
-    model: str = "hourglass"
+    model: str = recipe.MODEL  # the defaults of model, size, batch, losses and flip: trainer/recipe.py
     model_kwargs: dict = field(default_factory=dict)
     out: str = "runs/train"
-    input_size: int = 256
+    input_size: int = recipe.INPUT_SIZE
     crop_scale: float = 1.25
     gray: bool = False
     augment: str = "default"  # or "none"
     epochs: int = 10
     steps: int | None = None  # overrides epochs when set
-    batch_size: int = 16
+    batch_size: int = recipe.BATCH_SIZE
     lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 100
@@ -53,10 +54,10 @@ class TrainConfig:
     val_fraction: float = 0.05
     val_every: int = 0  # steps; 0 = once per epoch
     val_real: str | None = None
-    test_flip: bool = False  # predictions average the crop and its mirror (saved: eval and predict do the same)
+    test_flip: bool = recipe.TEST_FLIP  # predictions average the crop and its mirror (saved: eval and predict do the same)
     n_synthetic: int | None = None  # train on the first N rendered samples (nested: a larger N holds a smaller)
-    coord_loss: str = "l1"
-    heatmap_loss: str = "kl"
+    coord_loss: str = recipe.COORD_LOSS
+    heatmap_loss: str = recipe.HEATMAP_LOSS
     heatmap_weight: float = 1.0
     seed: int = 0
     device: str = "auto"
