@@ -231,21 +231,24 @@ def write_report(out: Path) -> None:
         return
     sets = [k for k in rows[0]["scores"] if not k.endswith("+flip")]
     head = ["run", "model", "loss", "input", "batch", "n syn", "min", "steps", "img/s"]
-    head += [f"{s} {m}" for s in sets for m in (["box"] if "aflw" not in s else ["51 pts"])]
-    head += ["real (crit.)", "real +flip"]
+    head += [f"{s} {'51 pts' if 'aflw' in s else 'box'}" for s in sets] + ["real300w-mini io"]
+    head += ["real (crit.)", "real +flip", "renders +flip"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
+    order = lambda r: (r["run"].startswith("scaling-"), r["run"].startswith("final-"), r["run"])  # noqa: E731
+    for r in sorted(rows, key=order):
         o, s = r["options"], r["scores"]
         loss = o.get("heatmap-loss", "kl") + "+" + o.get("coord-loss", "l1") if "heatmap" in o["model"] or \
             o["model"] == "hourglass" else o.get("coord-loss", "l1")
         cells = [r["run"], o["model"], loss, str(o["input-size"]), str(o["batch-size"]), str(r["n_synthetic"] or "all"),
                  f"{r['minutes']:g}", str(r["steps"]), f"{r['summary'].get('img_per_s') or 0:.1f}"]
         cells += [f"{s[k]['no_jaw' if 'aflw' in k else 'nme_box']:.2f}" for k in sets]
-        cells += [f"{real_error(s):.3f}", f"{real_error(s, True):.3f}"]
+        cells += [f"{s['real300w-mini']['nme_io']:.2f}", f"{real_error(s):.3f}", f"{real_error(s, True):.3f}",
+                  f"{s[sets[0] + '+flip']['nme_box']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     (out / "report.md").write_text("\n".join(lines) + "\n\nNME %, box-normalised (sqrt(w*h) of the ground-truth "
-                                   "landmark box); aflw2000-half on its 51 non-jaw points. real (crit.): the mean of "
-                                   "real300w-mini and aflw2000-half, the study's criterion.\n")
+                                   "landmark box); aflw2000-half on its 51 non-jaw points; real300w-mini io: inter-ocular. real (crit.): "
+                                   "the mean of real300w-mini box and aflw2000-half, the study's criterion; +flip: "
+                                   "with test-time flip. img/s: facegen train's own rate.\n")
     plot(out, rows)
 
 
@@ -259,34 +262,33 @@ def plot(out: Path, rows: list[dict]) -> None:
     scaling = sorted((r for r in rows if r["run"].startswith("scaling-") or r["run"] == recipe),
                      key=lambda r: r["n_synthetic"])
     screened = [r for r in rows if not r["run"].startswith(("final-", "scaling-"))]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100)
-    ax = axes[0]
-    names = [r["run"] for r in screened]
-    x = np.arange(len(names))
-    for k, (label, fn) in enumerate((("held-out renders", lambda s: s["test-raster"]["nme_box"]),
-                                     ("real300w-mini", lambda s: s["real300w-mini"]["nme_box"]),
-                                     ("AFLW2000-3D half, 51 pts", lambda s: s["aflw2000-half"]["no_jaw"]))):
-        try:
-            ax.bar(x + (k - 1) * 0.27, [fn(r["scores"]) for r in screened], 0.27, label=label)
-        except KeyError:
-            continue
-    ax.set_xticks(x, names, rotation=35, ha="right", fontsize=8)
-    ax.set_ylabel("NME box %")
-    ax.set_title("screening (same budget each)")
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    ax = axes[1]
+    finals = [r for r in rows if r["run"].startswith("final-")]
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8), dpi=100, gridspec_kw={"width_ratios": [3, 1.3, 1.6]})
+    metrics = (("held-out renders", lambda s: s["test-raster"]["nme_box"]),
+               ("real300w-mini", lambda s: s["real300w-mini"]["nme_box"]),
+               ("AFLW2000-3D half, 51 pts", lambda s: s["aflw2000-half"]["no_jaw"]))
+    for ax, group, title in ((axes[0], screened, "screening (same budget each)"),
+                             (axes[1], finals, "finals (30 min budget)")):
+        names = [r["run"].removeprefix("final-") for r in group]
+        x = np.arange(len(names))
+        for k, (label, fn) in enumerate(metrics):
+            ax.bar(x + (k - 1) * 0.27, [fn(r["scores"]) for r in group], 0.27, label=label)
+        ax.set_xticks(x, names, rotation=35, ha="right", fontsize=8)
+        ax.set_ylabel("NME box %")
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+        ax.grid(axis="y", alpha=0.3)
+    ax = axes[2]
     if scaling:
         ns = [r["n_synthetic"] for r in scaling]
-        ax.plot(ns, [r["scores"]["test-raster"]["nme_box"] for r in scaling], "o-", label="held-out renders")
-        ax.plot(ns, [r["scores"]["real300w-mini"]["nme_box"] for r in scaling], "o-", label="real300w-mini")
-        ax.plot(ns, [r["scores"]["aflw2000-half"]["no_jaw"] for r in scaling], "o-", label="AFLW2000-3D half, 51 pts")
+        for label, fn in metrics:
+            ax.plot(ns, [fn(r["scores"]) for r in scaling], "o-", label=label)
         ax.set_xscale("log")
         ax.set_xticks(ns, [str(n) for n in ns])
         ax.set_xlabel("renders trained on (same budget)")
         ax.set_ylabel("NME box %")
-        ax.set_title(f"data scaling: {scaling[0]['name']}")
-        ax.legend(fontsize=8)
+        ax.set_title(f"data scaling: {recipe}")
+        ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "study.png")
