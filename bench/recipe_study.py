@@ -8,7 +8,8 @@ real faces for a fixed CPU budget, trained on the same renders.
                                            --real300w $S/real300w-mini --aflw $S/aflw2000-3d-half
     python bench/recipe_study.py screen2   ...   # input size and batch of the best head (needs round 1 scored)
     python bench/recipe_study.py final     ...   # the best few and today's recipe at --minutes 30
-    python bench/recipe_study.py scaling   ...   # the chosen recipe on 500 / 1000 / 2000 / 4000 renders
+    python bench/recipe_study.py scaling   ...   # the chosen recipe on 500 / 1000 / 2000 / 3800 renders
+    python bench/recipe_study.py repeat    ...   # the best screened and today's again with another seed (noise)
     python bench/recipe_study.py report    --out $R/study
 
 The budget is wall-clock training time on this machine with nothing else running, turned into a number of
@@ -54,8 +55,9 @@ def options(recipe: dict) -> dict:
     return {**BASE, **recipe}
 
 
-def train_command(data: Path, out: Path, recipe: dict, steps: int, n_synthetic: int | None = None) -> list[str]:
-    cmd = FACEGEN + ["train", "--data", str(data), "--out", str(out), "--steps", str(steps), "--seed", "0"]
+def train_command(data: Path, out: Path, recipe: dict, steps: int, n_synthetic: int | None = None,
+                  seed: int = 0) -> list[str]:
+    cmd = FACEGEN + ["train", "--data", str(data), "--out", str(out), "--steps", str(steps), "--seed", str(seed)]
     for k, v in options(recipe).items():
         cmd += [f"--{k}", str(v)]
     if n_synthetic:
@@ -90,17 +92,18 @@ def calibrated(out: Path, name: str, recipe: dict) -> float:
     return table[key]["images_per_s"]
 
 
-def run(out: Path, data: Path, name: str, recipe: dict, minutes: float, n_synthetic: int | None = None) -> Path:
+def run(out: Path, data: Path, name: str, recipe: dict, minutes: float, n_synthetic: int | None = None,
+        seed: int = 0) -> Path:
     """Train `recipe` for `minutes` of its calibrated rate (skipped when finished); the run's folder."""
     folder = out / "runs" / name
     rate = calibrated(out, name, recipe)
     steps = max(1, int(round(minutes * 60 * rate / options(recipe)["batch-size"])))
-    cmd = train_command(data, folder, recipe, steps, n_synthetic)
+    cmd = train_command(data, folder, recipe, steps, n_synthetic, seed)
     if (folder / "history.json").exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "recipe.json").write_text(json.dumps({"name": name, "options": options(recipe), "minutes": minutes,
-                                                    "steps": steps, "n_synthetic": n_synthetic,
+                                                    "steps": steps, "n_synthetic": n_synthetic, "seed": seed,
                                                     "command": shlex.join(cmd[2:])}, indent=1))
     with open(out / "commands.sh", "a") as f:
         f.write(shlex.join(["facegen"] + cmd[3:]) + "\n")
@@ -168,13 +171,17 @@ def best_of(out: Path, names: list[str]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("phase", choices=["calibrate", "screen", "screen2", "final", "scaling", "score", "report"])
+    ap.add_argument("phase", choices=["calibrate", "screen", "screen2", "final", "scaling", "repeat", "score",
+                                      "report"])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--train", type=Path, help="the training renders (all phases train on the same)")
     ap.add_argument("--minutes", type=float, default=4.0, help="training budget of each run of this phase")
     ap.add_argument("--finalists", nargs="*", default=None, help="final: recipe names [the best + today's]")
     ap.add_argument("--recipe", default=None, help="scaling: the recipe name [the best final]")
     ap.add_argument("--n-synthetic", type=int, default=2000, help="renders trained on (screen, screen2, final)")
+    # 4000 renders less the trainer's 5 % hold-out leave 3800 to train on
+    ap.add_argument("--sizes", type=int, nargs="+", default=[500, 1000, 2000, 3800], help="scaling: renders")
+    ap.add_argument("--seed", type=int, default=1, help="repeat: the other training seed (the study's is 0)")
     ap.add_argument("--test-shards", action="append", default=[])
     ap.add_argument("--real300w", default=None)
     ap.add_argument("--aflw", default=None)
@@ -204,9 +211,12 @@ def main() -> None:
             run(out, args.train, f"final-{name}-n{args.n_synthetic}", catalogue[name], args.minutes, args.n_synthetic)
     elif args.phase == "scaling":
         recipe = args.recipe or best_of(out, [n for n in catalogue if (out / "runs" / n / "scores.json").exists()])
-        for n in (500, 1000, 2000, 4000):  # 2000 is the screened run itself
+        for n in args.sizes:  # 2000 is the screened run itself
             name = recipe if n == args.n_synthetic else f"scaling-{recipe}-n{n}"
             run(out, args.train, name, catalogue[recipe], args.minutes, n_synthetic=n)
+    elif args.phase == "repeat":  # how far two seeds of one recipe differ: the screening's noise
+        for name in dict.fromkeys([best_of(out, list(ROUND1)), TODAY]):
+            run(out, args.train, f"{name}-seed{args.seed}", catalogue[name], args.minutes, args.n_synthetic, args.seed)
     elif args.phase == "score":
         sets = test_sets(args)
         for folder in runs(out):

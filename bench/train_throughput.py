@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from facegen.trainer.datasets import ShardDataset
 from facegen.trainer.losses import LandmarkLoss
 from facegen.trainer.models import create_model
-from facegen.trainer.train import prepare_model
+from facegen.trainer.train import CHANNELS_LAST, prepare_model
 from facegen.trainer.transforms import build_transforms
 
 
@@ -108,6 +108,7 @@ def bench_train(name: str, size: int, batch: int, steps: int, num_landmarks: int
                 **kw) -> float:
     """Bare training steps: one random batch in memory, the model, its loss, AdamW; the first step untimed."""
     torch.manual_seed(0)
+    channels_last = CHANNELS_LAST if channels_last is None else channels_last
     model = prepare_model(create_model(name, num_landmarks, **kw), channels_last)
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
     loss_fn = LandmarkLoss()
@@ -144,7 +145,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--batches", type=int, default=40)
-    ap.add_argument("--repeats", type=int, default=3, help="loader runs; the median is reported (noisy machines)")
+    ap.add_argument("--repeats", type=int, default=3, help="loader runs, and bare runs of each layout with --layouts; medians are reported "
+                    "(noisy machines)")
     ap.add_argument("--model", action="append", default=None, help="repeatable [resnet18, hourglass]")
     ap.add_argument("--input-size", type=int, default=None, help="training input size [--size]")
     ap.add_argument("--batch-size", type=int, default=16)
@@ -178,14 +180,20 @@ def main() -> None:
         size = args.input_size or args.size
         workers = TrainConfig.workers if args.train_workers is None else args.train_workers
         for name in args.model or ["resnet18", "hourglass"]:
-            wait_quiet()
-            bare = bench_train(name, size, args.batch_size, args.train_steps, probe.num_landmarks)
+            # the two layouts measured in turns, --repeats times each, so that drift in the machine's
+            # speed falls on both alike; medians
+            rates = {False: [], True: []}
+            for _ in range(args.repeats if args.layouts else 1):
+                for channels_last in (False, True) if args.layouts else (CHANNELS_LAST,):
+                    wait_quiet()
+                    rates[channels_last].append(bench_train(name, size, args.batch_size, args.train_steps,
+                                                            probe.num_landmarks, channels_last=channels_last))
             if args.layouts:
-                wait_quiet()
-                nhwc = bench_train(name, size, args.batch_size, args.train_steps, probe.num_landmarks,
-                                   channels_last=True)
-                print(f"bare:  {name:18s} contiguous {bare:6.2f} images/s   channels-last {nhwc:6.2f} images/s "
-                      f"({nhwc / bare:5.1%})")
+                nchw, nhwc = float(np.median(rates[False])), float(np.median(rates[True]))
+                print(f"bare:  {name:18s} contiguous {nchw:6.2f} images/s   channels-last {nhwc:6.2f} images/s "
+                      f"({nhwc / nchw:5.1%}; medians of {args.repeats} in turns: "
+                      f"{', '.join(f'{a:.1f}/{b:.1f}' for a, b in zip(rates[False], rates[True]))})")
+            bare = float(np.median(rates[CHANNELS_LAST]))  # in the layout facegen train uses
             wait_quiet()
             ours = bench_facegen_train(data, name, size, args.batch_size, args.train_steps + 1, workers)
             print(f"train: {name:18s} bare {bare:6.2f} images/s   facegen train {ours:6.2f} images/s   "

@@ -155,7 +155,7 @@ def train(data, n_synthetic, strategy, real, real_format, n_real, real_val_fract
 
     \b
     Examples:
-      facegen train --data data/i68 --steps 3400 --out runs/i68     # the recipe study's winner, ~30 min on 2 CPUs
+      facegen train --data data/i68 --steps 3780 --out runs/i68     # the recipe study's winner, ~30 min on 2 CPUs
       facegen train --data data/i68 --model hourglass --input-size 256 --out runs/hg
       facegen train --data data/i68 --model resnet18 --input-size 128 --gray --steps 2000 --out runs/r18
       facegen train --data data/i68 --n-synthetic 500 --out runs/i68-500  # the first 500 renders only

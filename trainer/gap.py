@@ -200,7 +200,8 @@ def _region_sentence(ref: dict, s: dict) -> str:
                  "an appearance gap; domain adaptation (--strategy dann / daln) or mixing real faces "
                  "(--strategy mixed) is the usual remedy.")
     else:
-        text += f" The {top} grows most: look at how renders and real labels differ there first."
+        text += (f" The error grows most in the {top} points: look at how renders and real labels differ "
+                 "there first.")
     return text
 
 
