@@ -135,9 +135,9 @@ def breakdown(args) -> dict[str, float]:
                 stages["draw + readback"] += t2 - t1
             t0 = clock()
             images = [r.compose(p, scene.camera, colour, depth)
-                      for p, scene, (colour, depth) in zip(params, scenes, drawn)]
+                      for p, scene, (colour, depth, _) in zip(params, scenes, drawn)]
             t1 = clock()
-            labels = [worker.labeller(p, scene, depth) for p, scene, (_, depth) in zip(params, scenes, drawn)]
+            labels = [worker.labeller(p, scene, depth) for p, scene, (_, depth, _) in zip(params, scenes, drawn)]
             t2 = clock()
             for p, image, lab in zip(params, images, labels):
                 writer.add({"image": image, "landmarks_2d": lab.points_2d, "landmarks_3d": lab.points_3d,

@@ -187,7 +187,7 @@ class RasterRenderer:
         # The first renders bind every primitive to the context (create its vertex buffer) and compile
         # the shader programs, whose appearance uniforms upload() then sets.
         self._offscreen.render(self.scene, flags=DRAW_FLAGS)
-        if "segmentation" in self.outputs or "mask" in self.outputs:
+        if self.antialias:  # its class pass (read)
             self._offscreen.render(self.scene, flags=self._pr.RenderFlags.FLAT)
         self._split_vertex_buffers()
         # What draw() issues, in a fixed order (pyrender's own order follows a set of nodes): each
@@ -240,7 +240,7 @@ class RasterRenderer:
         for (params, scene), data, worn in zip(items, vertex_data, dressings):
             self.upload(params, scene, data, worn)
             self.draw()
-            drawn.append(self._read_passes())
+            drawn.append(self.read())
         return [self._result(params, scene.camera, *passes) for (params, scene), passes in zip(items, drawn)]
 
     def submit(self, params: SceneParams, scene: PosedScene) -> None:
@@ -251,27 +251,14 @@ class RasterRenderer:
         self._pending = params, scene.camera
 
     def collect(self) -> RenderResult:
-        """Wait for the submitted draw and read it back (plus the segmentation pass if asked for)."""
+        """Wait for the submitted draw and read it back."""
         (params, camera), self._pending = self._pending, None
-        return self._result(params, camera, *self._read_passes())
-
-    def _read_passes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Colour and depth of the finished draw, and the class ids if asked for."""
-        colour, depth = self.read()
-        classes = None
-        if "segmentation" in self.outputs or "mask" in self.outputs:
-            # Second pass, unlit, class id per triangle (classes.vert/frag stand in for flat.*).
-            classes, _ = self._offscreen.render(self.scene, flags=self._pr.RenderFlags.FLAT)
-        return colour, depth, classes
+        return self._result(params, camera, *self.read())
 
     def _result(self, params: SceneParams, camera: Camera, colour: np.ndarray, depth: np.ndarray,
-                classes: np.ndarray | None) -> RenderResult:
+                segmentation: np.ndarray) -> RenderResult:
         image = self.compose(params, camera, colour, depth)
-        segmentation = mask = None
-        if classes is not None:
-            segmentation = np.ascontiguousarray(classes[..., 0])
-            mask = face_mask(segmentation)
-        return RenderResult(image=image, depth=depth, mask=mask, segmentation=segmentation)
+        return RenderResult(image=image, depth=depth, mask=face_mask(segmentation), segmentation=segmentation)
 
     # The stages of submit() and collect(), separately callable for bench/render_throughput.py.
 
@@ -388,20 +375,25 @@ class RasterRenderer:
                     (f"directional_lights[{i}].intensity", float(node.light.intensity))]
         return out
 
-    def read(self) -> tuple[np.ndarray, np.ndarray]:
-        """Wait for the draw; colour (H, W, 3) uint8 and camera z (H, W) float32, 0 = nothing drawn."""
-        if self.antialias:  # multisampled: only pyrender's blit-then-read path can read it
-            return self._offscreen._renderer._read_main_framebuffer(self.scene, DRAW_FLAGS)
+    def read(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Wait for the draw; colour (H, W, 3) uint8, camera z (H, W) float32 (0 = nothing drawn) and
+        segmentation classes (H, W) uint8."""
+        if self.antialias:  # multisampled: only pyrender's blit-then-read path can read it, and the
+            # resolved alpha would average the class ids of an edge: a separate unlit class pass
+            colour, depth = self._offscreen._renderer._read_main_framebuffer(self.scene, DRAW_FLAGS)
+            classes, _ = self._offscreen.render(self.scene, flags=self._pr.RenderFlags.FLAT)
+            return colour, depth, np.ascontiguousarray(classes[..., 0])
         return self._read_back(*self._size)
 
     def compose(self, params: SceneParams, camera: Camera, colour: np.ndarray, depth: np.ndarray) -> np.ndarray:
         """The drawn head over the sample's backplate (generator/backgrounds.py, as Cycles uses it)."""
         return cv2.copyTo(colour, (depth > 0).view(np.uint8), backplate(params, camera, self.backgrounds, self.hdris))
 
-    def _read_back(self, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-        """Colour (H, W, 3) uint8 and camera z (H, W) float32 (0 = nothing drawn), read straight from
-        the single-sampled framebuffer, skipping pyrender's two blits and its boolean-mask depth
-        conversion (the same values; bench/render_throughput.py compares the two draws)."""
+    def _read_back(self, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Colour (H, W, 3) uint8, camera z (H, W) float32 (0 = nothing drawn) and classes (H, W) uint8
+        (mesh.frag writes the class into alpha), read straight from the single-sampled framebuffer,
+        skipping pyrender's two blits and its boolean-mask depth conversion (the same values;
+        bench/render_throughput.py compares the two draws)."""
         from OpenGL import GL
         from OpenGL.raw.GL.VERSION.GL_1_0 import glPixelStorei, glReadPixels
         from OpenGL.raw.GL.VERSION.GL_3_0 import glBindFramebuffer
@@ -424,8 +416,10 @@ class RasterRenderer:
         np.subtract(far + near, z, out=z)
         np.divide(2.0 * near * far, z, out=z)
         z[background] = 0.0
-        # OpenGL rows run bottom-up.
-        return cv2.cvtColor(cv2.flip(rgba, 0), cv2.COLOR_RGBA2RGB), cv2.flip(z, 0)
+        rgba = cv2.flip(rgba, 0)  # OpenGL rows run bottom-up
+        classes = np.ascontiguousarray(rgba[..., 3])
+        classes[background[::-1]] = CLASS_ID["background"]  # the clear colour's alpha is not a class
+        return cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB), cv2.flip(z, 0), classes
 
     def _upload_vertices(self, data: np.ndarray) -> None:
         from OpenGL import GL

@@ -21,6 +21,7 @@ uniform vec3 ambient_light;
 in vec3 frag_position;
 in vec3 frag_normal;
 in vec4 color_multiplier;
+flat in float class_id;  // segmentation class / 255 (mesh.vert), kept in alpha: blending is off
 
 out vec4 frag_color;
 
@@ -43,5 +44,5 @@ void main()
         float spec = specular_strength * pow(max(dot(n, h), 0.0), shininess);
         color += directional_lights[i].intensity * directional_lights[i].color * nl * (albedo / PI + spec);
     }
-    frag_color = vec4(pow(clamp(color, 0.0, 1.0), vec3(1.0 / 2.2)), 1.0);
+    frag_color = vec4(pow(clamp(color, 0.0, 1.0), vec3(1.0 / 2.2)), class_id);
 }

@@ -20,6 +20,10 @@ uniform vec4 appearance[6];
 out vec3 frag_position;
 out vec3 frag_normal;
 out vec4 color_multiplier;
+// The segmentation class (id / 255), written to the colour pass's alpha: one per triangle (flat:
+// its provoking vertex), the vertex's static class or, on skin where the sample's brows cover more
+// than half, the brow class (classes.vert, the multisampled path's separate pass, does the same).
+flat out float class_id;
 
 vec3 albedo()
 {
@@ -47,4 +51,6 @@ void main()
     float len = length(normal);
     frag_normal = mat3(M) * (len > 0.0 ? normal / len : vec3(0.0, 0.0, 1.0));
     color_multiplier = vec4(albedo(), 1.0);
+    bool brow = rule.y < 0.5 && skin_maps.z * float(skin_maps.w <= appearance[3].a) > 0.5;
+    class_id = brow ? appearance[4].a : color_0.a;
 }
