@@ -93,7 +93,7 @@ def breakdown(args) -> dict[str, float]:
     (Worker.samples: batches of BATCH, each stage over the batch): seconds per stage over args.n samples."""
     from facegen.generator.job import prepare
     from facegen.generator.worker import BATCH, Worker
-    from facegen.generator.scene import pose_scenes
+    from facegen.generator.scene import RenderResult, pose_scenes
     from facegen.shards import ShardWriter
 
     with tempfile.TemporaryDirectory() as out:
@@ -137,14 +137,11 @@ def breakdown(args) -> dict[str, float]:
             images = [r.compose(p, scene.camera, colour, depth)
                       for p, scene, (colour, depth, _) in zip(params, scenes, drawn)]
             t1 = clock()
-            labels = [worker.labeller(p, scene, depth) for p, scene, (_, depth, _) in zip(params, scenes, drawn)]
+            labels = [worker.labeller(p, scene, depth, classes)
+                      for p, scene, (_, depth, classes) in zip(params, scenes, drawn)]
             t2 = clock()
-            for p, image, lab in zip(params, images, labels):
-                writer.add({"image": image, "landmarks_2d": lab.points_2d, "landmarks_3d": lab.points_3d,
-                            "visibility": lab.visibility, "in_frame": lab.in_frame, "head_pose": lab.head_pose,
-                            "K": lab.K, "camera_R": lab.camera_R, "camera_t": lab.camera_t,
-                            "identity": p.identity, "expression": p.expression, "sample_index": p.index,
-                            "params": p.to_dict()})
+            for p, image, lab, (_, depth, classes) in zip(params, images, labels, drawn):
+                writer.add(worker.record(p, lab, RenderResult(image, depth, None, classes)))
             t3 = clock()
             stages["background"] += t1 - t0
             stages["labels"] += t2 - t1

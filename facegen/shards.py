@@ -46,6 +46,7 @@ def _dataset_specs(h: int, w: int, num_landmarks: int, k_id: int, k_ex: int, out
         "landmarks_3d": (np.float32, (num_landmarks, 3), False),
         "visibility": (np.uint8, (num_landmarks,), False),
         "in_frame": (np.uint8, (num_landmarks,), False),
+        "occluded_by": (np.uint8, (num_landmarks,), False),
         "head_pose": (np.float32, (6,), False),
         "K": (np.float32, (3, 3), False),
         "camera_R": (np.float32, (3, 3), False),
@@ -288,6 +289,11 @@ class ShardSet:
         return out
 
     __getitem__ = read
+
+    def has(self, name: str) -> bool:
+        """Whether every shard holds the per-sample array `name` (optional outputs; `occluded_by`
+        is absent from shards made before facegen labelled occluders)."""
+        return all(name in self._file(k) for k in range(len(self.files)))
 
     def read_all(self, name: str) -> np.ndarray:
         """One small per-sample array (labels, pose) for every sample, concatenated."""

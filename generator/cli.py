@@ -95,8 +95,9 @@ def inspect(directory: Path) -> None:
 def preview(directory: Path, output: Path, n: int, cols: int, start: int, scale: float, segmentation: bool) -> None:
     """Draw a contact sheet of samples with their landmarks.
 
-    Visible points are green, hidden points red (behind the face itself, hair, a beard or
-    clothing), out-of-frame points are not drawn.
+    Visible points are green; a hidden point takes the colour of what hides it (red: the face
+    itself; hair, a beard, clothing, ...: the legend under the sheet names each; codes in
+    docs/shard-format.md); out-of-frame points are not drawn.
 
     \b
     Examples:

@@ -445,8 +445,7 @@ class CyclesRenderer:
         mat_index = np.where(hit, np.rint(data[..., 1]), 0).astype(np.int64)
         seg = segmentation_from_passes(mat_index, data[..., 2], self.pass_index, self.classes)
         mask = face_mask(seg)  # the face proper (every class but background and head/neck)
-        return RenderResult(image=image, depth=depth, mask=mask,
-                            segmentation=seg if "segmentation" in self.outputs else None)
+        return RenderResult(image=image, depth=depth, mask=mask, segmentation=seg)
 
     def object_count(self) -> int:
         """Number of objects/meshes/materials/images in the Blender file (tests: the scene is built once)."""

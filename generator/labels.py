@@ -7,6 +7,10 @@ farthest of the 4x4 pixel centres around the point (its 2x2 cell and one pixel a
 on a steep surface, whose neighbouring pixels straddle its depth, or within a pixel of an outline is
 not declared hidden by its own surface; a point whose neighbourhood touches the background sits on
 the outline and is visible.
+
+What hides a hidden point (`occluded_by`, generator/segmentation.py OCCLUDERS) is the segmentation
+class of the surface drawn at its pixel: every pixel around a hidden point is in front of it, so the
+nearest one shows what covers it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import scipy.sparse as sp
 
 from facegen.face_model import FaceModel
 from facegen.generator.scene import PosedScene, SceneParams
+from facegen.generator.segmentation import OCCLUDER_ID, OCCLUDER_OF_CLASS
 from facegen.specs import view_direction
 
 # A point counts as occluded when a drawn surface lies more than this in front of it (cm). Large
@@ -33,6 +38,7 @@ class Labels:
     points_3d: np.ndarray  # (L, 3) float32 camera space, cm
     visibility: np.ndarray  # (L,) uint8: in frame and not occluded
     in_frame: np.ndarray  # (L,) uint8
+    occluded_by: np.ndarray  # (L,) uint8 OCCLUDERS code: 0 where visible, else what hides the point
     head_pose: np.ndarray  # (6,) float32: yaw, pitch, roll (deg), head pivot in camera space (cm)
     K: np.ndarray  # (3, 3) float32
     camera_R: np.ndarray  # (3, 3) float32
@@ -96,7 +102,10 @@ class Labeller:
             points[self.contours.points] = vertices.take(chosen, axis=0)
         return points
 
-    def __call__(self, params: SceneParams, scene: PosedScene, depth: np.ndarray | None) -> Labels:
+    def __call__(self, params: SceneParams, scene: PosedScene, depth: np.ndarray | None,
+                 segmentation: np.ndarray | None = None) -> Labels:
+        """Labels of one render. Without a depth map every point in frame counts as visible; without
+        a segmentation map a hidden point's occluder is "self"."""
         cam = scene.camera
         world = self.locate(scene.vertices, cam.centre)
         points_cam = cam.to_camera(world)
@@ -107,6 +116,7 @@ class Labeller:
         return Labels(
             points_2d=uv.astype(np.float32), points_3d=points_cam.astype(np.float32),
             visibility=visible.astype(np.uint8), in_frame=in_frame.astype(np.uint8),
+            occluded_by=occluders(uv, visible, in_frame, segmentation),
             head_pose=np.array([*params.head_rotation, *pivot_cam], np.float32),
             K=cam.K.astype(np.float32), camera_R=cam.R.astype(np.float32), camera_t=cam.t.astype(np.float32))
 
@@ -151,6 +161,21 @@ class ContourMarcher:
         closer = has_stop & (np.abs(f[rows, nxt]) < np.abs(f[rows, k]))
         k = np.where(f0 == 0, k0, np.where(closer, nxt, k))
         return self.candidates[rows, k]
+
+
+def occluders(uv: np.ndarray, visible: np.ndarray, in_frame: np.ndarray,
+              segmentation: np.ndarray | None) -> np.ndarray:
+    """(L,) uint8 OCCLUDERS codes: none where visible, out_of_frame outside the image, otherwise the
+    occluder of the class drawn at the point's nearest pixel centre ("self" without a class map)."""
+    out = np.where(in_frame, OCCLUDER_ID["self"], OCCLUDER_ID["out_of_frame"]).astype(np.uint8)
+    hidden = in_frame & ~visible
+    if segmentation is not None and hidden.any():
+        h, w = segmentation.shape
+        u = np.clip(np.floor(uv[hidden, 0] + 0.5).astype(np.int64), 0, w - 1)
+        v = np.clip(np.floor(uv[hidden, 1] + 0.5).astype(np.int64), 0, h - 1)
+        out[hidden] = OCCLUDER_OF_CLASS[segmentation[v, u]]
+    out[visible.astype(bool)] = OCCLUDER_ID["none"]
+    return out
 
 
 def in_frame_mask(uv: np.ndarray, z: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from facegen.errors import FacegenError
+from facegen.generator.segmentation import OCCLUDER_COLOURS, OCCLUDERS
 from facegen.shards import open_shards, read_manifest
 
-VISIBLE = (60, 220, 60)  # RGB
-OCCLUDED = (230, 50, 50)
 
 
 def summarise(directory: Path) -> str:
@@ -38,6 +37,10 @@ def summarise(directory: Path) -> str:
     if groups:
         lines.append("per group  " + "   ".join(
             f"{g} {vis[:, idx].mean():.0%}" for g, idx in groups.items()))
+    if shards.has("occluded_by"):  # what hides the points, as a share of all points
+        counts = np.bincount(shards.read_all("occluded_by").ravel(), minlength=len(OCCLUDERS))
+        lines.append("hidden by  " + "   ".join(f"{OCCLUDERS[k]} {c / counts.sum():.1%}"
+                                                 for k, c in enumerate(counts) if k > 0 and c))
     lines.append("")
     lines.append("head pose (deg)   p1     p10    p50    p90    p99   |  histogram")
     for i, label in enumerate(("yaw", "pitch", "roll")):
@@ -46,6 +49,20 @@ def summarise(directory: Path) -> str:
     lines.append(f"  distance (cm)   {np.percentile(pose[:, 5], 1):.1f} .. {np.percentile(pose[:, 5], 99):.1f}")
     shards.close()
     return "\n".join(lines)
+
+
+def _legend(codes: list[int], width: int, occluders: bool) -> np.ndarray:
+    """A strip naming the point colours of the sheet: visible, and each occluder that appears."""
+    import cv2
+
+    strip = np.full((22, width, 3), 32, np.uint8)
+    x = 6
+    for code in codes:
+        name = "visible" if code == 0 else (OCCLUDERS[code] if occluders else "hidden")
+        cv2.circle(strip, (x + 5, 11), 5, tuple(int(c) for c in OCCLUDER_COLOURS[code]), -1, cv2.LINE_AA)
+        cv2.putText(strip, name, (x + 14, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (230, 230, 230), 1, cv2.LINE_AA)
+        x += 22 + 8 * len(name)
+    return strip
 
 
 def _groups(spec_yaml: str, names: list[str]) -> dict[str, np.ndarray]:
@@ -73,8 +90,9 @@ def _spark(values: np.ndarray, lo: float = -90, hi: float = 90, bins: int = 18) 
 
 def contact_sheet(directory: Path, output: Path, n: int = 16, cols: int = 4, start: int = 0,
                   scale: float = 2.0, segmentation: bool = False) -> Path:
-    """A grid of `n` samples from `start` with landmarks: visible green, occluded red; with
-    `segmentation`, each sample's class map (docs/segmentation.md colours) beside it."""
+    """A grid of `n` samples from `start` with landmarks: visible green, hidden ones in the colour of
+    what hides them (a legend below; red = the face itself, or every hidden point in shards without
+    occluder labels); with `segmentation`, each sample's class map (docs/segmentation.md) beside it."""
     import cv2
 
     from facegen.generator.segmentation import colorize
@@ -83,6 +101,9 @@ def contact_sheet(directory: Path, output: Path, n: int = 16, cols: int = 4, sta
     if start >= len(shards):
         raise FacegenError(f"--start {start}: the folder has only {len(shards)} samples")
     keys = ("image", "landmarks_2d", "visibility", "in_frame")
+    occluders = shards.has("occluded_by")
+    if occluders:
+        keys += ("occluded_by",)
     if segmentation:
         outputs = json.loads(shards.attrs.get("outputs", '["rgb"]'))
         if "segmentation" not in outputs:
@@ -92,17 +113,20 @@ def contact_sheet(directory: Path, output: Path, n: int = 16, cols: int = 4, sta
                                "or preview without --segmentation")
         keys += ("segmentation",)
     indices = range(start, min(start + n, len(shards)))
-    tiles = []
+    tiles, seen = [], set()
     for i in indices:
         s = shards.read(i, keys=keys)
         image = cv2.resize(s["image"], None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
         # Pixel centres are at integers: a point (u, v) lands at (u + 0.5) * scale - 0.5 when upscaled.
         pts = (s["landmarks_2d"] + 0.5) * scale - 0.5
         radius = max(1, int(round(scale * 0.75)))
-        for (u, v), vis, inf in zip(pts, s["visibility"], s["in_frame"]):
+        codes = s["occluded_by"] if occluders else np.where(s["visibility"] > 0, 0, 1)
+        seen.update(int(c) for c, inf in zip(codes, s["in_frame"]) if inf)
+        for (u, v), code, inf in zip(pts, codes, s["in_frame"]):
             if inf:
-                cv2.circle(image, (int(round(u * 4)), int(round(v * 4))), radius * 4, VISIBLE if vis else OCCLUDED,
-                           -1, lineType=cv2.LINE_AA, shift=2)
+                colour = tuple(int(c) for c in OCCLUDER_COLOURS[code])
+                cv2.circle(image, (int(round(u * 4)), int(round(v * 4))), radius * 4, colour, -1,
+                           lineType=cv2.LINE_AA, shift=2)
         cv2.putText(image, str(i), (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
         if segmentation:
             classes = cv2.resize(colorize(s["segmentation"]), image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
@@ -115,6 +139,7 @@ def contact_sheet(directory: Path, output: Path, n: int = 16, cols: int = 4, sta
     for k, tile in enumerate(tiles):
         r, c = divmod(k, cols)
         sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = tile
+    sheet = np.concatenate([sheet, _legend(sorted(seen), sheet.shape[1], occluders)], axis=0)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(output), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):

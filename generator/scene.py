@@ -212,7 +212,9 @@ class RenderResult:
     image: np.ndarray  # (H, W, 3) uint8 sRGB
     depth: np.ndarray  # (H, W) float32 camera-space z in cm; 0 where nothing was drawn
     mask: np.ndarray  # (H, W) bool, True on the face region (skin of the face area)
-    segmentation: np.ndarray | None = None  # (H, W) uint8 classes, see docs/shard-format.md
+    # (H, W) uint8 classes (docs/segmentation.md): the labels' occluders come from it, whatever the
+    # job stores; None only from a renderer that cannot tell classes apart
+    segmentation: np.ndarray | None = None
 
 
 class Renderer(Protocol):
@@ -265,9 +267,10 @@ class Backend:
 # (colours mixed in sRGB, gradients span the frame, noise made at 128 px, random photo windows, the
 # --hdris folder searched before the bundled HDRIs, HDRI exposure from the file as OpenCV reads it).
 # raster 5, cycles 7: what the sample wears (parts.dressing: scalp hair, beards, strand brows, garments).
+# raster 6, cycles 8: the labels say what hides each point (occluded_by; pixels unchanged).
 RENDERERS = {
-    "raster": Backend("facegen.generator.raster:RasterRenderer", version="5", requires="pyrender"),
-    "cycles": Backend("facegen.generator.cycles:CyclesRenderer", version="7", requires="bpy"),
+    "raster": Backend("facegen.generator.raster:RasterRenderer", version="6", requires="pyrender"),
+    "cycles": Backend("facegen.generator.cycles:CyclesRenderer", version="8", requires="bpy"),
 }
 
 

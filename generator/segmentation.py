@@ -18,23 +18,39 @@ class SegmentClass:
     id: int  # the value in the (H, W) uint8 map
     name: str
     colour: tuple[int, int, int]  # sRGB uint8, for previews and contact sheets (`colorize`)
+    occluder: str  # what a landmark hidden behind a surface of this class is hidden by (OCCLUDERS)
 
+
+# What hides a landmark: the labels' `occluded_by` (docs/shard-format.md), one code per point, the
+# index in this tuple. "none": the point is seen; "self": the face or head itself (the nose over the
+# far cheek, an eyelid over the eye, the jaw turned away); "out_of_frame": outside the image or
+# behind the camera; the others name what is in front of it. Codes are stable: new ones go last.
+OCCLUDERS = ("none", "self", "hair", "facial_hair", "clothing", "eyewear_frame", "lens", "facewear",
+             "headwear", "hand", "object", "out_of_frame")
+OCCLUDER_ID = {name: i for i, name in enumerate(OCCLUDERS)}
 
 CLASSES = (
-    SegmentClass(0, "background", (0, 0, 0)),
-    SegmentClass(1, "skin", (200, 160, 130)),
-    SegmentClass(2, "brows", (60, 30, 10)),
-    SegmentClass(3, "eyes", (255, 255, 255)),
-    SegmentClass(4, "lips", (200, 40, 60)),
-    SegmentClass(5, "teeth_mouth", (250, 220, 90)),
-    SegmentClass(6, "eyelashes", (20, 200, 200)),
-    SegmentClass(7, "head_neck", (90, 90, 220)),
-    SegmentClass(8, "scalp_hair", (140, 70, 20)),
-    SegmentClass(9, "facial_hair", (230, 120, 30)),
-    SegmentClass(10, "clothing", (60, 170, 60)),
+    SegmentClass(0, "background", (0, 0, 0), "none"),  # never in front of a hidden point
+    SegmentClass(1, "skin", (200, 160, 130), "self"),
+    SegmentClass(2, "brows", (60, 30, 10), "self"),  # painted and strand brows: part of the face
+    SegmentClass(3, "eyes", (255, 255, 255), "self"),
+    SegmentClass(4, "lips", (200, 40, 60), "self"),
+    SegmentClass(5, "teeth_mouth", (250, 220, 90), "self"),
+    SegmentClass(6, "eyelashes", (20, 200, 200), "self"),
+    SegmentClass(7, "head_neck", (90, 90, 220), "self"),
+    SegmentClass(8, "scalp_hair", (140, 70, 20), "hair"),
+    SegmentClass(9, "facial_hair", (230, 120, 30), "facial_hair"),
+    SegmentClass(10, "clothing", (60, 170, 60), "clothing"),
 )
 CLASS_ID = {c.name: c.id for c in CLASSES}
 PALETTE = np.array([c.colour for c in CLASSES], np.uint8)  # row = class id
+# Row = class id: the OCCLUDERS code of a point hidden behind that class (256 rows: any uint8 map).
+OCCLUDER_OF_CLASS = np.full(256, OCCLUDER_ID["self"], np.uint8)
+OCCLUDER_OF_CLASS[[c.id for c in CLASSES]] = [OCCLUDER_ID[c.occluder] for c in CLASSES]
+# A colour per occluder (row = code) for previews and contact sheets: none green, self red, ...
+OCCLUDER_COLOURS = np.array([(60, 220, 60), (230, 50, 50), (160, 90, 30), (240, 150, 40), (70, 170, 240),
+                             (250, 250, 60), (170, 240, 250), (250, 120, 220), (150, 80, 230), (255, 200, 150),
+                             (120, 120, 120), (40, 40, 40)], np.uint8)
 
 # Brows and lips are painted on the face part, not parts of their own: a face point takes the brow
 # or lip class where the painted shape covers more than this (Cycles: its AOV averaged over the pixel;

@@ -73,10 +73,14 @@ class Worker:
         return list(zip(params, pose_scenes(params, self.ctx.model)))
 
     def finish(self, params, scene, result) -> dict:
-        labels = self.labeller(params, scene, result.depth)
+        return self.record(params, self.labeller(params, scene, result.depth, result.segmentation), result)
+
+    def record(self, params, labels, result) -> dict:
+        """The shard writer's sample from one render and its labels (the job's outputs only)."""
         sample = {
             "image": result.image, "landmarks_2d": labels.points_2d, "landmarks_3d": labels.points_3d,
-            "visibility": labels.visibility, "in_frame": labels.in_frame, "head_pose": labels.head_pose,
+            "visibility": labels.visibility, "in_frame": labels.in_frame, "occluded_by": labels.occluded_by,
+            "head_pose": labels.head_pose,
             "K": labels.K, "camera_R": labels.camera_R, "camera_t": labels.camera_t,
             "identity": params.identity, "expression": params.expression, "sample_index": params.index,
             "params": params.to_dict(),

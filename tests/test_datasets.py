@@ -22,6 +22,7 @@ def test_shard_dataset_reads_lazily_and_in_workers(toy_shards):
     item = ds[5]
     assert item["image"].dtype == torch.uint8 and item["image"].shape == (3, 32, 32)
     assert item["landmarks"].shape == (68, 2)
+    assert item["occluded_by"].dtype == torch.uint8 and item["occluded_by"].shape == (68,)
     batches = list(DataLoader(ds, batch_size=8, num_workers=2))
     assert sum(len(b["index"]) for b in batches) == 48
 

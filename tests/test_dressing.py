@@ -11,7 +11,7 @@ import pytest
 from facegen.generator.labels import Labeller
 from facegen.generator.parts import dressing
 from facegen.generator.scene import Clothing, FacialHair, Hair, pose_scene
-from facegen.generator.segmentation import CLASS_ID
+from facegen.generator.segmentation import CLASS_ID, OCCLUDER_ID
 from tests.test_cycles import make_params
 
 BROWS = np.arange(17, 27)  # iBUG-68 brow points
@@ -94,17 +94,22 @@ def test_raster_draws_what_the_sample_wears(face_model, raster):
 
 @pytest.mark.parametrize("backend", ["raster", pytest.param("cycles", marks=pytest.mark.blender)])
 def test_a_fringe_hides_the_brows(face_model, ibug68, backend, request):
-    """A fringe over the forehead: the brow points behind it are labelled hidden, and visible again
-    on the same face without it, in both backends (their depth maps hold the strands)."""
+    """A fringe over the forehead: the brow points behind it are labelled hidden, by hair, and
+    visible again on the same face without it, in both backends (their depth maps hold the strands,
+    their class maps say what the strands are)."""
     renderer = request.getfixturevalue(backend)
-    hidden = {}
+    hidden, by = {}, {}
     for name, hair in (("fringe", FRINGE), ("bald", Hair())):
         p = dressed(face_model, size=(192, 192), hair=hair)
         posed = pose_scene(p, face_model)
-        labels = ibug68(p, posed, renderer.render(p, posed).depth)
+        result = renderer.render(p, posed)
+        labels = ibug68(p, posed, result.depth, result.segmentation)
         hidden[name] = labels.visibility[BROWS] == 0
-    assert not hidden["bald"].any()
+        by[name] = labels.occluded_by[BROWS]
+    assert not hidden["bald"].any() and not by["bald"].any()
     assert hidden["fringe"].mean() >= 0.7, hidden["fringe"]
+    assert (by["fringe"][hidden["fringe"]] == OCCLUDER_ID["hair"]).mean() >= 0.9, by["fringe"]
+    assert not by["fringe"][~hidden["fringe"]].any()
 
 
 @pytest.mark.blender

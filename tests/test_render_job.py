@@ -14,6 +14,7 @@ from click.testing import CliRunner
 import facegen
 from facegen.cli import main
 from facegen.errors import FacegenError
+from facegen.generator.segmentation import OCCLUDER_OF_CLASS
 from facegen.shards import PARTIAL_SUFFIX
 
 SMALL = dict(spec="ibug68", n=5, size=64, shard_size=2, seed=4, renderer="raster", progress=False)
@@ -46,7 +47,8 @@ def test_shards_follow_the_documented_schema(rendered):
                      "config_hash", "image_size", "outputs", "landmark_groups"):
             assert attr in f.attrs, attr
         shapes = {"image": (n, 64, 64, 3), "landmarks_2d": (n, 68, 2), "landmarks_3d": (n, 68, 3),
-                  "visibility": (n, 68), "in_frame": (n, 68), "head_pose": (n, 6), "K": (n, 3, 3),
+                  "visibility": (n, 68), "in_frame": (n, 68), "occluded_by": (n, 68), "head_pose": (n, 6),
+                  "K": (n, 3, 3),
                   "camera_R": (n, 3, 3), "camera_t": (n, 3), "identity": (n, 100), "expression": (n, 57),
                   "sample_index": (n,), "params": (n,), "depth": (n, 64, 64), "segmentation": (n, 64, 64),
                   "mask": (n, 64, 64)}
@@ -60,6 +62,12 @@ def test_shards_follow_the_documented_schema(rendered):
         assert params["index"] == 2 and params["seed"] == 4
         assert np.allclose(params["identity"], f["identity"][0])
         assert f["image"][:].std() > 10 and (f["depth"][:] > 0).any()
+        # a hidden point says what hides it: the class drawn at its nearest pixel (docs/shard-format.md)
+        occ, seg, uv = f["occluded_by"][:], f["segmentation"][:], f["landmarks_2d"][:]
+        assert np.array_equal(occ == 0, f["visibility"][:] == 1)
+        for k, i in zip(*np.nonzero((occ > 0) & (f["in_frame"][:] == 1))):
+            u, v = np.clip(np.floor(uv[k, i] + 0.5).astype(int), 0, 63)
+            assert occ[k, i] == OCCLUDER_OF_CLASS[seg[k, v, u]]
     shards = facegen.open_shards(rendered)
     assert len(shards) == 5 and shards.num_landmarks == 68
     assert shards[4]["sample_index"] == 4
@@ -123,17 +131,18 @@ def test_inspect_and_preview(rendered, tmp_path):
     result = CliRunner().invoke(main, ["inspect", str(rendered)])
     assert result.exit_code == 0, result.output
     assert "5 samples in 3 shards" in result.output and "ibug68" in result.output and "yaw" in result.output
+    assert "hidden by  " in result.output  # the share of points each occluder hides
     out = tmp_path / "grid.png"
     result = CliRunner().invoke(main, ["preview", str(rendered), "-o", str(out), "--n", "4", "--cols", "2"])
     assert result.exit_code == 0, result.output
     import cv2
 
-    assert cv2.imread(str(out)).shape == (256, 256, 3)  # 2 x 2 tiles of 64 px upscaled x2
+    assert cv2.imread(str(out)).shape == (256 + 22, 256, 3)  # 2 x 2 tiles of 64 px upscaled x2, a legend
     result = CliRunner().invoke(main, ["preview", str(rendered), "-o", str(out), "--n", "4", "--cols", "2",
                                        "--segmentation"])
     assert result.exit_code == 0, result.output
     sheet = cv2.imread(str(out))[..., ::-1]
-    assert sheet.shape == (256, 512, 3)  # each tile's class map beside it
+    assert sheet.shape == (256 + 22, 512, 3)  # each tile's class map beside it
     from facegen.generator.segmentation import PALETTE
 
     classes = sheet[:128, 128:256].reshape(-1, 3)  # sample 0's map: only class colours

@@ -57,11 +57,13 @@ def test_flip_uses_flip_map_and_mirrors_about_centre():
     t = Compose([FaceCrop(64, 1.0), Warp()])
     ref = t(_sample(pts.copy()), np.random.default_rng(0))["landmarks"]
     flipped = Compose([FaceCrop(64, 1.0), RandomFlip(np.array([1, 0, 2]), p=1.0), Warp()])(
-        {**_sample(pts.copy()), "visibility": np.array([1, 0, 1])}, np.random.default_rng(0))
+        {**_sample(pts.copy()), "visibility": np.array([1, 0, 1]), "occluded_by": np.array([0, 2, 0])},
+        np.random.default_rng(0))
     # point 0 (left eye) now holds the mirrored right eye: x -> 63 - x
     np.testing.assert_allclose(flipped["landmarks"][0], [63 - ref[1][0], ref[1][1]], atol=1e-4)
     np.testing.assert_allclose(flipped["landmarks"][2], [63 - ref[2][0], ref[2][1]], atol=1e-4)
     assert flipped["visibility"].tolist() == [0, 1, 1]
+    assert flipped["occluded_by"].tolist() == [2, 0, 0]  # what hides a point travels with it
 
 
 def test_training_pipeline_is_deterministic_and_shaped():

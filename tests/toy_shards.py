@@ -51,6 +51,7 @@ def write_toy_shards(out: Path, n: int, size: int = 64, num_landmarks: int = 68,
                 img, pts = toy_face(rng, size, num_landmarks)
                 w.add({"image": img, "landmarks_2d": pts, "landmarks_3d": np.zeros((num_landmarks, 3)),
                        "visibility": np.ones(num_landmarks), "in_frame": np.ones(num_landmarks),
+                       "occluded_by": np.zeros(num_landmarks),
                        "head_pose": np.zeros(6), "K": np.eye(3), "camera_R": np.eye(3), "camera_t": np.zeros(3),
                        "identity": np.zeros(2), "expression": np.zeros(2), "sample_index": start + i,
                        "params": {"i": start + i}})

@@ -2,6 +2,7 @@
 
 Each dataset yields dicts of tensors: `image` uint8 (C, S, S) (kept uint8 so workers ship 4x fewer bytes;
 the model step converts to float), `landmarks` float32 (L, 2) in crop pixels, `visibility` float32 (L,),
+`occluded_by` uint8 (L,) (what hides each point: UNKNOWN_OCCLUDER where the data does not say),
 `matrix` float32 (3, 3) original image -> crop (to map predictions back), `index`.
 
 Randomness: each process (main or DataLoader worker) owns one numpy Generator seeded from (seed, worker id),
@@ -23,6 +24,10 @@ from torch.utils.data import Dataset, get_worker_info
 from facegen.errors import FacegenError
 from facegen.shards import inflate_chunk, open_shards
 from facegen.trainer.annotations import IMAGE_EXTS, W300_FOLDERS, W300_SPLITS, YAW_BINS, find_image, read_pts
+
+# A batch's `occluded_by` holds generator/segmentation.py's OCCLUDERS codes where the data has them
+# (renders); a hidden point of data that does not say what hides it (real faces) gets this code.
+UNKNOWN_OCCLUDER = 255
 
 # iBUG-68 horizontal flip partner of each point (0-based)
 IBUG68_FLIP = np.array([16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 26, 25, 24, 23, 22, 21, 20, 19,
@@ -74,12 +79,18 @@ class LandmarkDataset(Dataset):
         if img.ndim == 2:
             img = img[:, :, None]
         lm = np.asarray(sample["landmarks"], np.float32)
+        visibility = np.asarray(sample["visibility"] if "visibility" in sample else np.ones(len(lm)), np.float32)
+        # What hides each point (generator/segmentation.py OCCLUDERS) where the data says it (renders);
+        # UNKNOWN_OCCLUDER for the hidden points of data that does not (real faces, older shards)
+        occluded_by = sample.get("occluded_by")
+        if occluded_by is None:
+            occluded_by = np.where(visibility > 0, 0, UNKNOWN_OCCLUDER)
         # HWC -> CHW with cv2.split: ~0.06 ms against ~6-9 ms for torch's permute().contiguous() on uint8
         chw = np.stack(cv2.split(img)) if img.shape[2] > 1 else img.transpose(2, 0, 1).copy()
         out = {"image": torch.from_numpy(chw),
                "landmarks": torch.from_numpy(lm),
-               "visibility": torch.from_numpy(np.asarray(sample["visibility"] if "visibility" in sample
-                                                         else np.ones(len(lm)), np.float32)),
+               "visibility": torch.from_numpy(visibility),
+               "occluded_by": torch.from_numpy(np.asarray(occluded_by, np.uint8)),
                "matrix": torch.from_numpy(np.asarray(sample["matrix"] if "matrix" in sample else np.eye(3), np.float32)),
                "index": int(i)}
         return out
@@ -131,12 +142,14 @@ class ShardDataset(LandmarkDataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def _labels(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """All labels of shard k, read once per process (small next to the images)."""
+    def _labels(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """All labels of shard k, read once per process (small next to the images): points,
+        visibility and occluders (None in shards made before they were labelled)."""
         cache = self.__dict__.setdefault("_label_cache", {})
         if k not in cache:
             f = self.shards._file(k)
-            cache[k] = (f["landmarks_2d"][:].astype(np.float32), f["visibility"][:].astype(np.float32))
+            cache[k] = (f["landmarks_2d"][:].astype(np.float32), f["visibility"][:].astype(np.float32),
+                        f["occluded_by"][:] if "occluded_by" in f else None)
         return cache[k]
 
     def _image(self, k: int, j: int) -> np.ndarray:
@@ -165,8 +178,11 @@ class ShardDataset(LandmarkDataset):
 
     def raw(self, i: int) -> dict:
         k, j = self.shards.locate(int(self.indices[i]))
-        lm, vis = self._labels(k)
-        return {"image": self._image(k, j), "landmarks": lm[j].copy(), "visibility": vis[j].copy()}
+        lm, vis, occluded_by = self._labels(k)
+        out = {"image": self._image(k, j), "landmarks": lm[j].copy(), "visibility": vis[j].copy()}
+        if occluded_by is not None:
+            out["occluded_by"] = occluded_by[j].copy()
+        return out
 
 
 class ShardTestSet(LandmarkDataset):

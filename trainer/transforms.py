@@ -128,7 +128,7 @@ class RandomFlip:
         fm = np.asarray(self.flip_map)
         sample["matrix"] = about_center(sample["size"], flip=True) @ sample["matrix"]
         sample["landmarks"] = np.asarray(sample["landmarks"])[fm]
-        for key in ("visibility",):
+        for key in ("visibility", "occluded_by"):
             if key in sample:
                 sample[key] = np.asarray(sample[key])[fm]
         sample["flipped"] = not sample.get("flipped", False)
