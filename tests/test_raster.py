@@ -175,13 +175,11 @@ def test_lean_draw_matches_pyrender(face_model, renderer):
         assert (depth > 0).sum() > 0.1 * depth.size
 
 
-def test_the_colour_pass_carries_the_classes(face_model):
+def test_the_colour_pass_carries_the_classes(face_model, renderer):
     """The classes the colour pass keeps in alpha are those of pyrender's unlit class pass
-    (classes.vert/frag, what the multisampled path draws), up to ties between strands and skin. Its
-    own renderer: pyrender's class pass changes a pixel of pyrender's next draw (not of facegen's)."""
-    from facegen.generator.raster import RasterRenderer
-
-    renderer = RasterRenderer(face_model, outputs=("rgb",))
+    (classes.vert/frag, what the multisampled path draws), up to ties between strands and skin.
+    After test_lean_draw_matches_pyrender (file order): pyrender's class pass changes a pixel of
+    pyrender's own next draw (never of facegen's), which that test compares with."""
     sampler = SceneSampler(face_model, load_config(), seed=4)
     class_pass = renderer._pr.RenderFlags.FLAT
     for index in range(6):
@@ -197,7 +195,6 @@ def test_the_colour_pass_carries_the_classes(face_model):
         differ = flat[..., 0] != classes
         assert differ.sum() <= 5 + worn.sum() // 1000 and not (differ & ~worn & (depth == 0)).any(), index
         assert len(np.unique(classes)) >= 5, index
-    renderer.close()
 
 
 def test_a_batch_renders_as_one_at_a_time(face_model, renderer):
