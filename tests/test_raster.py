@@ -168,10 +168,11 @@ def test_lean_draw_matches_pyrender(face_model, renderer):
         lean_colour, lean_depth, lean_classes = renderer.read()
         assert np.array_equal(depth, lean_depth), index
         diff = np.abs(colour.astype(int) - lean_colour).max(axis=-1)
-        # Hair roots lie on the scalp: where a strand and the skin tie in depth the primitive drawn
-        # first wins, and pyrender draws its primitives in the order of a Python set.
+        # Where two primitives tie in depth the one drawn first wins, and pyrender draws its
+        # primitives in the order of a Python set (it changes from process to process): hair roots
+        # lie on the scalp, and two head parts meet at a seam (a pixel or two of a whole image).
         worn = np.isin(lean_classes, [CLASS_ID[c] for c in DRESSING_MATERIALS.values()])
-        assert diff[~worn].max() <= 1 and (diff > 0).sum() <= 5 + worn.sum() // 1000, index
+        assert (diff[~worn] > 1).sum() <= 2 and (diff > 0).sum() <= 5 + worn.sum() // 1000, index
         assert (depth > 0).sum() > 0.1 * depth.size
 
 
