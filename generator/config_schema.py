@@ -240,6 +240,37 @@ class Clothing(Section):
     pattern_scale: Range(gt=0)
 
 
+class Frames(Weights):  # the names of eyewear.FRAMES (a test keeps them equal)
+    round: Number(ge=0)
+    rectangular: Number(ge=0)
+    cat_eye: Number(ge=0)
+    browline: Number(ge=0)
+    aviator: Number(ge=0)
+    rimless: Number(ge=0)
+
+
+class Lenses(Weights):  # eyewear.LENSES
+    clear: Number(ge=0)
+    tinted: Number(ge=0)
+    sun: Number(ge=0)
+
+
+class LensOpacity(Section):
+    clear: Range(ge=0, le=1)
+    tinted: Range(ge=0, le=1)
+    sun: Range(ge=0, le=1)
+
+
+class Eyewear(Section):
+    prob: Prob
+    frames: Annotated[Frames, Field(description=_weights_text("round, rectangular, cat_eye, browline, aviator, rimless"))]
+    lenses: Annotated[Lenses, Field(description=_weights_text("clear, tinted, sun"))]
+    opacity: LensOpacity
+    thickness: Range(gt=0)
+    size: Range(gt=0)
+    metal_prob: Prob
+
+
 class SamplingConfig(Section):
     identity: Identity
     expression: Expression
@@ -252,6 +283,7 @@ class SamplingConfig(Section):
     hair: Hair
     facial_hair: FacialHair
     clothing: Clothing
+    eyewear: Eyewear
 
 
 # -- validation and error messages ------------------------------------------------------------------

@@ -35,7 +35,10 @@ from facegen.generator import materials as mt
 from facegen.generator.backgrounds import (
     backplate, find_hdri, hdri_exposure, load_hdri, preload_hdris, srgb_decode, srgb_encode,
 )
-from facegen.generator.parts import DRESSING_MATERIALS, STRAND_SETS, Dressing, drawn_triangles, dressing, head_parts
+from facegen.generator.eyewear import OPAQUE
+from facegen.generator.parts import (
+    DRESSING_MATERIALS, STRAND_SETS, SURFACE_SETS, Dressing, drawn_triangles, dressing, head_parts,
+)
 from facegen.generator.scene import MAX_LIGHTS, RENDERERS, PosedScene, RenderResult, SceneParams
 from facegen.generator.segmentation import CLASS_ID, PAINTED_THRESHOLD, face_mask
 
@@ -158,6 +161,8 @@ class CyclesRenderer:
             "eyelashes": mt.eyelash_material("eyelashes", idx["eyelashes"]),
             **{name: mt.hair_material(name, idx[name]) for name in STRAND_SETS},
             "clothing": mt.fabric_material("clothing", idx["clothing"]),
+            "eyewear_frame": mt.frame_material("eyewear_frame", idx["eyewear_frame"]),
+            "lens": mt.lens_material("lens", idx["lens"]),
         }
         return {name: materials[name] for name in idx}  # material slots in pass-index order
 
@@ -201,17 +206,25 @@ class CyclesRenderer:
             obj = bpy.data.objects.new(f"facegen_{name}", curves)
             self.scene.collection.objects.link(obj)
             self.strand_objects[name] = obj
-        mesh = bpy.data.meshes.new("facegen_clothing")
-        mesh.materials.append(self.materials["clothing"])
-        self.garment = bpy.data.objects.new("facegen_clothing", mesh)
-        self.scene.collection.objects.link(self.garment)
+        self.surface_objects = {}
+        for name in SURFACE_SETS:
+            mesh = bpy.data.meshes.new(f"facegen_{name}")
+            mesh.materials.append(self.materials[name])
+            obj = bpy.data.objects.new(f"facegen_{name}", mesh)
+            self.scene.collection.objects.link(obj)
+            self.surface_objects[name] = obj
+        # Data passes skip surfaces less opaque than this: see-through lenses hide no label.
+        self.scene.view_layers[0].pass_alpha_threshold = OPAQUE
 
-    def _set_dressing(self, worn: Dressing) -> None:
+    def _set_dressing(self, params: SceneParams, worn: Dressing) -> None:
         strands = {s.material: s.geometry for s in worn.strands}
         for name, obj in self.strand_objects.items():
             set_curves(obj.data, strands.get(name))
-        surfaces = {s.material: s.geometry for s in worn.surfaces}
-        set_mesh(self.garment.data, surfaces.get("clothing"))
+        surfaces = {s.material: s for s in worn.surfaces}
+        for name, obj in self.surface_objects.items():
+            set_mesh(obj.data, surfaces[name].geometry if name in surfaces else None)
+        mt.set_param(self.materials["lens"], "opacity", params.eyewear.lens_opacity)
+        mt.set_param(self.materials["eyewear_frame"], "metal", float(params.eyewear.metal))
 
     def _build_lights(self) -> None:
         """The light pool, made now and never hidden (unused lights get no energy): a light added to or
@@ -395,7 +408,7 @@ class CyclesRenderer:
     def update(self, params: SceneParams, posed: PosedScene) -> None:
         """Bring the resident scene to one sample (geometry, materials, lights, world, camera)."""
         self._set_vertices(posed.vertices)
-        self._set_dressing(dressing(params, posed, self.model))
+        self._set_dressing(params, dressing(params, posed, self.model))
         self._set_appearance(params)
         self._set_lights(params, posed)
         self._set_world(params)

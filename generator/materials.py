@@ -441,3 +441,32 @@ def fabric_material(name: str, pass_index: int):
     colour = g.node("ShaderNodeAttribute", attribute_type="GEOMETRY", attribute_name=COLOUR_ATTRIBUTE)
     g.output(_principled(g, colour.outputs["Color"], 0.85, **{"Sheen Weight": 0.4, "Sheen Roughness": 0.4}))
     return m
+
+
+def frame_material(name: str, pass_index: int):
+    """Glasses frames: glossy plastic (a clear coat) or metal (p_metal = 1), coloured per vertex."""
+    m, g = _new(name, pass_index)
+    colour = g.node("ShaderNodeAttribute", attribute_type="GEOMETRY", attribute_name=COLOUR_ATTRIBUTE)
+    metal = g.value("metal", 0.0)
+    g.output(_principled(g, colour.outputs["Color"], g.math("SUBTRACT", 0.3, g.math("MULTIPLY", metal, 0.12)),
+                         **{"Metallic": metal, "Coat Weight": g.math("SUBTRACT", 0.6, g.math("MULTIPLY", metal, 0.6))}))
+    return m
+
+
+def lens_material(name: str, pass_index: int):
+    """Glasses lenses as thin plano shells: Fresnel reflection over a mix of straight transmission
+    (Transparent BSDF, the tint per vertex) and a dark glossy coat, mixed by p_opacity (the share of
+    light the lens stops). No refraction: the eyes behind stay where they are drawn (their labels
+    exact). Cycles' data passes (depth, material index) skip a surface that is mostly transparent
+    (the view layer's pass_alpha_threshold, set to eyewear.OPAQUE), so a clear or tinted lens hides
+    no label and the class map shows the eye behind it, while sunglasses do hide it."""
+    m, g = _new(name, pass_index)
+    colour = g.node("ShaderNodeAttribute", attribute_type="GEOMETRY", attribute_name=COLOUR_ATTRIBUTE)
+    opacity = g.value("opacity", 0.02)
+    through = g.node("ShaderNodeBsdfTransparent", {"Color": colour.outputs["Color"]})
+    coat = _principled(g, g.mul_rgb(colour.outputs["Color"], (0.08, 0.08, 0.08, 1.0)), 0.05)
+    body = g.node("ShaderNodeMixShader", {0: opacity, 1: through, 2: coat})
+    fresnel = g.node("ShaderNodeFresnel", {"IOR": 1.5})
+    mirror = g.node("ShaderNodeBsdfGlossy", {"Color": (1.0, 1.0, 1.0, 1.0), "Roughness": 0.02})
+    g.output(g.node("ShaderNodeMixShader", {0: fresnel.outputs[0], 1: body, 2: mirror}))
+    return m

@@ -115,8 +115,9 @@ def scene_parts(params: SceneParams, posed: PosedScene, model: FaceModel) -> lis
 # What a sample wears, by material name: its segmentation class. Both backends know these materials
 # (Cycles gives them pass indices after the head's: generator/cycles.py material_passes).
 DRESSING_MATERIALS = {"scalp_hair": "scalp_hair", "facial_hair": "facial_hair", "brows": "brows",
-                      "clothing": "clothing"}
+                      "clothing": "clothing", "eyewear_frame": "eyewear_frame", "lens": "lens"}
 STRAND_SETS = ("scalp_hair", "facial_hair", "brows")  # the strand materials, in drawing order
+SURFACE_SETS = ("clothing", "eyewear_frame", "lens")  # the surface materials, in drawing order
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,6 +147,15 @@ class Worn:
 
     material: str
     geometry: StrandGeometry | SurfaceGeometry
+    # The share of light it stops, below 1 for lenses: under eyewear.OPAQUE it is see-through (in
+    # neither backend's depth map, so it hides no label, and the class map shows what is behind it).
+    opacity: float = 1.0
+
+    @property
+    def see_through(self) -> bool:
+        from facegen.generator.eyewear import OPAQUE
+
+        return self.opacity < OPAQUE
 
     @property
     def segment(self) -> str:
@@ -165,12 +175,12 @@ class Dressing:
 
 
 def dressing(params: SceneParams, posed: PosedScene, model: FaceModel) -> Dressing:
-    """Scalp hair, facial hair, strand brows and the garment of one sample, in world space.
+    """Scalp hair, facial hair, strand brows, the garment and the glasses of one sample, in world space.
 
     Grown in model space on the sample's shaped mesh (the posed mesh with the head pose undone),
     under gravity as the posed head feels it, then posed like the head, so both backends draw the
     same geometry and a record re-renders it bit for bit."""
-    from facegen.generator import clothing, hair
+    from facegen.generator import clothing, eyewear, hair
 
     R, t = np.asarray(posed.head_R, np.float64), np.asarray(posed.head_t, np.float64)
     pivot = HEAD_PIVOT
@@ -191,6 +201,11 @@ def dressing(params: SceneParams, posed: PosedScene, model: FaceModel) -> Dressi
     garment = clothing.garment(params.clothing, shaped, model)
     if garment is not None:
         surfaces.append(Worn("clothing", replace(garment, vertices=to_world(garment.vertices))))
+    worn_glasses = eyewear.glasses(params.eyewear, shaped, model)
+    if worn_glasses is not None:
+        surfaces.append(Worn("eyewear_frame", replace(worn_glasses.frame, vertices=to_world(worn_glasses.frame.vertices))))
+        surfaces.append(Worn("lens", replace(worn_glasses.lenses, vertices=to_world(worn_glasses.lenses.vertices)),
+                             opacity=worn_glasses.opacity))
     return Dressing(tuple(strands), tuple(surfaces))
 
 

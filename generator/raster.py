@@ -28,6 +28,7 @@ from facegen.camera import Camera, gl_pixel_offset  # noqa: E402
 from facegen.errors import FacegenError  # noqa: E402
 from facegen.face_model import FaceModel  # noqa: E402
 from facegen.generator.backgrounds import backplate, preload_hdris  # noqa: E402
+from facegen.generator.eyewear import OPAQUE  # noqa: E402
 from facegen.generator.parts import Dressing, Part, dressing, head_parts  # noqa: E402
 from facegen.generator.scene import MAX_LIGHTS, RENDERERS, PosedScene, RenderResult, SceneParams  # noqa: E402
 from facegen.generator.segmentation import CLASS_ID, PAINTED_THRESHOLD, face_mask  # noqa: E402
@@ -155,15 +156,20 @@ class RasterRenderer:
         # What the sample wears (hair strands as ribbons, garments): new geometry every sample, in
         # pyrender's own interleaved layout (DRESSING_FLOATS per vertex), rewritten whole by
         # _upload_dressing. Made here with one placeholder triangle so it gets the same program.
+        # The lenses of glasses are a primitive of their own, drawn last and blended (draw()).
         n = 3
-        self.dressing_primitive = pr.Primitive(
+        self.dressing_primitive, self.lens_primitive = (pr.Primitive(
             positions=np.zeros((n, 3), np.float32), normals=np.zeros((n, 3), np.float32),
             tangents=np.zeros((n, 4), np.float32), texcoord_0=np.zeros((n, 2), np.float32),
             texcoord_1=np.zeros((n, 2), np.float32), color_0=np.ones((n, 4), np.float32),
             indices=np.arange(3, dtype=np.uint32)[None],
             material=pr.MetallicRoughnessMaterial(baseColorFactor=(1.0, 1.0, 1.0, 1.0), metallicFactor=0.0,
-                                                  roughnessFactor=0.6, doubleSided=False))
+                                                  roughnessFactor=roughness, doubleSided=False))
+            for roughness in (0.6, 0.05))
+        self.lens_opacity = 1.0
         self.scene.add(pr.Mesh([self.dressing_primitive]))
+        self._lens_mesh = pr.Mesh([self.lens_primitive])
+        self.scene.add(self._lens_mesh)
         self.camera = pr.IntrinsicsCamera(fx=500.0, fy=500.0, cx=128.0, cy=128.0, znear=10.0, zfar=200.0)
         self.camera_node = self.scene.add(self.camera, pose=np.eye(4))
         self.light_nodes = [self.scene.add(pr.DirectionalLight(color=np.ones(3), intensity=0.0), pose=np.eye(4))
@@ -197,7 +203,7 @@ class RasterRenderer:
         gl = self._offscreen._renderer
         self._draw_list = [(prim, gl._get_primitive_program(prim, DRAW_FLAGS | RenderFlags.OFFSCREEN,
                                                             ProgramFlags.USE_MATERIAL)._program_id, prim.material)
-                           for prim in (*self.primitives, self.dressing_primitive)]
+                           for prim in (*self.primitives, self.dressing_primitive, self.lens_primitive)]
 
     def _split_vertex_buffers(self) -> None:
         """Lay each primitive's vertex buffer out as [position, normal per vertex | static attributes
@@ -270,7 +276,9 @@ class RasterRenderer:
         self._ensure_context(cam.width, cam.height)
         self._offscreen._platform.make_current()  # draw() and read() run in it too
         self._upload_vertices(self.vertex_data(scene) if vertex_data is None else vertex_data)
-        self._upload_dressing(*(self.dressing_data(params, scene) if dressing is None else dressing))
+        worn, lenses, self.lens_opacity = self.dressing_data(params, scene) if dressing is None else dressing
+        self._upload_dressing(self.dressing_primitive, *worn)
+        self._upload_dressing(self.lens_primitive, *lenses)
         for material in self._skin_materials:
             material.roughnessFactor = params.appearance.skin_roughness
         for material in self._other_materials:
@@ -288,19 +296,28 @@ class RasterRenderer:
         self._normals(v, data[:, 3:6])
         return data
 
-    def dressing_data(self, params: SceneParams, scene: PosedScene) -> tuple[np.ndarray, np.ndarray]:
-        """Vertex rows (n, DRESSING_FLOATS) and triangles (F, 3) uint32 of what the sample wears
-        (generator/parts.py `dressing`): strands as ribbons facing the camera, garments as they are."""
-        return dressing_vertices(dressing(params, scene, self.model), scene.camera.centre, scene.head_t)
+    def dressing_data(self, params: SceneParams, scene: PosedScene):
+        """What the sample wears (generator/parts.py `dressing`) as ((rows, triangles) of everything
+        but the lenses, (rows, triangles) of the lenses, the lenses' opacity): vertex rows
+        (n, DRESSING_FLOATS), triangles (F, 3) uint32; strands as ribbons facing the camera,
+        surfaces as they are."""
+        worn = dressing(params, scene, self.model)
+        opacity = next((s.opacity for s in worn.surfaces if s.material == "lens"), 1.0)
+        lens_rows, lens_tris = dressing_vertices(worn, scene.camera.centre, scene.head_t, lenses=True)
+        # The blend mixes the lens's own colour in by its opacity (draw()): that colour is what the
+        # lens reflects and absorbs, its dark tinted coat (as Cycles' lens material), not the tint
+        # it lets through.
+        lens_rows[:, 14:17] *= LENS_COAT
+        return (dressing_vertices(worn, scene.camera.centre, scene.head_t, lenses=False),
+                (lens_rows, lens_tris), opacity)
 
-    def _upload_dressing(self, rows: np.ndarray, triangles: np.ndarray) -> None:
+    def _upload_dressing(self, prim, rows: np.ndarray, triangles: np.ndarray) -> None:
         """Replace the dressing primitive's buffers (pyrender's interleaved layout, so its vertex
         attribute pointers stay valid) and its index count, which draw() and pyrender's class pass read."""
         from OpenGL import GL
         from OpenGL.raw.GL.VERSION.GL_1_5 import glBindBuffer, glBufferData
         from OpenGL.raw.GL.VERSION.GL_3_0 import glBindVertexArray
 
-        prim = self.dressing_primitive
         rows = np.ascontiguousarray(rows, np.float32)
         triangles = np.ascontiguousarray(triangles, np.uint32)
         glBindVertexArray(prim._vaid)
@@ -324,6 +341,7 @@ class RasterRenderer:
         glGetError round trip); the context is the one upload() made current."""
         from OpenGL import GL
         from OpenGL.raw.GL.VERSION import GL_1_0 as gl10
+        from OpenGL.raw.GL.VERSION import GL_1_4 as gl14
         from OpenGL.raw.GL.VERSION import GL_2_0 as gl20
         from OpenGL.raw.GL.VERSION import GL_3_0 as gl30
         from OpenGL.raw.GL.VERSION import GL_3_1 as gl31
@@ -345,6 +363,17 @@ class RasterRenderer:
         gl10.glClear(GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT)
         frame, program_in_use = self._frame_uniforms(), None
         for prim, program_id, material in self._draw_list:
+            if prim is self.lens_primitive:
+                if not prim.indices.size:
+                    continue
+                # Lenses over what is drawn: colour mixed by the lens's opacity (a constant blend
+                # factor), the class in alpha and the depth written only for a lens that hides what is
+                # behind it (sunglasses), as Cycles' data passes skip a surface that is mostly see-through.
+                hides = self.lens_opacity >= OPAQUE
+                gl10.glDepthMask(GL.GL_TRUE if hides else GL.GL_FALSE)
+                gl14.glBlendColor(0.0, 0.0, 0.0, float(self.lens_opacity))
+                gl14.glBlendFuncSeparate(GL.GL_CONSTANT_ALPHA, GL.GL_ONE_MINUS_CONSTANT_ALPHA,
+                                         GL.GL_ONE if hides else GL.GL_ZERO, GL.GL_ZERO if hides else GL.GL_ONE)
             uniforms = self._programs.uniform_setter(program_id)
             if program_id != program_in_use:  # uniforms stay with their program
                 gl20.glUseProgram(program_id)
@@ -356,6 +385,8 @@ class RasterRenderer:
             uniforms("material.roughness_factor", float(material.roughnessFactor))
             gl30.glBindVertexArray(prim._vaid)
             gl31.glDrawElementsInstanced(GL.GL_TRIANGLES, prim.indices.size, GL.GL_UNSIGNED_INT, None, 1)
+        gl10.glDepthMask(GL.GL_TRUE)
+        gl10.glBlendFunc(GL.GL_ONE, GL.GL_ZERO)
         gl30.glBindVertexArray(0)
         gl20.glUseProgram(0)
         gl10.glFlush()
@@ -381,7 +412,9 @@ class RasterRenderer:
         if self.antialias:  # multisampled: only pyrender's blit-then-read path can read it, and the
             # resolved alpha would average the class ids of an edge: a separate unlit class pass
             colour, depth = self._offscreen._renderer._read_main_framebuffer(self.scene, DRAW_FLAGS)
+            self._lens_mesh.is_visible = self.lens_opacity >= OPAQUE  # a see-through lens has no class
             classes, _ = self._offscreen.render(self.scene, flags=self._pr.RenderFlags.FLAT)
+            self._lens_mesh.is_visible = True
             return colour, depth, np.ascontiguousarray(classes[..., 0])
         return self._read_back(*self._size)
 
@@ -505,13 +538,17 @@ class RasterRenderer:
 # pyrender's interleaved vertex row (position, normal, tangent, texcoord_0, texcoord_1, color_0),
 # read by mesh.vert / classes.vert as for the head: rule RULE_FIXED, the colour and class in color_0.
 DRESSING_FLOATS = 18
+LENS_COAT = 0.08  # a lens's own colour: its tint times this (generator/materials.py lens_material)
 
 
-def dressing_vertices(worn: Dressing, camera_centre: np.ndarray, head_centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Vertex rows (n, DRESSING_FLOATS) float32 and triangles (F, 3) uint32 of a sample's dressing."""
-    blocks = [ribbons(s.geometry, camera_centre, head_centre) + (s.segment_id,) for s in worn.strands]
+def dressing_vertices(worn: Dressing, camera_centre: np.ndarray, head_centre: np.ndarray,
+                      lenses: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Vertex rows (n, DRESSING_FLOATS) float32 and triangles (F, 3) uint32 of a sample's dressing:
+    everything but the glasses' lenses, or (lenses=True) the lenses alone."""
+    blocks = [] if lenses else [ribbons(s.geometry, camera_centre, head_centre) + (s.segment_id,)
+                                for s in worn.strands]
     blocks += [(g.vertices, _area_normals(g.vertices, g.triangles), g.colours, g.triangles, surface.segment_id)
-               for surface in worn.surfaces for g in (surface.geometry,)]
+               for surface in worn.surfaces if (surface.material == "lens") == lenses for g in (surface.geometry,)]
     n = sum(len(b[0]) for b in blocks)
     rows = np.zeros((n, DRESSING_FLOATS), np.float32)
     rows[:, 12:14] = (1.0, RULE_FIXED)  # texcoord_1: iris shade (unused), colour rule

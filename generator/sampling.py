@@ -21,7 +21,7 @@ from facegen.errors import FacegenError
 from facegen.face_model import FaceModel
 from facegen.generator.backgrounds import HDRI_SUFFIXES
 from facegen.generator.config_schema import validate_config
-from facegen.generator.scene import (Appearance, Background, Clothing, FacialHair, Hair, Light, Lighting,
+from facegen.generator.scene import (Appearance, Background, Clothing, Eyewear, FacialHair, Hair, Light, Lighting,
                                      SceneParams)
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "assets" / "sampling.yaml"
@@ -189,11 +189,11 @@ class SceneSampler:
         # Fixed draw order: each part uses its own child generator, so adding a field to one part
         # never shifts the random numbers of another. The children are those of
         # np.random.default_rng([seed, index]).spawn(8), made without the parent generator.
-        # Children 8-10 (hair, facial hair, clothing) came later: spawn(n)'s first 8 are the same for
-        # any n, so the earlier parts of every sample did not change.
-        children = np.random.SeedSequence([self.seed, index]).spawn(11)
+        # Children 8-10 (hair, facial hair, clothing) and 11 (eyewear) came later: spawn(n)'s first
+        # children are the same for any n, so the earlier parts of every sample did not change.
+        children = np.random.SeedSequence([self.seed, index]).spawn(12)
         (r_id, r_ex, r_gaze, r_pose, r_cam, r_light, r_bg, r_app,
-         r_hair, r_facial, r_cloth) = (np.random.Generator(np.random.PCG64(s)) for s in children)
+         r_hair, r_facial, r_cloth, r_eyewear) = (np.random.Generator(np.random.PCG64(s)) for s in children)
         identity = self._identity(r_id)
         expression = self._expression(r_ex)
         gaze = self._gaze(r_gaze, expression)
@@ -205,7 +205,8 @@ class SceneSampler:
             camera_distance=distance, image_size=tuple(self.image_size),
             lighting=self._lighting(r_light), background=self._background(r_bg),
             appearance=self._appearance(r_app), hair=self._hair(r_hair),
-            facial_hair=self._facial_hair(r_facial), clothing=self._clothing(r_cloth))
+            facial_hair=self._facial_hair(r_facial), clothing=self._clothing(r_cloth),
+            eyewear=self._eyewear(r_eyewear))
 
     # Each helper reads one config section.
 
@@ -362,6 +363,25 @@ class SceneSampler:
         pattern = _pick(rng, c["patterns"])
         return Clothing(cut=cut, color=_fabric_colour(rng), color2=_fabric_colour(rng), pattern=pattern,
                         pattern_scale=float(rng.uniform(*c["pattern_scale"])), seed=int(rng.integers(2**31)))
+
+
+    def _eyewear(self, rng) -> Eyewear:
+        c = self.config["eyewear"]
+        if rng.random() >= c["prob"]:
+            return Eyewear()
+        frame, lens = _pick(rng, c["frames"]), _pick(rng, c["lenses"])
+        metal = bool(rng.random() < c["metal_prob"])
+        if metal:  # steel grey to gold
+            frame_color = tuple(float(x) for x in np.array([0.55, 0.5, 0.4]) * rng.uniform(0.4, 1.1)
+                                + np.array([0.1, 0.05, -0.1]) * rng.uniform(0, 1))
+        else:
+            frame_color = _fabric_colour(rng)
+        tint = np.array([0.45, 0.42, 0.38]) if lens == "sun" else np.ones(3)
+        tint = np.clip(tint + rng.uniform(-0.12, 0.12, 3) * (lens != "clear"), 0.05, 1.0)
+        return Eyewear(frame=frame, lens=lens, lens_color=tuple(float(x) for x in tint),
+                       lens_opacity=float(rng.uniform(*c["opacity"][lens])), frame_color=frame_color,
+                       metal=metal, thickness=float(rng.uniform(*c["thickness"]) * (0.5 if metal else 1.0)),
+                       size=float(rng.uniform(*c["size"])))
 
 
 def _pick(rng, weights: dict) -> str:

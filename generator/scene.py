@@ -109,6 +109,20 @@ class Clothing:
 
 
 @dataclass
+class Eyewear:
+    """Glasses fitted to the face (generator/eyewear.py, `FRAMES`)."""
+
+    frame: str = "none"  # none | a name of eyewear.FRAMES (round, rectangular, cat_eye, browline, ...)
+    lens: str = "clear"  # clear | tinted | sun: how the sampler chose lens_opacity
+    lens_color: tuple[float, float, float] = (0.95, 0.95, 0.95)  # linear RGB the lens lets through
+    lens_opacity: float = 0.02  # share of the light the lens stops; >= eyewear.OPAQUE hides what is behind
+    frame_color: tuple[float, float, float] = (0.03, 0.03, 0.03)  # linear RGB
+    metal: bool = False  # a metal frame (Cycles: metallic; raster: shinier)
+    thickness: float = 0.25  # cm, the rims' tube diameter
+    size: float = 1.5  # lens width / the eye's corner-to-corner width
+
+
+@dataclass
 class SceneParams:
     index: int  # sample index within the job
     seed: int  # the job's global seed; the sample's RNG derives from (seed, index)
@@ -127,6 +141,7 @@ class SceneParams:
     hair: Hair = field(default_factory=Hair)
     facial_hair: FacialHair = field(default_factory=FacialHair)
     clothing: Clothing = field(default_factory=Clothing)
+    eyewear: Eyewear = field(default_factory=Eyewear)  # absent from records made before glasses: none
 
     def to_dict(self) -> dict:
         """Plain JSON-ready data (what dataclasses.asdict gives, without its deep copies: it runs
@@ -144,7 +159,7 @@ class SceneParams:
         d["lighting"] = Lighting(**{**d["lighting"], "lights": [Light(**x) for x in d["lighting"]["lights"]]})
         d["background"] = Background(**d["background"])
         d["appearance"] = Appearance(**d["appearance"])
-        for name, kind in (("hair", Hair), ("facial_hair", FacialHair), ("clothing", Clothing)):
+        for name, kind in (("hair", Hair), ("facial_hair", FacialHair), ("clothing", Clothing), ("eyewear", Eyewear)):
             d[name] = kind(**d.get(name, {}))
         for f in fields(cls):  # JSON turns tuples into lists
             if isinstance(d.get(f.name), list) and f.name not in ("identity", "expression"):
@@ -268,9 +283,10 @@ class Backend:
 # --hdris folder searched before the bundled HDRIs, HDRI exposure from the file as OpenCV reads it).
 # raster 5, cycles 7: what the sample wears (parts.dressing: scalp hair, beards, strand brows, garments).
 # raster 6, cycles 8: the labels say what hides each point (occluded_by; pixels unchanged).
+# raster 7, cycles 9: glasses (generator/eyewear.py; the sampling config's eyewear section).
 RENDERERS = {
-    "raster": Backend("facegen.generator.raster:RasterRenderer", version="6", requires="pyrender"),
-    "cycles": Backend("facegen.generator.cycles:CyclesRenderer", version="8", requires="bpy"),
+    "raster": Backend("facegen.generator.raster:RasterRenderer", version="7", requires="pyrender"),
+    "cycles": Backend("facegen.generator.cycles:CyclesRenderer", version="9", requires="bpy"),
 }
 
 

@@ -41,6 +41,8 @@ CLASSES = (
     SegmentClass(8, "scalp_hair", (140, 70, 20), "hair"),
     SegmentClass(9, "facial_hair", (230, 120, 30), "facial_hair"),
     SegmentClass(10, "clothing", (60, 170, 60), "clothing"),
+    SegmentClass(11, "eyewear_frame", (250, 250, 60), "eyewear_frame"),
+    SegmentClass(12, "lens", (170, 240, 250), "lens"),  # sunglasses; a see-through lens shows what is behind
 )
 CLASS_ID = {c.name: c.id for c in CLASSES}
 PALETTE = np.array([c.colour for c in CLASSES], np.uint8)  # row = class id

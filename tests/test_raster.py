@@ -11,7 +11,7 @@ from facegen.generator.labels import Labeller
 from facegen.generator.parts import DRESSING_MATERIALS
 from facegen.generator.segmentation import CLASS_ID
 from facegen.generator.sampling import SceneSampler, load_config
-from facegen.generator.scene import pose_scene
+from facegen.generator.scene import Eyewear, pose_scene
 
 ALIGN_SIZE = 384  # larger than the default so most 2x2 pixel cells lie inside one triangle
 MIN_GRADIENT = 5e-6  # 1/cm per pixel: below this a slope carries no sub-pixel information
@@ -160,7 +160,8 @@ def test_lean_draw_matches_pyrender(face_model, renderer):
 
     sampler = SceneSampler(face_model, load_config(), seed=4)
     for index in range(6):
-        params = sampler.sample(index)
+        # without glasses: pyrender would draw the lenses opaque where facegen blends them
+        params = dataclasses.replace(sampler.sample(index), eyewear=Eyewear())
         scene = pose_scene(params, face_model)
         renderer.upload(params, scene)
         colour, depth = pyrender_draw(renderer)
@@ -184,7 +185,8 @@ def test_the_colour_pass_carries_the_classes(face_model, renderer):
     sampler = SceneSampler(face_model, load_config(), seed=4)
     class_pass = renderer._pr.RenderFlags.FLAT
     for index in range(6):
-        params = sampler.sample(index)
+        # without glasses: pyrender's class pass would draw see-through lenses as opaque
+        params = dataclasses.replace(sampler.sample(index), eyewear=Eyewear())
         scene = pose_scene(params, face_model)
         renderer.upload(params, scene)
         renderer.draw()
