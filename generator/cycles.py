@@ -199,20 +199,14 @@ class CyclesRenderer:
         object would reorder Cycles' scene, see _build_lights). Curves are flat ribbons facing the
         camera, as the raster backend draws the same strands."""
         self.scene.cycles_curves.shape = "RIBBONS"
-        self.strand_objects = {}
-        for name in STRAND_SETS:
-            curves = bpy.data.hair_curves.new(f"facegen_{name}")
-            curves.materials.append(self.materials[name])
-            obj = bpy.data.objects.new(f"facegen_{name}", curves)
+        def linked(name: str, data) -> bpy.types.Object:  # an object of its own material, in the scene
+            data.materials.append(self.materials[name])
+            obj = bpy.data.objects.new(f"facegen_{name}", data)
             self.scene.collection.objects.link(obj)
-            self.strand_objects[name] = obj
-        self.surface_objects = {}
-        for name in SURFACE_SETS:
-            mesh = bpy.data.meshes.new(f"facegen_{name}")
-            mesh.materials.append(self.materials[name])
-            obj = bpy.data.objects.new(f"facegen_{name}", mesh)
-            self.scene.collection.objects.link(obj)
-            self.surface_objects[name] = obj
+            return obj
+
+        self.strand_objects = {name: linked(name, bpy.data.hair_curves.new(f"facegen_{name}")) for name in STRAND_SETS}
+        self.surface_objects = {name: linked(name, bpy.data.meshes.new(f"facegen_{name}")) for name in SURFACE_SETS}
         # Data passes skip surfaces less opaque than this: see-through lenses hide no label.
         self.scene.view_layers[0].pass_alpha_threshold = OPAQUE
 

@@ -152,12 +152,6 @@ class Worn:
     opacity: float = 1.0
 
     @property
-    def see_through(self) -> bool:
-        from facegen.generator.eyewear import OPAQUE
-
-        return self.opacity < OPAQUE
-
-    @property
     def segment(self) -> str:
         return DRESSING_MATERIALS[self.material]
 
