@@ -24,6 +24,7 @@ import numpy as np
 
 from facegen.errors import FacegenError
 from facegen.face_model import vertex_normals
+from facegen.generator.meshes import grid_triangles, pattern_mix
 from facegen.generator.parts import SurfaceGeometry
 
 if TYPE_CHECKING:
@@ -286,7 +287,7 @@ def _body(model: FaceModel, neck: _Neck, cut: Cut) -> _Body:
     along = np.cumsum(step, axis=1)
     girth = along[:, -1:] + np.linalg.norm(points[:, 0] - points[:, -1], axis=-1)[:, None]
     u = np.where(along > girth / 2, along - girth, along)
-    triangles = _grid_triangles(rows, COLUMNS, closed=True)
+    triangles = grid_triangles(rows, COLUMNS, closed=True)
     normals = vertex_normals(points.reshape(-1, 3), triangles).reshape(points.shape).astype(np.float64)
     return _Body(points, theta, s_grid, edge_s, u, v, normals)
 
@@ -323,17 +324,6 @@ def _profile(rho_column: np.ndarray, ys: np.ndarray, top_y: float, edge_y: float
     arms = end + c * [0.0, -ARM_DROP] + (3 * c ** 2 - 2 * c ** 3) * [arm_rho - torso_rho, 0.0]
     hem = np.array([[arm_rho, HEM_Y]])
     return np.concatenate([lip, neck, shoulder, arms, hem]), len(lip) + len(neck) - 1
-
-
-def _grid_triangles(rows: int, cols: int, closed: bool) -> np.ndarray:
-    """Two triangles per quad of a (rows, cols) vertex grid, counter-clockwise seen from the side
-    that d(row) x d(col) points to (outward when rows run down and columns turn towards +x at the
-    front); `closed` joins the last column to the first."""
-    r, c = np.meshgrid(np.arange(rows - 1), np.arange(cols if closed else cols - 1), indexing="ij")
-    a, b = r * cols + c, r * cols + (c + 1) % cols
-    lower_a, lower_b = a + cols, b + cols
-    return np.concatenate([np.stack([a, lower_a, b], -1).reshape(-1, 3),
-                           np.stack([b, lower_a, lower_b], -1).reshape(-1, 3)]).astype(np.int32)
 
 
 def _smoothstep(lo: float, hi: float, x: np.ndarray) -> np.ndarray:
@@ -378,7 +368,7 @@ def _body_piece(body: _Body, cut: Cut) -> _Piece:
         relief += tube * (0.05 * np.cos(2 * np.pi * u / 0.6) + 0.2 * folded * _smoothstep(0.3, 1.0, s))
         shade = shade * np.where(folded | (tube < 0.5), 1.0, 0.85 + 0.15 * _smoothstep(0.0, 0.8, s - 0.45 * body.edge_s))
     points = body.points + relief[..., None] * body.normals
-    return _Piece(points.reshape(-1, 3), _grid_triangles(*s.shape, closed=True), u.ravel(), v.ravel(),
+    return _Piece(points.reshape(-1, 3), grid_triangles(*s.shape, closed=True), u.ravel(), v.ravel(),
                   kind.ravel(), folds.ravel(), shade.ravel())
 
 
@@ -401,7 +391,7 @@ def _collar(body: _Body, cut: Cut) -> _Piece:
     radius = np.hypot(fold[:, 0] - body.points[0, 0, 0], fold[:, 2] - body.points[0, 0, 2]).mean()
     u = np.broadcast_to((fold_theta - np.pi) * radius, (rows, cols))
     v = np.broadcast_to(t * length, (rows, cols))
-    return _Piece(points.reshape(-1, 3), _grid_triangles(rows, cols, closed=False), u.ravel(), v.ravel(),
+    return _Piece(points.reshape(-1, 3), grid_triangles(rows, cols, closed=False), u.ravel(), v.ravel(),
                   np.full(rows * cols, FABRIC), np.full(rows * cols, 0.3),
                   np.broadcast_to(0.85 + 0.15 * t, (rows, cols)).ravel())  # darker towards the fold
 
@@ -451,7 +441,7 @@ def _tube(path: np.ndarray, radius: np.ndarray, up: np.ndarray, ring: int) -> _P
     start, end = n, n + 1
     cap = np.arange(ring)
     triangles = np.concatenate([
-        _grid_triangles(len(path), ring, closed=True),
+        grid_triangles(len(path), ring, closed=True),
         np.stack([np.full(ring, start), cap, (cap + 1) % ring], 1),
         np.stack([np.full(ring, end), n - ring + (cap + 1) % ring, n - ring + cap], 1)])
     vertices = np.concatenate([points.reshape(-1, 3), path[[0, -1]]])
@@ -471,7 +461,7 @@ def _ellipsoid(centre: np.ndarray, axes: np.ndarray, lat: int, lon: int) -> _Pie
     n = lat * lon
     cap = np.arange(lon)
     triangles = np.concatenate([
-        _grid_triangles(lat, lon, closed=True),
+        grid_triangles(lat, lon, closed=True),
         np.stack([np.full(lon, n), cap, (cap + 1) % lon], 1),
         np.stack([np.full(lon, n + 1), n - lon + (cap + 1) % lon, n - lon + cap], 1)])
     unit = np.concatenate([sphere.reshape(-1, 3), [[0, 0, 1.0], [0, 0, -1.0]]])
@@ -538,16 +528,7 @@ def _colours(rng: np.random.Generator, clothing: Clothing, t: _Template, folds: 
     """Per-vertex linear RGB: the pattern in fabric coordinates, solid bands and trims, darker in
     the folds' creases, with slight seeded mottling."""
     c1, c2 = np.asarray(clothing.color, np.float32), np.asarray(clothing.color2, np.float32)
-    scale = np.float32(max(float(clothing.pattern_scale), 1e-3))
-    if clothing.pattern == "stripes":
-        mix = _soft_square(t.v / scale)
-    elif clothing.pattern == "checks":
-        mix = _soft_square(t.u / scale) * (1 - _soft_square(t.v / scale)) \
-            + (1 - _soft_square(t.u / scale)) * _soft_square(t.v / scale)
-    elif clothing.pattern == "melange":
-        mix = rng.beta(1.2, 3.0, len(t.u)).astype(np.float32)
-    else:
-        mix = np.zeros(len(t.u), np.float32)
+    mix = pattern_mix(clothing.pattern, t.u, t.v, clothing.pattern_scale, rng)
     base = c1 + mix[:, None] * (c2 - c1)
     undershirt = np.array([[0.8, 0.8, 0.78], [0.35, 0.36, 0.37], [0.02, 0.02, 0.025], [0.02, 0.03, 0.08]],
                           np.float32)[rng.integers(4)]
@@ -565,8 +546,3 @@ def _colours(rng: np.random.Generator, clothing: Clothing, t: _Template, folds: 
                                             + np.float32(rng.uniform(0, 2 * np.pi)))
     shade = t.shade * mottle * np.clip(np.float32(1.0) + np.float32(1.5) * folds, 0.7, 1.1)
     return np.clip(base * shade[:, None], 0.0, 1.0).astype(np.float32)
-
-
-def _soft_square(x: np.ndarray) -> np.ndarray:
-    """0/1 square wave of period 2 with soft edges (vertices sample a stripe only a few times)."""
-    return np.clip(np.float32(0.5) + np.float32(1.5) * np.sin(np.float32(np.pi) * x), 0.0, 1.0)

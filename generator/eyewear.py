@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from facegen.errors import FacegenError
-from facegen.generator.hair import _ears, _skin
+from facegen.generator.hair import ear_vertices, skin_proxy
+from facegen.generator.meshes import join, tube
 from facegen.generator.parts import SurfaceGeometry
 
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ OPAQUE = 0.5  # lens_opacity from which a lens hides what is behind it (Cycles' 
 CLEARANCE = 0.45  # cm between the lenses' back and the face (lashes reach ~0.3 cm off the lids)
 TILT, WRAP = 8.0, 5.0  # degrees: lenses' lower edge towards the face; their outer edge backwards
 OUTLINE_POINTS = 64  # around each lens
-RING = 8  # around the frame's tubes
 
 
 @dataclass(frozen=True)
@@ -94,12 +94,12 @@ def glasses(eyewear: Eyewear, shaped: np.ndarray, model: FaceModel) -> Glasses |
     if shape.rim:
         for o in outlines:
             top = np.clip((o[:, 1] - o[:, 1].mean()) / np.ptp(o[:, 1]) * 2, 0, 1)  # 0 below the middle .. 1 at the top
-            pieces.append(_tube(o, radius * (1 + (shape.brow - 1) * top ** 2), closed=True))
-    skin = _skin(v.astype(F), model)
-    pieces.append(_tube(_bridge(outlines, lm), np.full(9, radius * 0.8), closed=False))
+            pieces.append(tube(o, radius * (1 + (shape.brow - 1) * top ** 2), closed=True))
+    skin = skin_proxy(v.astype(F), model)
+    pieces.append(tube(_bridge(outlines, lm), np.full(9, radius * 0.8), closed=False))
     for o, side in zip(outlines, (-1.0, 1.0)):
-        pieces.append(_tube(_temple(o, side, v, skin), np.full(12, radius * 0.7), closed=False))
-    frame = _join(pieces, eyewear.frame_color)
+        pieces.append(tube(_temple(o, side, v, skin), np.full(12, radius * 0.7), closed=False))
+    frame = join(pieces, eyewear.frame_color)
     # where a tube between its path points would dip into the skin (a temple over the curve of the
     # head, the bridge's sides over the nose), it rests on the skin instead
     frame = SurfaceGeometry(skin.push_out(frame.vertices, 0.02), frame.triangles, frame.colours)
@@ -203,48 +203,8 @@ def _temple(outline: np.ndarray, side: float, v: np.ndarray, skin) -> np.ndarray
 
 def _ear_top(v: np.ndarray, side: float) -> np.ndarray:
     """Where a temple rests: the top of the ear where it joins the head (the hair module's ear band)."""
-    ears = np.flatnonzero(_ears(v) & (np.sign(v[:, 0]) == side))
+    ears = np.flatnonzero(ear_vertices(v) & (np.sign(v[:, 0]) == side))
     if not len(ears):
         raise FacegenError("eyewear: the face model has no ear vertices where generator/hair.py expects them")
     top = v[ears[np.argmax(v[ears, 1])]]
     return top + [-side * 0.3, 0.1, 0.0]  # towards the head a little
-
-
-def _tube(path: np.ndarray, radius, closed: bool) -> tuple[np.ndarray, np.ndarray]:
-    """A tube of `RING` sides along `path` (P, 3), `radius` per point (P,); closed paths join end to
-    start, open ones are capped. (vertices, triangles), outward winding."""
-    p = np.asarray(path, np.float64)
-    r = np.broadcast_to(np.asarray(radius, np.float64), len(p))
-    tangent = (np.roll(p, -1, 0) - np.roll(p, 1, 0)) if closed else np.gradient(p, axis=0)
-    tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-9)
-    ref = np.where(np.abs(tangent[:, 2:3]) < 0.9, [[0.0, 0.0, 1.0]], [[0.0, 1.0, 0.0]])
-    normal = np.cross(tangent, ref)
-    normal /= np.linalg.norm(normal, axis=1, keepdims=True)
-    binormal = np.cross(tangent, normal)
-    phi = np.linspace(0, 2 * np.pi, RING, endpoint=False)
-    ring = np.cos(phi)[None, :, None] * normal[:, None] + np.sin(phi)[None, :, None] * binormal[:, None]
-    vertices = (p[:, None] + r[:, None, None] * ring).reshape(-1, 3)
-    n, rows = len(p), len(p) if closed else len(p) - 1
-    i, j = np.meshgrid(np.arange(rows), np.arange(RING), indexing="ij")
-    a, b = i * RING + j, i * RING + (j + 1) % RING
-    c, d = ((i + 1) % n) * RING + j, ((i + 1) % n) * RING + (j + 1) % RING
-    triangles = np.concatenate([np.stack([a, c, b], -1).reshape(-1, 3), np.stack([b, c, d], -1).reshape(-1, 3)])
-    if not closed:
-        ends = np.array([len(vertices), len(vertices) + 1])
-        vertices = np.vstack([vertices, p[[0, -1]]])
-        j = np.arange(RING)
-        last = (n - 1) * RING
-        caps = [np.stack([np.full(RING, ends[0]), (j + 1) % RING, j], 1),
-                np.stack([np.full(RING, ends[1]), last + j, last + (j + 1) % RING], 1)]
-        triangles = np.concatenate([triangles, *caps])
-    return vertices, triangles
-
-
-def _join(pieces: list[tuple[np.ndarray, np.ndarray]], colour) -> SurfaceGeometry:
-    vertices, triangles, base = [], [], 0
-    for v, t in pieces:
-        vertices.append(v)
-        triangles.append(t + base)
-        base += len(v)
-    v = np.vstack(vertices).astype(F)
-    return SurfaceGeometry(v, np.vstack(triangles).astype(np.int32), np.tile(np.asarray(colour, F), (len(v), 1)))

@@ -227,7 +227,7 @@ def _head(model: FaceModel) -> _Head:
                     + 0.5) * GRID_STEP
     # The ears are left out: the normals of a thin flap point every way, and hair between ear and
     # skull would be pushed into the head. Hair may pass through an ear; never through the skull.
-    solid = np.flatnonzero(~_ears(v[skin_ids]))
+    solid = np.flatnonzero(~ear_vertices(v[skin_ids]))
     near = solid[cKDTree(v[skin_ids[solid]]).query(centres)[1]].astype(np.int32).reshape(dims)
     border = np.ones(dims, bool)
     border[1:-1, 1:-1, 1:-1] = False
@@ -248,7 +248,7 @@ def _azimuth(v: np.ndarray) -> np.ndarray:
     return np.degrees(np.abs(np.arctan2(v[:, 0], v[:, 2])))
 
 
-def _ears(v: np.ndarray) -> np.ndarray:
+def ear_vertices(v: np.ndarray) -> np.ndarray:
     """Which of the neutral vertices (n, 3) are on the ears."""
     azimuth = _azimuth(v)
     return (azimuth > EAR_AZIMUTH[0]) & (azimuth < EAR_AZIMUTH[1]) & (np.abs(v[:, 1] - 1.0) < 5.0)
@@ -318,7 +318,7 @@ class _Skin:
         return p + np.maximum(offset - d, 0)[..., None] * n
 
 
-def _skin(shaped: np.ndarray, model: FaceModel) -> _Skin:
+def skin_proxy(shaped: np.ndarray, model: FaceModel) -> _Skin:
     proxy = _head(model).proxy
     v = shaped[proxy.vertex_ids].astype(F)
     t = proxy.triangles
@@ -497,7 +497,7 @@ def scalp_strands(hair: Hair, shaped: np.ndarray, model: FaceModel, gravity: np.
         return None
     head = _head(model)
     rng = np.random.default_rng(hair.seed)
-    skin = _skin(shaped, model)
+    skin = skin_proxy(shaped, model)
     gravity = _unit(np.asarray(gravity, F))
     s, k = hair.strands, style.points
 
@@ -685,7 +685,7 @@ def facial_strands(facial: FacialHair, hair: Hair, shaped: np.ndarray, model: Fa
         return None
     head = _head(model)
     rng = np.random.default_rng(facial.seed)
-    skin = _skin(shaped, model)
+    skin = skin_proxy(shaped, model)
     gravity = _unit(np.asarray(gravity, F))
     s = facial.strands
     areas = [head.facial[a] for a in style.areas]  # the strands split over them by area
@@ -725,7 +725,7 @@ def brow_strands(appearance: Appearance, facial: FacialHair, shaped: np.ndarray,
         return None
     head = _head(model)
     rng = np.random.default_rng([facial.seed, 1])  # a stream of its own: beards do not move brows
-    skin = _skin(shaped, model)
+    skin = skin_proxy(shaped, model)
     step_count = BROW_POINTS - 1
     points = []
     for ids in head.brows:

@@ -37,7 +37,7 @@ def test_glasses_clear_the_face_of_every_identity(face_model, frame):
     from matplotlib.path import Path
 
     from facegen.generator.eyewear import OUTLINE_POINTS, _face_vertices
-    from facegen.generator.hair import _skin
+    from facegen.generator.hair import skin_proxy
 
     face_ids = _face_vertices(face_model)
     rng = np.random.default_rng(3)
@@ -53,7 +53,7 @@ def test_glasses_clear_the_face_of_every_identity(face_model, frame):
             coef = np.linalg.lstsq(a, ring[:, 2], rcond=None)[0]
             gap = np.c_[face[inside, :2], np.ones(inside.sum())] @ coef - face[inside, 2]
             assert inside.sum() > 20 and gap.min() >= CLEARANCE - 1e-3, (frame, k, lens, gap.min())
-        skin = _skin(shaped.astype(np.float32), face_model)
+        skin = skin_proxy(shaped.astype(np.float32), face_model)
         d, _ = skin.distance(g.frame.vertices)
         assert d.min() > -0.05, (frame, k, d.min())
 

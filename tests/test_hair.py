@@ -47,7 +47,7 @@ def skin(face_model, shaped):
 
     ids = np.flatnonzero(np.isin(face_model.vertex_region, [face_model.region_names.index(r)
                                                              for r in ("face", "head_neck")]))
-    ids = ids[~hair._ears(face_model.neutral[ids])]  # hair may pass through the ears (see hair._head)
+    ids = ids[~hair.ear_vertices(face_model.neutral[ids])]  # hair may pass through the ears (see hair._head)
     normals = face_model.vertex_normals(shaped)[ids].astype(np.float64)
     vertices = shaped[ids].astype(np.float64)
     tree = cKDTree(vertices)
