@@ -271,6 +271,61 @@ class Eyewear(Section):
     metal_prob: Prob
 
 
+class FacewearKinds(Weights):  # facewear.KINDS (a test keeps them equal)
+    surgical: Number(ge=0)
+    cloth: Number(ge=0)
+    respirator: Number(ge=0)
+
+
+class Facewear(Section):
+    prob: Prob
+    kinds: Annotated[FacewearKinds, Field(description=_weights_text("surgical, cloth, respirator"))]
+    patterns: Annotated[Patterns, Field(description=_weights_text("plain, stripes, checks, melange"))]
+    pattern_scale: Range(gt=0)
+    fit: Range(ge=0)
+    top: Range(ge=0, le=1)
+
+
+class HeadwearKinds(Weights):  # headwear.KINDS (a test keeps them equal)
+    cap: Number(ge=0)
+    beanie: Number(ge=0)
+    headband: Number(ge=0)
+    brimmed_hat: Number(ge=0)
+
+
+class Headwear(Section):
+    prob: Prob
+    kinds: Annotated[HeadwearKinds, Field(description=_weights_text("cap, beanie, headband, brimmed_hat"))]
+    patterns: Annotated[Patterns, Field(description=_weights_text("plain, stripes, checks, melange"))]
+    pattern_scale: Range(gt=0)
+    depth: Range()
+    tilt: Range(ge=-30, le=30)
+    brim: Range(gt=0)
+
+
+class Poses(Weights):  # hands.POSES but "hold"
+    chin: Number(ge=0)
+    mouth: Number(ge=0)
+    cheek: Number(ge=0)
+
+
+class Objects(Weights):  # hands.OBJECTS
+    phone: Number(ge=0)
+    cup: Number(ge=0)
+    microphone: Number(ge=0)
+
+
+class Hands(Section):
+    prob: Prob
+    poses: Annotated[Poses, Field(description=_weights_text("chin, mouth, cheek"))]
+    object_prob: Prob
+    objects: Annotated[Objects, Field(description=_weights_text("phone, cup, microphone"))]
+    size: Range(gt=0)
+    curl: Range(ge=0, le=1)
+    spread: Range(ge=0, le=30)
+    shift: Number(ge=0)
+
+
 class SamplingConfig(Section):
     identity: Identity
     expression: Expression
@@ -284,6 +339,9 @@ class SamplingConfig(Section):
     facial_hair: FacialHair
     clothing: Clothing
     eyewear: Eyewear
+    facewear: Facewear
+    headwear: Headwear
+    hands: Hands
 
 
 # -- validation and error messages ------------------------------------------------------------------

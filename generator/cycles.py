@@ -163,6 +163,10 @@ class CyclesRenderer:
             "clothing": mt.fabric_material("clothing", idx["clothing"]),
             "eyewear_frame": mt.frame_material("eyewear_frame", idx["eyewear_frame"]),
             "lens": mt.lens_material("lens", idx["lens"]),
+            "facewear": mt.fabric_material("facewear", idx["facewear"]),
+            "headwear": mt.fabric_material("headwear", idx["headwear"]),
+            "hand": mt.hand_material("hand", idx["hand"], sss),
+            "object": mt.object_material("object", idx["object"]),
         }
         return {name: materials[name] for name in idx}  # material slots in pass-index order
 

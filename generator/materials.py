@@ -470,3 +470,25 @@ def lens_material(name: str, pass_index: int):
     mirror = g.node("ShaderNodeBsdfGlossy", {"Color": (1.0, 1.0, 1.0, 1.0), "Roughness": 0.02})
     g.output(g.node("ShaderNodeMixShader", {0: fresnel.outputs[0], 1: body, 2: mirror}))
     return m
+
+
+def hand_material(name: str, pass_index: int, sss_method: str):
+    """Hands and forearms: skin of the colour baked per vertex (near the face's skin albedo, with
+    the knuckles and nails drawn in), with the face skin's subsurface scattering."""
+    m, g = _new(name, pass_index)
+    colour = g.node("ShaderNodeAttribute", attribute_type="GEOMETRY", attribute_name=COLOUR_ATTRIBUTE)
+    bsdf = _principled(g, colour.outputs["Color"], 0.5, **{"Subsurface Weight": 1.0,
+                                                           "Subsurface Radius": (1.0, 0.35, 0.2),
+                                                           "Subsurface Scale": 0.004})
+    bsdf.subsurface_method = sss_method
+    g.output(bsdf)
+    return m
+
+
+def object_material(name: str, pass_index: int):
+    """What a hand holds (phone, cup, microphone): glossy plastic, glass or painted metal, the colour
+    per vertex (a phone's screen is near black)."""
+    m, g = _new(name, pass_index)
+    colour = g.node("ShaderNodeAttribute", attribute_type="GEOMETRY", attribute_name=COLOUR_ATTRIBUTE)
+    g.output(_principled(g, colour.outputs["Color"], 0.25, **{"Coat Weight": 0.4}))
+    return m

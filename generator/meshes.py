@@ -84,3 +84,40 @@ def pattern_mix(pattern: str, u: np.ndarray, v: np.ndarray, scale: float, rng: n
     if pattern == "melange":
         return rng.beta(1.2, 3.0, len(u)).astype(np.float32)
     return np.zeros(len(u), np.float32)
+
+
+def outer_radius(u: np.ndarray, w: np.ndarray, radius: np.ndarray, u_query: np.ndarray, w_query: np.ndarray,
+                 u_step: float, w_step: float, u_period: float = 0.0) -> np.ndarray:
+    """A surface's outermost radius near query nodes: points given by two coordinates (u, w) and their
+    radius are binned (bins u_step x w_step), each bin keeps the largest radius, gaps between points
+    are closed by a 3x3 maximum, bins still empty take their neighbours' value; each query node
+    (u_query, w_query, broadcast together) reads its bin. `u_period` > 0: u wraps around (azimuth)."""
+    from scipy.ndimage import maximum_filter
+
+    u_lo, w_lo = float(np.min(u_query)) - 2 * u_step, float(np.min(w_query)) - 2 * w_step
+    nu = int(np.ceil((float(np.max(u_query)) + 2 * u_step - u_lo) / u_step)) + 1
+    nw = int(np.ceil((float(np.max(w_query)) + 2 * w_step - w_lo) / w_step)) + 1
+    if u_period:
+        u_lo, nu = 0.0, int(round(u_period / u_step))
+        u, u_query = np.mod(u, u_period), np.mod(u_query, u_period)
+    iu, iw = np.floor((u - u_lo) / u_step).astype(np.intp), np.floor((w - w_lo) / w_step).astype(np.intp)
+    keep = (iu >= 0) & (iu < nu) & (iw >= 0) & (iw < nw)
+    grid = np.zeros((nu, nw))
+    np.maximum.at(grid, (iu[keep], iw[keep]), radius[keep])
+    mode = "wrap" if u_period else "nearest"
+    grid = maximum_filter(grid, size=3, mode=mode)
+    for _ in range(6):  # bins still empty (an open mouth, the gap where the ear meets the head)
+        empty = grid == 0
+        if not empty.any():
+            break
+        grid[empty] = maximum_filter(grid, size=3, mode=mode)[empty]
+    qu, qw = np.broadcast_arrays(u_query, w_query)
+    cu = np.clip(np.floor((qu - u_lo) / u_step).astype(np.intp), 0, nu - 1)
+    cw = np.clip(np.floor((qw - w_lo) / w_step).astype(np.intp), 0, nw - 1)
+    return grid[cu, cw]
+
+
+def skin_vertices(model) -> np.ndarray:
+    """Ids of the face model's skin vertices (its face and head_neck regions)."""
+    regions = [model.region_names.index(r) for r in ("face", "head_neck")]
+    return np.unique(model.triangles[np.isin(model.triangle_region, regions)])

@@ -115,9 +115,11 @@ def scene_parts(params: SceneParams, posed: PosedScene, model: FaceModel) -> lis
 # What a sample wears, by material name: its segmentation class. Both backends know these materials
 # (Cycles gives them pass indices after the head's: generator/cycles.py material_passes).
 DRESSING_MATERIALS = {"scalp_hair": "scalp_hair", "facial_hair": "facial_hair", "brows": "brows",
-                      "clothing": "clothing", "eyewear_frame": "eyewear_frame", "lens": "lens"}
+                      "clothing": "clothing", "eyewear_frame": "eyewear_frame", "lens": "lens",
+                      "facewear": "facewear", "headwear": "headwear", "hand": "hand", "object": "object"}
 STRAND_SETS = ("scalp_hair", "facial_hair", "brows")  # the strand materials, in drawing order
-SURFACE_SETS = ("clothing", "eyewear_frame", "lens")  # the surface materials, in drawing order
+# The surface materials, in drawing order.
+SURFACE_SETS = ("clothing", "eyewear_frame", "lens", "facewear", "headwear", "hand", "object")
 
 
 @dataclass(frozen=True, eq=False)
@@ -169,12 +171,13 @@ class Dressing:
 
 
 def dressing(params: SceneParams, posed: PosedScene, model: FaceModel) -> Dressing:
-    """Scalp hair, facial hair, strand brows, the garment and the glasses of one sample, in world space.
+    """Scalp hair, facial hair, strand brows, the garment, glasses, a face mask, headwear and a hand
+    (maybe holding something) of one sample, in world space.
 
     Grown in model space on the sample's shaped mesh (the posed mesh with the head pose undone),
     under gravity as the posed head feels it, then posed like the head, so both backends draw the
     same geometry and a record re-renders it bit for bit."""
-    from facegen.generator import clothing, eyewear, hair
+    from facegen.generator import clothing, eyewear, facewear, hair, hands, headwear
 
     R, t = np.asarray(posed.head_R, np.float64), np.asarray(posed.head_t, np.float64)
     pivot = HEAD_PIVOT
@@ -184,10 +187,16 @@ def dressing(params: SceneParams, posed: PosedScene, model: FaceModel) -> Dressi
     def to_world(v: np.ndarray) -> np.ndarray:
         return ((v - pivot) @ R.T + t).astype(np.float32)
 
+    mask = facewear.mask(params.facewear, shaped, model)
+    hat = headwear.hat(params.headwear, shaped, model)
     strands = []
     for name, grown in (("scalp_hair", hair.scalp_strands(params.hair, shaped, model, gravity)),
                         ("facial_hair", hair.facial_strands(params.facial_hair, params.hair, shaped, model, gravity)),
                         ("brows", hair.brow_strands(params.appearance, params.facial_hair, shaped, model))):
+        if grown is not None and mask is not None and name == "facial_hair":
+            grown = facewear.tuck(grown, mask)  # a beard stays under the mask
+        if grown is not None and hat is not None and name == "scalp_hair":
+            grown = headwear.tuck(grown, hat)  # hair stays under the hat, what hangs below it shows
         if grown is not None and len(grown.points):
             world = replace(grown, points=to_world(grown.points.reshape(-1, 3)).reshape(grown.points.shape))
             strands.append(Worn(name, world))
@@ -200,6 +209,15 @@ def dressing(params: SceneParams, posed: PosedScene, model: FaceModel) -> Dressi
         surfaces.append(Worn("eyewear_frame", replace(worn_glasses.frame, vertices=to_world(worn_glasses.frame.vertices))))
         surfaces.append(Worn("lens", replace(worn_glasses.lenses, vertices=to_world(worn_glasses.lenses.vertices)),
                              opacity=worn_glasses.opacity))
+    if mask is not None:
+        surfaces.append(Worn("facewear", replace(mask.surface, vertices=to_world(mask.surface.vertices))))
+    if hat is not None:
+        surfaces.append(Worn("headwear", replace(hat.surface, vertices=to_world(hat.surface.vertices))))
+    held = hands.hand(params.hand, shaped, model)
+    if held is not None:
+        surfaces.append(Worn("hand", replace(held.hand, vertices=to_world(held.hand.vertices))))
+        if held.object is not None:
+            surfaces.append(Worn("object", replace(held.object, vertices=to_world(held.object.vertices))))
     return Dressing(tuple(strands), tuple(surfaces))
 
 

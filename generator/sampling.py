@@ -21,8 +21,8 @@ from facegen.errors import FacegenError
 from facegen.face_model import FaceModel
 from facegen.generator.backgrounds import HDRI_SUFFIXES
 from facegen.generator.config_schema import validate_config
-from facegen.generator.scene import (Appearance, Background, Clothing, Eyewear, FacialHair, Hair, Light, Lighting,
-                                     SceneParams)
+from facegen.generator.scene import (Appearance, Background, Clothing, Eyewear, FacialHair, Facewear, Hair, Hand,
+                                     Headwear, Light, Lighting, SceneParams)
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "assets" / "sampling.yaml"
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -189,24 +189,27 @@ class SceneSampler:
         # Fixed draw order: each part uses its own child generator, so adding a field to one part
         # never shifts the random numbers of another. The children are those of
         # np.random.default_rng([seed, index]).spawn(8), made without the parent generator.
-        # Children 8-10 (hair, facial hair, clothing) and 11 (eyewear) came later: spawn(n)'s first
-        # children are the same for any n, so the earlier parts of every sample did not change.
-        children = np.random.SeedSequence([self.seed, index]).spawn(12)
-        (r_id, r_ex, r_gaze, r_pose, r_cam, r_light, r_bg, r_app,
-         r_hair, r_facial, r_cloth, r_eyewear) = (np.random.Generator(np.random.PCG64(s)) for s in children)
+        # Children 8-10 (hair, facial hair, clothing), 11 (eyewear) and 12-14 (facewear, headwear,
+        # hand) came later: spawn(n)'s first children are the same for any n, so the earlier parts
+        # of every sample did not change.
+        children = np.random.SeedSequence([self.seed, index]).spawn(15)
+        (r_id, r_ex, r_gaze, r_pose, r_cam, r_light, r_bg, r_app, r_hair, r_facial, r_cloth, r_eyewear,
+         r_facewear, r_headwear, r_hand) = (np.random.Generator(np.random.PCG64(s)) for s in children)
         identity = self._identity(r_id)
         expression = self._expression(r_ex)
         gaze = self._gaze(r_gaze, expression)
         rotation = self._head_rotation(r_pose)
         focal_mm, distance, translation = self._camera(r_cam)
+        appearance = self._appearance(r_app)
         return SceneParams(
             index=int(index), seed=int(self.seed), identity=identity, expression=expression, gaze=gaze,
             head_rotation=rotation, head_translation=translation, focal_mm=focal_mm,
             camera_distance=distance, image_size=tuple(self.image_size),
             lighting=self._lighting(r_light), background=self._background(r_bg),
-            appearance=self._appearance(r_app), hair=self._hair(r_hair),
+            appearance=appearance, hair=self._hair(r_hair),
             facial_hair=self._facial_hair(r_facial), clothing=self._clothing(r_cloth),
-            eyewear=self._eyewear(r_eyewear))
+            eyewear=self._eyewear(r_eyewear), facewear=self._facewear(r_facewear),
+            headwear=self._headwear(r_headwear), hand=self._hand(r_hand, appearance))
 
     # Each helper reads one config section.
 
@@ -382,6 +385,47 @@ class SceneSampler:
                        lens_opacity=float(rng.uniform(*c["opacity"][lens])), frame_color=frame_color,
                        metal=metal, thickness=float(rng.uniform(*c["thickness"]) * (0.5 if metal else 1.0)),
                        size=float(rng.uniform(*c["size"])))
+
+
+    def _facewear(self, rng) -> Facewear:
+        c = self.config["facewear"]
+        if rng.random() >= c["prob"]:
+            return Facewear()
+        kind = _pick(rng, c["kinds"])
+        if kind == "surgical":  # pale blue, green, white or black, plain
+            color = [(0.45, 0.62, 0.78), (0.5, 0.72, 0.62), (0.85, 0.86, 0.86), (0.03, 0.03, 0.035)][rng.integers(4)]
+            color, pattern = tuple(float(x) for x in np.clip(np.array(color) * rng.uniform(0.9, 1.05), 0, 1)), "plain"
+        elif kind == "respirator":  # white to light grey moulded fibre
+            color, pattern = tuple(float(x) for x in np.full(3, rng.uniform(0.6, 0.88))), "plain"
+        else:
+            color, pattern = _fabric_colour(rng), _pick(rng, c["patterns"])
+        return Facewear(kind=kind, color=color, color2=_fabric_colour(rng), pattern=pattern,
+                        pattern_scale=float(rng.uniform(*c["pattern_scale"])), fit=float(rng.uniform(*c["fit"])),
+                        top=float(rng.uniform(*c["top"])), seed=int(rng.integers(2**31)))
+
+    def _headwear(self, rng) -> Headwear:
+        c = self.config["headwear"]
+        if rng.random() >= c["prob"]:
+            return Headwear()
+        return Headwear(kind=_pick(rng, c["kinds"]), color=_fabric_colour(rng), color2=_fabric_colour(rng),
+                        pattern=_pick(rng, c["patterns"]), pattern_scale=float(rng.uniform(*c["pattern_scale"])),
+                        depth=float(rng.uniform(*c["depth"])), tilt=float(rng.uniform(*c["tilt"])),
+                        brim=float(rng.uniform(*c["brim"])), seed=int(rng.integers(2**31)))
+
+    def _hand(self, rng, appearance: Appearance) -> Hand:
+        c = self.config["hands"]
+        if rng.random() >= c["prob"]:
+            return Hand()
+        held = rng.random() < c["object_prob"]
+        pose, obj = ("hold", _pick(rng, c["objects"])) if held else (_pick(rng, c["poses"]), "none")
+        # The face's skin, a little paler or redder (the backs of hands are less even than a face).
+        skin = np.asarray(appearance.skin_albedo) * rng.uniform(0.9, 1.08) * (1 + rng.normal(0, 0.03, 3))
+        radius, angle = c["shift"] * np.sqrt(rng.random()), rng.uniform(0, 2 * np.pi)
+        return Hand(pose=pose, side=int(rng.choice([-1, 1])), skin_color=tuple(float(x) for x in np.clip(skin, 0.01, 0.95)),
+                    size=float(rng.uniform(*c["size"])), curl=float(rng.uniform(*c["curl"])),
+                    spread=float(rng.uniform(*c["spread"])),
+                    shift=(float(radius * np.cos(angle)), float(radius * np.sin(angle))), object=obj,
+                    object_color=_fabric_colour(rng))
 
 
 def _pick(rng, weights: dict) -> str:

@@ -123,6 +123,51 @@ class Eyewear:
 
 
 @dataclass
+class Facewear:
+    """A face mask over the nose, mouth and chin (generator/facewear.py, `KINDS`), shaped on the
+    sample's own face, so it follows the jaw and the expression."""
+
+    kind: str = "none"  # none | surgical | cloth | respirator
+    color: tuple[float, float, float] = (0.55, 0.7, 0.8)  # linear RGB
+    color2: tuple[float, float, float] = (0.9, 0.9, 0.9)  # the pattern's second colour
+    pattern: str = "plain"  # a name of clothing.PATTERNS
+    pattern_scale: float = 1.0  # cm
+    fit: float = 0.3  # cm the mask stands off the skin where it rests on it (a loose mask: more)
+    top: float = 0.5  # its upper edge up the nose: 0 = the nose tip .. 1 = the bridge between the eyes
+    seed: int = 0
+
+
+@dataclass
+class Headwear:
+    """Something worn on the head (generator/headwear.py, `KINDS`), seated on the scalp over the hair."""
+
+    kind: str = "none"  # none | cap | beanie | headband | brimmed_hat
+    color: tuple[float, float, float] = (0.1, 0.1, 0.12)  # linear RGB
+    color2: tuple[float, float, float] = (0.8, 0.8, 0.8)
+    pattern: str = "plain"  # a name of clothing.PATTERNS
+    pattern_scale: float = 1.0  # cm
+    depth: float = 0.0  # cm lower on the forehead than the kind's usual seat (negative: higher)
+    tilt: float = 0.0  # degrees tipped back (+: the front rides up) or forward (-)
+    brim: float = 1.0  # the brim's reach, times the kind's usual (caps and brimmed hats)
+    seed: int = 0
+
+
+@dataclass
+class Hand:
+    """A hand in front of the face, maybe holding something (generator/hands.py, `POSES`, `OBJECTS`)."""
+
+    pose: str = "none"  # none | chin | mouth | cheek | hold (holding `object` up to the face)
+    side: int = 1  # +1: the subject's left hand (on the left of the face), -1: the right
+    skin_color: tuple[float, float, float] = (0.62, 0.45, 0.36)  # linear RGB, near the face's skin_albedo
+    size: float = 1.0  # times an adult hand (about 19 cm from wrist to middle fingertip)
+    curl: float = 0.2  # how bent the fingers are: 0 straight .. 1 a fist
+    spread: float = 5.0  # degrees between neighbouring fingers
+    shift: tuple[float, float] = (0.0, 0.0)  # cm across and up the face from where the pose puts it
+    object: str = "none"  # none | phone | cup | microphone (pose "hold" only)
+    object_color: tuple[float, float, float] = (0.05, 0.05, 0.06)  # linear RGB
+
+
+@dataclass
 class SceneParams:
     index: int  # sample index within the job
     seed: int  # the job's global seed; the sample's RNG derives from (seed, index)
@@ -142,6 +187,10 @@ class SceneParams:
     facial_hair: FacialHair = field(default_factory=FacialHair)
     clothing: Clothing = field(default_factory=Clothing)
     eyewear: Eyewear = field(default_factory=Eyewear)  # absent from records made before glasses: none
+    # Absent from records made before them: none.
+    facewear: Facewear = field(default_factory=Facewear)
+    headwear: Headwear = field(default_factory=Headwear)
+    hand: Hand = field(default_factory=Hand)
 
     def to_dict(self) -> dict:
         """Plain JSON-ready data (what dataclasses.asdict gives, without its deep copies: it runs
@@ -159,7 +208,8 @@ class SceneParams:
         d["lighting"] = Lighting(**{**d["lighting"], "lights": [Light(**x) for x in d["lighting"]["lights"]]})
         d["background"] = Background(**d["background"])
         d["appearance"] = Appearance(**d["appearance"])
-        for name, kind in (("hair", Hair), ("facial_hair", FacialHair), ("clothing", Clothing), ("eyewear", Eyewear)):
+        for name, kind in (("hair", Hair), ("facial_hair", FacialHair), ("clothing", Clothing), ("eyewear", Eyewear),
+                           ("facewear", Facewear), ("headwear", Headwear), ("hand", Hand)):
             d[name] = kind(**d.get(name, {}))
         for f in fields(cls):  # JSON turns tuples into lists
             if isinstance(d.get(f.name), list) and f.name not in ("identity", "expression"):
@@ -284,9 +334,11 @@ class Backend:
 # raster 5, cycles 7: what the sample wears (parts.dressing: scalp hair, beards, strand brows, garments).
 # raster 6, cycles 8: the labels say what hides each point (occluded_by; pixels unchanged).
 # raster 7, cycles 9: glasses (generator/eyewear.py; the sampling config's eyewear section).
+# raster 8, cycles 10: face masks, headwear, hands and what they hold (generator/facewear.py,
+# headwear.py, hands.py; the sampling config's facewear, headwear and hands sections).
 RENDERERS = {
-    "raster": Backend("facegen.generator.raster:RasterRenderer", version="7", requires="pyrender"),
-    "cycles": Backend("facegen.generator.cycles:CyclesRenderer", version="9", requires="bpy"),
+    "raster": Backend("facegen.generator.raster:RasterRenderer", version="8", requires="pyrender"),
+    "cycles": Backend("facegen.generator.cycles:CyclesRenderer", version="10", requires="bpy"),
 }
 
 

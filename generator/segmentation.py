@@ -43,6 +43,10 @@ CLASSES = (
     SegmentClass(10, "clothing", (60, 170, 60), "clothing"),
     SegmentClass(11, "eyewear_frame", (250, 250, 60), "eyewear_frame"),
     SegmentClass(12, "lens", (170, 240, 250), "lens"),  # sunglasses; a see-through lens shows what is behind
+    SegmentClass(13, "facewear", (120, 200, 250), "facewear"),  # face masks and their straps
+    SegmentClass(14, "headwear", (150, 80, 230), "headwear"),
+    SegmentClass(15, "hand", (255, 110, 60), "hand"),  # the hand and the forearm
+    SegmentClass(16, "object", (120, 120, 120), "object"),  # what a hand holds: phone, cup, microphone
 )
 CLASS_ID = {c.name: c.id for c in CLASSES}
 PALETTE = np.array([c.colour for c in CLASSES], np.uint8)  # row = class id
@@ -60,8 +64,8 @@ OCCLUDER_COLOURS = np.array([(60, 220, 60), (230, 50, 50), (160, 90, 30), (240, 
 PAINTED_THRESHOLD = 0.5
 
 # `RenderResult.mask`, the face proper: every class but these (a beard over the face is in it: it
-# covers the face, as brows and lips do).
-NOT_FACE = ("background", "head_neck", "scalp_hair", "clothing")
+# covers the face, as brows and lips do, and so do glasses and a face mask).
+NOT_FACE = ("background", "head_neck", "scalp_hair", "clothing", "headwear", "hand", "object")
 
 
 def face_mask(segmentation: np.ndarray) -> np.ndarray:

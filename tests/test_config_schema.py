@@ -142,10 +142,11 @@ def test_good_overrides_still_merge(tmp_path, face_model):
 def test_default_sampling_is_unchanged(face_model):
     """The schema only checks: the dict the sampler reads, its hash and the scenes drawn from it are
     the same as before it existed. Both hashes were computed on commit 1e90c82 (before the schema)
-    with this same code. Hair, facial hair, clothing and eyewear came later, each from its own random
-    stream: without them, config and scenes are still those of 1e90c82."""
+    with this same code. Hair, facial hair, clothing, eyewear, facewear, headwear and hands came
+    later, each from its own random stream: without them, config and scenes are still those of
+    1e90c82."""
     config = load_config()
-    later = ("hair", "facial_hair", "clothing", "eyewear")
+    later = ("hair", "facial_hair", "clothing", "eyewear", "facewear", "headwear", "hands", "hand")
     before = {k: v for k, v in config.items() if k not in later}
     assert config_hash(before) == "38753e0d44805cdfcd28a953749dd0918864185f5b4471e318bd7cb5d017cda5"
     sampler = SceneSampler(face_model, config, seed=7, image_size=(256, 256), photos=("a.jpg", "b.png"),
