@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facegen.generator.segmentation import OCCLUDER_ID
 from facegen.shards import ShardWriter, shard_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,8 +34,9 @@ def toy_face(rng: np.random.Generator, size: int, num_landmarks: int = 68) -> tu
 
 
 def write_toy_shards(out: Path, n: int, size: int = 64, num_landmarks: int = 68, shard_size: int = 16,
-                     seed: int = 0) -> Path:
-    """A folder of valid facegen shards holding toy faces (format only; no face model involved)."""
+                     seed: int = 0, occluded_by: np.ndarray | None = None) -> Path:
+    """A folder of valid facegen shards holding toy faces (format only; no face model involved).
+    `occluded_by`: (L,) OCCLUDERS codes every sample gets (visibility 1 where 0); default all seen."""
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     names = [f"p{i}" for i in range(num_landmarks)]
@@ -43,6 +45,7 @@ def write_toy_shards(out: Path, n: int, size: int = 64, num_landmarks: int = 68,
              "landmark_names": json.dumps(names), "flip_map": flip,
              "ibug68": list(np.linspace(0, num_landmarks - 1, 68).round().astype(int)),
              "image_size": [size, size], "renderer": "toy", "seed": seed}
+    codes = np.zeros(num_landmarks, np.uint8) if occluded_by is None else np.asarray(occluded_by, np.uint8)
     shards = []
     for k, start in enumerate(range(0, n, shard_size)):
         m = min(shard_size, n - start)
@@ -50,8 +53,9 @@ def write_toy_shards(out: Path, n: int, size: int = 64, num_landmarks: int = 68,
             for i in range(m):
                 img, pts = toy_face(rng, size, num_landmarks)
                 w.add({"image": img, "landmarks_2d": pts, "landmarks_3d": np.zeros((num_landmarks, 3)),
-                       "visibility": np.ones(num_landmarks), "in_frame": np.ones(num_landmarks),
-                       "occluded_by": np.zeros(num_landmarks),
+                       "visibility": (codes == OCCLUDER_ID["none"]).astype(np.uint8),
+                       "in_frame": (codes != OCCLUDER_ID["out_of_frame"]).astype(np.uint8),
+                       "occluded_by": codes,
                        "head_pose": np.zeros(6), "K": np.eye(3), "camera_R": np.eye(3), "camera_t": np.zeros(3),
                        "identity": np.zeros(2), "expression": np.zeros(2), "sample_index": start + i,
                        "params": {"i": start + i}})

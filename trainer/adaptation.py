@@ -69,5 +69,5 @@ def adaptation_step(run, batches) -> tuple[dict, int, torch.Tensor, dict, float]
     xs, ys = run.inputs(batches["synthetic"])
     xt, _ = run.inputs(batches["unlabelled"])  # the labels are dummies
     out = run.forward(torch.cat([xs, xt]))
-    task, parts = run.supervised(run.rows(out, slice(0, len(xs))), ys)
+    task, parts = run.supervised(run.rows(out, slice(0, len(xs))), ys, batches["synthetic"])
     return out, len(xs), task, parts, reversal_coeff(run.step / max(run.total, 1))

@@ -143,6 +143,17 @@ STRATEGY_HELP = ("synthetic-only (shards), real-only (--real), mixed (shards + -
               show_default=True,
               help="Heatmap models: KL of the softmax heatmap to a gaussian, or MSE / adaptive wing on peak-scaled maps.")
 @click.option("--heatmap-weight", default=1.0, show_default=True, type=FiniteFloat(min=0))
+@click.option("--occlusion-aware", is_flag=True,
+              help="Down-weight (by default mask) the loss of rendered points an occluder hides: hair, facial hair, "
+                   "clothing, glasses frames, dark lenses, face masks, hats, hands, held objects (the shards' "
+                   "occluded_by). Points the face itself hides and points out of frame keep full weight: a "
+                   "detector must infer those from the face. Weighted in the coordinate and heatmap losses alike, "
+                   "as a weighted mean over the batch's points, so the loss keeps its scale. Real faces (which do "
+                   "not say what hides a point) are trained as without it. Saved in the checkpoint's config.")
+@click.option("--occluded-weight", default=0.0, show_default=True, type=FiniteFloat(0, 1),
+              help="With --occlusion-aware: the loss weight of an occluded point (0: masked, no gradient; 1: plain "
+                   "training). Masking is the default: under a hand or a beard the image holds no evidence of "
+                   "the point, so its exact label would teach the model to guess from the face's shape alone.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @DEVICE
 @click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
@@ -150,7 +161,8 @@ STRATEGY_HELP = ("synthetic-only (shards), real-only (--real), mixed (shards + -
 def train(data, n_synthetic, strategy, real, real_format, n_real, real_val_fraction, real_test_fraction, real_split_seed, real_share,
           init, unlabelled, da_weight, adapter, model,
           model_arg, out, epochs, steps, batch_size, lr, input_size, crop_scale, gray, augment, workers,
-          val_fraction, val_every, val_real, test_flip, coord_loss, heatmap_loss, heatmap_weight, seed, device, no_amp, resume):
+          val_fraction, val_every, val_real, test_flip, coord_loss, heatmap_loss, heatmap_weight, occlusion_aware,
+          occluded_weight, seed, device, no_amp, resume):
     """Train a landmark detector on shards and / or real faces; writes last.pt, best.pt and history.json.
 
     \b
@@ -159,6 +171,7 @@ def train(data, n_synthetic, strategy, real, real_format, n_real, real_val_fract
       facegen train --data data/i68 --model hourglass --input-size 256 --out runs/hg
       facegen train --data data/i68 --model resnet18 --input-size 128 --gray --steps 2000 --out runs/r18
       facegen train --data data/i68 --n-synthetic 500 --out runs/i68-500  # the first 500 renders only
+      facegen train --data data/i68 --occlusion-aware --out runs/i68-occl  # no loss on points an occluder hides
       facegen train --data data/d490 --data data/d490b --val-real ../shared/data/real300w-mini --out runs/d490
       facegen train --data data/i68 --resume runs/hg/last.pt --out runs/hg
     Synthetic + real (docs/trainer.md, "Strategies"):
@@ -184,7 +197,8 @@ def train(data, n_synthetic, strategy, real, real_format, n_real, real_val_fract
                       steps=steps, batch_size=batch_size, lr=lr, workers=workers, val_fraction=val_fraction,
                       val_every=val_every, val_real=val_real, test_flip=test_flip, n_synthetic=n_synthetic,
                       coord_loss=coord_loss, heatmap_loss=heatmap_loss,
-                      heatmap_weight=heatmap_weight, seed=seed, device=device, amp=not no_amp, resume=resume,
+                      heatmap_weight=heatmap_weight, occlusion_aware=occlusion_aware,
+                      occluded_weight=occluded_weight, seed=seed, device=device, amp=not no_amp, resume=resume,
                       strategy=strategy, real=real, real_format=real_format, n_real=n_real,
                       real_val_fraction=real_val_fraction, real_test_fraction=real_test_fraction,
                       real_split_seed=real_split_seed,

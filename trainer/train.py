@@ -28,7 +28,7 @@ from facegen.specs import IBUG68_FLIP
 from facegen.trainer import recipe
 from facegen.trainer.adapters import adapter_record
 from facegen.trainer.datasets import ShardDataset, UnlabelledFaces, split_indices
-from facegen.trainer.losses import LandmarkLoss
+from facegen.trainer.losses import LandmarkLoss, occlusion_weights
 from facegen.trainer.models import create_model
 from facegen.trainer.predictor import RESUME_KEYS, Predictor, SpecInfo, pick_device, read_checkpoint
 from facegen.trainer.transforms import build_transforms
@@ -59,6 +59,10 @@ class TrainConfig:
     coord_loss: str = recipe.COORD_LOSS
     heatmap_loss: str = recipe.HEATMAP_LOSS
     heatmap_weight: float = 1.0
+    # occlusion-aware loss: points an occluder hides (hair, a hand, glasses ...; not the face itself, not out of
+    # frame) weigh occluded_weight in every loss term, the others 1 (losses.occlusion_weights); 0 masks them
+    occlusion_aware: bool = False
+    occluded_weight: float = 0.0
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -170,6 +174,11 @@ def build_data(cfg: TrainConfig, strategy, init: dict | None = None) -> Data:
         if not cfg.data:
             raise FacegenError(f"--strategy {strategy.name} trains on rendered shards: give --data FOLDER")
         full = ShardDataset(cfg.data, seed=cfg.seed)
+        if cfg.occlusion_aware and not full.shards.has("occluded_by"):
+            raise FacegenError(f"--occlusion-aware: the shards of {', '.join(cfg.data)} do not all say what hides "
+                               "each point (rendered before facegen labelled occluders: renderer versions below "
+                               "raster 6 / cycles 8), so nothing would be masked; render them again or drop "
+                               "--occlusion-aware")
         spec = _spec_info(full)
         tr_idx, va_idx = split_indices(len(full), cfg.val_fraction, cfg.seed)
         if cfg.n_synthetic is not None:  # the hold-out stays the same whatever N: runs compare on one set
@@ -273,9 +282,27 @@ class Run:
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
             return self.model(x)
 
-    def supervised(self, output: dict, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """The landmark loss of the model's own points."""
-        return self.loss_fn(output, target, self.cfg.input_size, self.model)
+    def point_weights(self, batch: dict) -> torch.Tensor | None:
+        """Per-point loss weights (B, L) of a batch of the model's own points with --occlusion-aware: points
+        an occluder hides weigh --occluded-weight, the others 1 (losses.occlusion_weights). None, the plain
+        loss, without the option, for batches that do not say what hides their points, and for batches
+        where no occluder hides any point (real faces: their hidden points are UNKNOWN_OCCLUDER)."""
+        if not self.cfg.occlusion_aware or "occluded_by" not in batch:
+            return None
+        w = occlusion_weights(batch["occluded_by"], self.cfg.occluded_weight)  # on the CPU: no device sync
+        if bool((w == 1).all()):
+            return None
+        return w.to(self.device, non_blocking=True)
+
+    def supervised(self, output: dict, target: torch.Tensor, batch: dict | None = None) -> tuple[torch.Tensor, dict]:
+        """The landmark loss of the model's own points. `batch`, the batch `target` comes from: with
+        --occlusion-aware its `occluded_by` weighs the points (`point_weights`) and the parts log the share
+        of its points an occluder hides (`occluded`)."""
+        weights = self.point_weights(batch) if batch is not None else None
+        loss, parts = self.loss_fn(output, target, self.cfg.input_size, self.model, weights)
+        if self.cfg.occlusion_aware and batch is not None and "occluded_by" in batch:
+            parts["occluded"] = 0.0 if weights is None else float((weights != 1).float().mean())
+        return loss, parts
 
     def supervised_real(self, output: dict, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """The landmark loss of real iBUG-68 labels on the model's corresponding points, or through the
@@ -398,6 +425,15 @@ def _attach_adapter(run: Run, data: Data, init: dict | None) -> None:
     run.adapter_meta = {"convention": data.real_convention, "fitted_on": fitted_on}
 
 
+def _check_occlusion(cfg: TrainConfig) -> None:
+    if not 0.0 <= cfg.occluded_weight <= 1.0 or not math.isfinite(cfg.occluded_weight):
+        raise FacegenError(f"--occluded-weight {cfg.occluded_weight}: a weight in [0, 1] (0 masks the points an "
+                           "occluder hides, 1 is plain training)")
+    if cfg.occluded_weight != 0.0 and not cfg.occlusion_aware:
+        raise FacegenError(f"--occluded-weight {cfg.occluded_weight} weighs occluded points only in occlusion-aware "
+                           "training: add --occlusion-aware")
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     """Run training; returns a summary (first/last train loss, best validation, checkpoint paths)."""
     from facegen.trainer.strategies import get_strategy
@@ -405,6 +441,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     strategy = get_strategy(cfg.strategy)
     if cfg.adapter:
         _check_adapter(cfg, strategy)
+    _check_occlusion(cfg)
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     ckpt = read_checkpoint(cfg.resume, RESUME_KEYS) if cfg.resume else None
@@ -510,7 +547,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     save_checkpoint(out / "last.pt", run, optim, arch, best, history)
     if not (out / "best.pt").exists():
         save_checkpoint(out / "best.pt", run, optim, arch, best, history)
-    summary = {"steps": run.step, "strategy": strategy.name,
+    summary = {"steps": run.step, "strategy": strategy.name, "occlusion_aware": cfg.occlusion_aware,
+               **({"occluded_weight": cfg.occluded_weight} if cfg.occlusion_aware else {}),
                "first_loss": float(np.mean(first_losses)) if first_losses else None,
                "last_loss": float(np.mean(recent)) if recent else None, "best": best,
                "last": str(out / "last.pt"), "best_checkpoint": str(out / "best.pt"),

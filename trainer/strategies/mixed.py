@@ -1,7 +1,8 @@
 """`mixed`: every batch holds a set share of real crops (`--real-share`) beside synthetic ones, in one
 forward pass (so batch norm sees both). Synthetic crops supervise all the model's points; real crops
 supervise the model's iBUG-68 points (the spec's correspondence in the real labels' jaw convention).
-Each crop counts equally in the loss."""
+Each crop counts equally in the loss. With --occlusion-aware only the synthetic rows are weighted by what
+hides their points (real labels do not say)."""
 
 import torch
 
@@ -13,7 +14,7 @@ def loss(run, batches):
     xr, yr = run.inputs(batches["real"])
     out = run.forward(torch.cat([xs, xr]))
     ns, nr = len(xs), len(xr)
-    loss_s, parts_s = run.supervised(run.rows(out, slice(0, ns)), ys)
+    loss_s, parts_s = run.supervised(run.rows(out, slice(0, ns)), ys, batches["synthetic"])
     loss_r, parts_r = run.supervised_real(run.rows(out, slice(ns, ns + nr)), yr)
     total = (ns * loss_s + nr * loss_r) / (ns + nr)
     return total, {**{f"syn_{k}": v for k, v in parts_s.items()}, **{f"real_{k}": v for k, v in parts_r.items()}}

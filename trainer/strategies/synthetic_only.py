@@ -5,7 +5,7 @@ from facegen.trainer.strategies import Strategy, register_strategy
 
 def loss(run, batches):
     x, y = run.inputs(batches["synthetic"])
-    return run.supervised(run.forward(x), y)
+    return run.supervised(run.forward(x), y, batches["synthetic"])
 
 
 STRATEGY = register_strategy(Strategy(
