@@ -8,6 +8,8 @@ backend's too) is composited in numpy under a transparent film. `render(params, 
 writes vertex positions, material inputs, lights, world and camera, renders, and reads the pixels back
 in memory (RGB through the compositor's Viewer node; depth / material index / brow and lip AOVs
 through one float EXR in a RAM-backed temp dir, and only when depth or segmentation is asked for).
+With "amodal" in the outputs a second view layer renders the head without what the sample wears
+(`_build_amodal_layer`).
 
 What is drawn, with which material and segmentation class, comes from generator/parts.py; the
 classes are generator/segmentation.py's (docs/segmentation.md).
