@@ -39,7 +39,7 @@ def shard_name(shard_index: int) -> str:
 
 def _dataset_specs(h: int, w: int, num_landmarks: int, k_id: int, k_ex: int, outputs: tuple[str, ...]) -> dict:
     """Per-sample datasets: name -> (dtype, shape after the sample axis, chunked one image at a time).
-    Optional outputs (depth, segmentation, mask) exist only when the job asked for them."""
+    Optional outputs (depth, segmentation, mask, amodal) exist only when the job asked for them."""
     specs = {
         "image": (np.uint8, (h, w, 3), True),
         "landmarks_2d": (np.float32, (num_landmarks, 2), False),
@@ -61,6 +61,8 @@ def _dataset_specs(h: int, w: int, num_landmarks: int, k_id: int, k_ex: int, out
         specs["segmentation"] = (np.uint8, (h, w), True)
     if "mask" in outputs:
         specs["mask"] = (np.uint8, (h, w), True)
+    if "amodal" in outputs:
+        specs["amodal"] = (np.uint8, (h, w), True)
     return specs
 
 

@@ -34,7 +34,11 @@ def _outputs(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--hdris", type=click.Path(path_type=Path), default=None,
               help="Folder of .exr/.hdr environment maps (default: the 8 bundled with Blender).")
 @click.option("--outputs", default="rgb", show_default=True, callback=_outputs,
-              help=f"Comma-separated per-pixel outputs: {', '.join(OUTPUTS)}.")
+              help=f"Comma-separated per-pixel outputs ({', '.join(OUTPUTS)}), rgb always among them: "
+                   "depth (camera z, cm), segmentation (classes, docs/segmentation.md), mask (the face as "
+                   "seen), amodal (the face as it would be seen with nothing worn in front of it: no hair, "
+                   "beard, glasses or garment; the head still hides itself). Stored per image in the shards "
+                   "(docs/shard-format.md).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def render(spec, n, out, size, shard_size, workers, seed, renderer, config, backgrounds, hdris, outputs, quiet):
     """Render labelled synthetic faces into HDF5 shards (resumable).
@@ -46,6 +50,7 @@ def render(spec, n, out, size, shard_size, workers, seed, renderer, config, back
       facegen render --spec ibug68 --n 2000 --out data/i68 --workers 2 --size 192
       facegen render --spec dense490 --n 500 --out data/bg --backgrounds ~/photos --outputs rgb,depth,segmentation
       facegen render --spec dense490 --n 100 --out data/frontal --config frontal.yaml
+      facegen render --spec dense490 --n 500 --out data/am --outputs rgb,segmentation,amodal
 
     Every option and input file (spec, --config, each background photo and HDRI) is checked before
     anything is written to --out. Interrupted, or a worker failed? Run the same command again:
@@ -92,7 +97,11 @@ def inspect(directory: Path) -> None:
 @click.option("--segmentation", is_flag=True,
               help="Show each sample's segmentation classes beside it (shards rendered with "
                    "--outputs rgb,segmentation; colours in docs/segmentation.md).")
-def preview(directory: Path, output: Path, n: int, cols: int, start: int, scale: float, segmentation: bool) -> None:
+@click.option("--amodal", is_flag=True,
+              help="Outline each sample's amodal face mask (the face with nothing worn in front of it) "
+                   "over the image (shards rendered with --outputs rgb,amodal).")
+def preview(directory: Path, output: Path, n: int, cols: int, start: int, scale: float, segmentation: bool,
+            amodal: bool) -> None:
     """Draw a contact sheet of samples with their landmarks.
 
     Visible points are green; a hidden point takes the colour of what hides it (red: the face
@@ -103,8 +112,10 @@ def preview(directory: Path, output: Path, n: int, cols: int, start: int, scale:
     Examples:
       facegen preview data/d490 -o grid.png --n 16 --cols 4
       facegen preview data/seg -o seg.png --segmentation   # classes beside each image
+      facegen preview data/am -o am.png --amodal           # the face behind hair and glasses, outlined
     """
     from facegen.generator.report import contact_sheet
 
-    path = contact_sheet(directory, output, n=n, cols=cols, start=start, scale=scale, segmentation=segmentation)
+    path = contact_sheet(directory, output, n=n, cols=cols, start=start, scale=scale, segmentation=segmentation,
+                         amodal=amodal)
     click.echo(f"wrote {path}")

@@ -8,6 +8,8 @@ backend's too) is composited in numpy under a transparent film. `render(params, 
 writes vertex positions, material inputs, lights, world and camera, renders, and reads the pixels back
 in memory (RGB through the compositor's Viewer node; depth / material index / brow and lip AOVs
 through one float EXR in a RAM-backed temp dir, and only when depth or segmentation is asked for).
+With "amodal" in the outputs a second view layer renders the head without what the sample wears
+(`_build_amodal_layer`).
 
 What is drawn, with which material and segmentation class, comes from generator/parts.py; the
 classes are generator/segmentation.py's (docs/segmentation.md).
@@ -140,6 +142,8 @@ class CyclesRenderer:
         self._build_lights()
         self._build_world()
         self._build_compositor()
+        if "amodal" in self.outputs:
+            self._build_amodal_layer()
 
     def _build_materials(self) -> dict[str, bpy.types.Material]:
         """One Blender material per material name of the parts, its pass index from material_passes."""
@@ -291,6 +295,35 @@ class CyclesRenderer:
         tree.links.new(rl.outputs["Image"], fo.inputs[0])
         tree.links.new(pack.outputs[0], fo.inputs[1])
         self._readback: dict[str, bpy.types.Image] = {}
+
+    def _build_amodal_layer(self) -> None:
+        """A second view layer for `RenderResult.amodal`: the same scene with everything the samples
+        wear excluded (every strand and surface object, moved into a collection of their own), one
+        sample, no denoising; its material-index pass goes to the EXR's `amodal` slot. Cycles renders
+        it after the main layer in the same render call, and the material-index pass takes the first
+        camera sample of a pixel (as the z pass), the one the main layer's takes too. Without
+        amodal in the outputs none of this is made (the objects and passes of the default path)."""
+        scene = self.scene
+        dressing_objects = [*self.strand_objects.values(), *self.surface_objects.values()]
+        worn = bpy.data.collections.new("facegen_dressing")
+        scene.collection.children.link(worn)
+        for obj in dressing_objects:
+            scene.collection.objects.unlink(obj)
+            worn.objects.link(obj)
+        main = scene.view_layers[0]
+        layer = self.amodal_layer = scene.view_layers.new("facegen_amodal")
+        layer.layer_collection.children[worn.name].exclude = True
+        layer.samples = 1
+        layer.cycles.use_denoising = False
+        layer.use_pass_z = False
+        layer.use_pass_material_index = True
+        layer.pass_alpha_threshold = main.pass_alpha_threshold  # see-through films and lenses as in the main layer
+        tree = scene.node_tree
+        rl = tree.nodes.new("CompositorNodeRLayers")
+        rl.layer = layer.name
+        fo = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeOutputFile")
+        fo.file_slots.new("amodal")
+        tree.links.new(rl.outputs["IndexMA"], fo.inputs["amodal"])
 
     # -- per-sample updates ------------------------------------------------------------------------
 
@@ -456,7 +489,12 @@ class CyclesRenderer:
         mat_index = np.where(hit, np.rint(data[..., 1]), 0).astype(np.int64)
         seg = segmentation_from_passes(mat_index, data[..., 2], self.pass_index, self.classes)
         mask = face_mask(seg)  # the face proper (every class but background and head/neck)
-        return RenderResult(image=image, depth=depth, mask=mask, segmentation=seg)
+        amodal = None
+        if "amodal" in self.outputs:  # the head's own classes (no painted brows or lips: all face)
+            head_index = np.rint(self._read("amodal", h, w)[..., 0]).astype(np.int64)
+            amodal = face_mask(segmentation_from_passes(head_index, np.zeros((h, w), np.float32),
+                                                        self.pass_index, self.classes))
+        return RenderResult(image=image, depth=depth, mask=mask, segmentation=seg, amodal=amodal)
 
     def object_count(self) -> int:
         """Number of objects/meshes/materials/images in the Blender file (tests: the scene is built once)."""

@@ -22,7 +22,8 @@ from facegen.shards import FORMAT_VERSION, MANIFEST, PARTIAL_SUFFIX, read_manife
 # The renderer `facegen render` uses unless told otherwise: photoreal Cycles (generator/cycles.py);
 # `--renderer raster` is the fast pyrender backend. The one place to change the default.
 DEFAULT_RENDERER = "cycles"
-OUTPUTS = ("rgb", "depth", "segmentation", "mask")
+# Per-pixel outputs a job can store (generator/cli.py's --outputs help says what each is).
+OUTPUTS = ("rgb", "depth", "segmentation", "mask", "amodal")
 
 
 @dataclass
@@ -75,7 +76,8 @@ def validate(s: JobSettings) -> None:
         raise FacegenError(f"--size {s.size}: choose an image size between 16 and 4096 pixels")
     unknown = [o for o in s.outputs if o not in OUTPUTS]
     if unknown:
-        raise FacegenError(f"--outputs: unknown {', '.join(unknown)}; choose from {', '.join(OUTPUTS)}")
+        raise FacegenError(f"--outputs: unknown {', '.join(unknown)}; choose from {', '.join(OUTPUTS)} "
+                           "(comma-separated, e.g. --outputs rgb,segmentation,amodal)")
     if "rgb" not in s.outputs:
         raise FacegenError("--outputs must include rgb")
     from facegen.generator.scene import check_renderer

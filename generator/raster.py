@@ -167,7 +167,8 @@ class RasterRenderer:
                                                   roughnessFactor=roughness, doubleSided=False))
             for roughness in (0.6, 0.05))
         self.lens_opacity = 1.0
-        self.scene.add(pr.Mesh([self.dressing_primitive]))
+        self._dressing_mesh = pr.Mesh([self.dressing_primitive])
+        self.scene.add(self._dressing_mesh)
         self._lens_mesh = pr.Mesh([self.lens_primitive])
         self.scene.add(self._lens_mesh)
         self.camera = pr.IntrinsicsCamera(fx=500.0, fy=500.0, cx=128.0, cy=128.0, znear=10.0, zfar=200.0)
@@ -246,7 +247,7 @@ class RasterRenderer:
         for (params, scene), data, worn in zip(items, vertex_data, dressings):
             self.upload(params, scene, data, worn)
             self.draw()
-            drawn.append(self.read())
+            drawn.append((*self.read(), self.read_amodal()))
         return [self._result(params, scene.camera, *passes) for (params, scene), passes in zip(items, drawn)]
 
     def submit(self, params: SceneParams, scene: PosedScene) -> None:
@@ -259,12 +260,13 @@ class RasterRenderer:
     def collect(self) -> RenderResult:
         """Wait for the submitted draw and read it back."""
         (params, camera), self._pending = self._pending, None
-        return self._result(params, camera, *self.read())
+        return self._result(params, camera, *self.read(), self.read_amodal())
 
     def _result(self, params: SceneParams, camera: Camera, colour: np.ndarray, depth: np.ndarray,
-                segmentation: np.ndarray) -> RenderResult:
+                segmentation: np.ndarray, amodal: np.ndarray | None = None) -> RenderResult:
         image = self.compose(params, camera, colour, depth)
-        return RenderResult(image=image, depth=depth, mask=face_mask(segmentation), segmentation=segmentation)
+        return RenderResult(image=image, depth=depth, mask=face_mask(segmentation), segmentation=segmentation,
+                            amodal=amodal)
 
     # The stages of submit() and collect(), separately callable for bench/render_throughput.py.
 
@@ -331,8 +333,9 @@ class RasterRenderer:
         glBindBuffer(GL.GL_ARRAY_BUFFER, 0)
         prim._indices = triangles  # its .size is the draw's index count (no re-upload: set directly)
 
-    def draw(self) -> None:
-        """Issue the draw of the sample without waiting for it (llvmpipe rasterises on its own threads).
+    def draw(self, head_only: bool = False) -> None:
+        """Issue the draw of the sample without waiting for it (llvmpipe rasterises on its own threads);
+        head_only: the head's own parts alone, nothing the sample wears (the amodal pass).
 
         The same GL state, uniforms and draw calls as pyrender's forward pass of this scene
         (test_raster checks the pixels agree), without its per-frame Python bookkeeping: uniform
@@ -362,7 +365,7 @@ class RasterRenderer:
         gl10.glClearColor(*(float(c) for c in self.scene.bg_color))
         gl10.glClear(GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT)
         frame, program_in_use = self._frame_uniforms(), None
-        for prim, program_id, material in self._draw_list:
+        for prim, program_id, material in self._draw_list[:len(self.primitives)] if head_only else self._draw_list:
             if prim is self.lens_primitive:
                 if not prim.indices.size:
                     continue
@@ -418,6 +421,21 @@ class RasterRenderer:
             return colour, depth, np.ascontiguousarray(classes[..., 0])
         return self._read_back(*self._size)
 
+    def read_amodal(self) -> np.ndarray | None:
+        """The amodal face mask (`RenderResult.amodal`) when the renderer's outputs ask for it, else
+        None: after read(), the head's own parts are drawn again without what the sample wears (the
+        same program and state as draw(), which sets all of its state again for the next sample) and
+        the face proper of their classes is taken (segmentation.face_mask)."""
+        if "amodal" not in self.outputs:
+            return None
+        if self.antialias:  # pyrender's unlit class pass, as read() does, of the head alone
+            self._dressing_mesh.is_visible = self._lens_mesh.is_visible = False
+            classes, _ = self._offscreen.render(self.scene, flags=self._pr.RenderFlags.FLAT)
+            self._dressing_mesh.is_visible = self._lens_mesh.is_visible = True
+            return face_mask(classes[..., 0])
+        self.draw(head_only=True)
+        return face_mask(self._read_classes(*self._size))
+
     def compose(self, params: SceneParams, camera: Camera, colour: np.ndarray, depth: np.ndarray) -> np.ndarray:
         """The drawn head over the sample's backplate (generator/backgrounds.py, as Cycles uses it)."""
         return cv2.copyTo(colour, (depth > 0).view(np.uint8), backplate(params, camera, self.backgrounds, self.hdris))
@@ -453,6 +471,20 @@ class RasterRenderer:
         classes = np.ascontiguousarray(rgba[..., 3])
         classes[background[::-1]] = CLASS_ID["background"]  # the clear colour's alpha is not a class
         return cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB), cv2.flip(z, 0), classes
+
+    def _read_classes(self, width: int, height: int) -> np.ndarray:
+        """(H, W) uint8 classes from the alpha of the single-sampled framebuffer (cleared to 0, the
+        background class, where nothing was drawn); the colour and depth are not read."""
+        from OpenGL import GL
+        from OpenGL.raw.GL.VERSION.GL_1_0 import glPixelStorei, glReadPixels
+        from OpenGL.raw.GL.VERSION.GL_3_0 import glBindFramebuffer
+
+        rgba = np.empty((height, width, 4), np.uint8)  # RGBA: llvmpipe's own layout, the fastest read
+        glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, self._offscreen._renderer._main_fb_ms)
+        glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)
+        glReadPixels(0, 0, width, height, GL.GL_RGBA, GL.GL_UNSIGNED_BYTE, rgba.ctypes.data_as(ctypes.c_void_p))
+        glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, 0)
+        return np.ascontiguousarray(rgba[::-1, :, 3])  # OpenGL rows run bottom-up
 
     def _upload_vertices(self, data: np.ndarray) -> None:
         from OpenGL import GL

@@ -41,6 +41,8 @@ def summarise(directory: Path) -> str:
         counts = np.bincount(shards.read_all("occluded_by").ravel(), minlength=len(OCCLUDERS))
         lines.append("hidden by  " + "   ".join(f"{OCCLUDERS[k]} {c / counts.sum():.1%}"
                                                  for k, c in enumerate(counts) if k > 0 and c))
+    if shards.has("amodal"):
+        lines.append(_amodal_line(shards))
     lines.append("")
     lines.append("head pose (deg)   p1     p10    p50    p90    p99   |  histogram")
     for i, label in enumerate(("yaw", "pitch", "roll")):
@@ -51,12 +53,60 @@ def summarise(directory: Path) -> str:
     return "\n".join(lines)
 
 
-def _legend(codes: list[int], width: int, occluders: bool) -> np.ndarray:
-    """A strip naming the point colours of the sheet: visible, and each occluder that appears."""
+def _amodal_line(shards, most: int = 64) -> str:
+    """The amodal face's share of the image and, with segmentation maps, the share of it covered by
+    what the sample wears (every class but the head's own), averaged over at most `most` samples
+    spread over the set (reading every map of a large set would take minutes)."""
+    from facegen.generator.parts import HEAD_PARTS
+    from facegen.generator.segmentation import CLASS_ID
+
+    head = sorted({CLASS_ID[p.segment] for p in HEAD_PARTS} | {CLASS_ID["brows"], CLASS_ID["lips"]})
+    picks = np.unique(np.linspace(0, len(shards) - 1, min(len(shards), most)).astype(int))
+    keys = ("amodal", "segmentation") if shards.has("segmentation") else ("amodal",)
+    area, covered = [], []
+    for i in picks:
+        s = shards.read(int(i), keys=keys)
+        face = s["amodal"].astype(bool)
+        area.append(face.mean())
+        if "segmentation" in s:
+            covered.append((face & ~np.isin(s["segmentation"], head)).sum() / max(face.sum(), 1))
+    line = f"amodal     face {np.mean(area):.1%} of the image"
+    if covered:
+        line += f"   covered by what is worn {np.mean(covered):.1%} of it"
+    return line + (f"   ({len(picks)} samples)" if len(picks) < len(shards) else "")
+
+
+def _stored(shards, directory: Path, name: str, flag: str) -> None:
+    """Refuse a preview flag whose per-pixel output the shards do not hold."""
+    outputs = json.loads(shards.attrs.get("outputs", '["rgb"]'))
+    if name not in outputs:
+        shards.close()
+        raise FacegenError(f"{directory}: its shards hold no {name} maps (outputs: {', '.join(outputs)}); "
+                           f"render with --outputs rgb,{name}, or preview without {flag}")
+
+
+AMODAL_OUTLINE = (0, 230, 255)  # the amodal face's outline in previews (sRGB)
+
+
+def _outline(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool at `size` (width, height): the pixels just inside the border of an upscaled mask."""
+    import cv2
+
+    big = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+    return (big > 0) & (cv2.erode(big, np.ones((3, 3), np.uint8), borderValue=0) == 0)
+
+
+def _legend(codes: list[int], width: int, occluders: bool, amodal: bool = False) -> np.ndarray:
+    """A strip naming the point colours of the sheet: visible, and each occluder that appears (and
+    the amodal outline's colour when it is drawn)."""
     import cv2
 
     strip = np.full((22, width, 3), 32, np.uint8)
     x = 6
+    if amodal:
+        cv2.rectangle(strip, (x, 6), (x + 10, 16), AMODAL_OUTLINE, 1)
+        cv2.putText(strip, "amodal face", (x + 14, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (230, 230, 230), 1, cv2.LINE_AA)
+        x += 22 + 8 * len("amodal face")
     for code in codes:
         name = "visible" if code == 0 else (OCCLUDERS[code] if occluders else "hidden")
         cv2.circle(strip, (x + 5, 11), 5, tuple(int(c) for c in OCCLUDER_COLOURS[code]), -1, cv2.LINE_AA)
@@ -89,10 +139,11 @@ def _spark(values: np.ndarray, lo: float = -90, hi: float = 90, bins: int = 18) 
 
 
 def contact_sheet(directory: Path, output: Path, n: int = 16, cols: int = 4, start: int = 0,
-                  scale: float = 2.0, segmentation: bool = False) -> Path:
+                  scale: float = 2.0, segmentation: bool = False, amodal: bool = False) -> Path:
     """A grid of `n` samples from `start` with landmarks: visible green, hidden ones in the colour of
     what hides them (a legend below; red = the face itself, or every hidden point in shards without
-    occluder labels); with `segmentation`, each sample's class map (docs/segmentation.md) beside it."""
+    occluder labels); with `segmentation`, each sample's class map (docs/segmentation.md) beside it;
+    with `amodal`, the outline of the amodal face mask over the image (and the class map)."""
     import cv2
 
     from facegen.generator.segmentation import colorize
@@ -105,18 +156,19 @@ def contact_sheet(directory: Path, output: Path, n: int = 16, cols: int = 4, sta
     if occluders:
         keys += ("occluded_by",)
     if segmentation:
-        outputs = json.loads(shards.attrs.get("outputs", '["rgb"]'))
-        if "segmentation" not in outputs:
-            shards.close()
-            raise FacegenError(f"{directory}: its shards hold no segmentation maps (outputs: "
-                               f"{', '.join(outputs)}); render with --outputs rgb,segmentation, "
-                               "or preview without --segmentation")
+        _stored(shards, directory, "segmentation", "--segmentation")
         keys += ("segmentation",)
+    if amodal:
+        _stored(shards, directory, "amodal", "--amodal")
+        keys += ("amodal",)
     indices = range(start, min(start + n, len(shards)))
     tiles, seen = [], set()
     for i in indices:
         s = shards.read(i, keys=keys)
         image = cv2.resize(s["image"], None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+        if amodal:
+            outline = _outline(s["amodal"], image.shape[1::-1])
+            image[outline] = AMODAL_OUTLINE
         # Pixel centres are at integers: a point (u, v) lands at (u + 0.5) * scale - 0.5 when upscaled.
         pts = (s["landmarks_2d"] + 0.5) * scale - 0.5
         radius = max(1, int(round(scale * 0.75)))
@@ -130,6 +182,8 @@ def contact_sheet(directory: Path, output: Path, n: int = 16, cols: int = 4, sta
         cv2.putText(image, str(i), (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
         if segmentation:
             classes = cv2.resize(colorize(s["segmentation"]), image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+            if amodal:
+                classes[outline] = AMODAL_OUTLINE
             image = np.concatenate([image, classes], axis=1)
         tiles.append(image)
     shards.close()
@@ -139,7 +193,7 @@ def contact_sheet(directory: Path, output: Path, n: int = 16, cols: int = 4, sta
     for k, tile in enumerate(tiles):
         r, c = divmod(k, cols)
         sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = tile
-    sheet = np.concatenate([sheet, _legend(sorted(seen), sheet.shape[1], occluders)], axis=0)
+    sheet = np.concatenate([sheet, _legend(sorted(seen), sheet.shape[1], occluders, amodal)], axis=0)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(output), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):

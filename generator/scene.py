@@ -280,6 +280,10 @@ class RenderResult:
     # (H, W) uint8 classes (docs/segmentation.md): the labels' occluders come from it, whatever the
     # job stores; None only from a renderer that cannot tell classes apart
     segmentation: np.ndarray | None = None
+    # (H, W) bool, the amodal face mask: the face proper (`mask`'s rule) as the head's own parts alone
+    # draw it, with nothing the sample wears in front (hair, beard, glasses, garment: parts.dressing);
+    # the head still hides itself (the nose over the far cheek). None unless the outputs ask for "amodal"
+    amodal: np.ndarray | None = None
 
 
 class Renderer(Protocol):

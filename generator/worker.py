@@ -91,6 +91,13 @@ class Worker:
             sample["segmentation"] = result.segmentation
         if "mask" in self.ctx.settings.outputs:
             sample["mask"] = result.mask
+        if "amodal" in self.ctx.settings.outputs:
+            if result.amodal is None:
+                from facegen.errors import FacegenError
+
+                raise FacegenError(f"renderer {self.ctx.settings.renderer!r} gave no amodal mask; render "
+                                   "without amodal in --outputs or with --renderer raster / cycles")
+            sample["amodal"] = result.amodal
         return sample
 
     def samples(self, first: int, count: int):

@@ -112,6 +112,7 @@ def test_a_folder_of_another_job_is_refused(rendered):
     (["--n", "3", "--spec", "nosuchspec"], "unknown spec"),
     (["--n", "3", "--renderer", "povray"], "--renderer"),
     (["--n", "3", "--outputs", "rgb,normals"], "normals"),
+    (["--n", "3", "--outputs", "rgb,amodl"], "choose from rgb, depth, segmentation, mask, amodal"),
 ])
 def test_cli_errors_are_clear(tmp_path, args, message):
     result = CliRunner().invoke(main, ["render", "--out", str(tmp_path / "x"), "--quiet", "--renderer", "raster", *args])
@@ -154,3 +155,36 @@ def test_preview_segmentation_needs_the_maps(tmp_path):
     facegen.render(out=out, outputs=("rgb",), **{**SMALL, "n": 1})
     result = CliRunner().invoke(main, ["preview", str(out), "-o", str(tmp_path / "g.png"), "--segmentation"])
     assert result.exit_code != 0 and "--outputs rgb,segmentation" in result.output
+
+
+def test_amodal_masks_are_stored(rendered, tmp_path):
+    """`--outputs rgb,segmentation,amodal`: the shards hold the amodal face mask per image, 0/1 like
+    `mask`, which holds every pixel where the head's own face is seen; inspect and preview read it."""
+    from facegen.generator.parts import HEAD_PARTS
+    from facegen.generator.segmentation import CLASS_ID, face_mask
+
+    out = tmp_path / "am"
+    runner = CliRunner()
+    result = runner.invoke(main, ["render", "--out", str(out), "--quiet", "--renderer", "raster", "--spec", "ibug68",
+                                  "--n", "3", "--size", "64", "--seed", "2", "--outputs", "rgb,segmentation,amodal"])
+    assert result.exit_code == 0, result.output
+    shards = facegen.open_shards(out)
+    assert shards.has("amodal") and not shards.has("mask")
+    head = [CLASS_ID[p.segment] for p in HEAD_PARTS] + [CLASS_ID["brows"], CLASS_ID["lips"]]
+    for i in range(len(shards)):
+        s = shards.read(i, keys=("amodal", "segmentation"))
+        assert s["amodal"].dtype == np.uint8 and s["amodal"].shape == (64, 64) and s["amodal"].max() == 1
+        seen = face_mask(s["segmentation"]) & np.isin(s["segmentation"], head)
+        assert not (seen & (s["amodal"] == 0)).any(), i
+    shards.close()
+    assert "amodal     face" in runner.invoke(main, ["inspect", str(out)]).output
+    import cv2
+
+    from facegen.generator.report import AMODAL_OUTLINE
+
+    result = runner.invoke(main, ["preview", str(out), "-o", str(tmp_path / "am.png"), "--amodal", "--segmentation"])
+    assert result.exit_code == 0, result.output
+    tile = cv2.imread(str(tmp_path / "am.png"))[:128, :128, ::-1]  # sample 0, upscaled x2
+    assert (tile == AMODAL_OUTLINE).all(-1).sum() > 50  # the outline over the image
+    result = runner.invoke(main, ["preview", str(rendered), "-o", str(tmp_path / "x.png"), "--amodal"])
+    assert result.exit_code != 0 and "--outputs rgb,amodal" in result.output  # says how to get the maps
