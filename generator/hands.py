@@ -51,20 +51,21 @@ class Pose:
 
     flex: dict  # finger name -> (knuckle, middle, end joint) degrees; "thumb" too
     curl_gain: float = 1.0
-    spread_gain: float = 1.0  # how much of Hand.spread the fingers fan out by
+    spread_gain: float = 1.0  # how much of Hand.spread the fingers fan out by (< 0: pressed together)
 
 
 POSES: dict[str, Pose] = {
     # Under the chin: a loose fist, the knuckles under the jaw.
     "chin": Pose({"index": (70, 80, 40), "middle": (75, 85, 40), "ring": (80, 85, 40), "pinky": (85, 85, 40),
                   "thumb": (20, 30, 20)}, curl_gain=0.4),
-    # Index and middle fingers across the lips, ring and little finger folded away.
+    # Index and middle fingers across the lips, pressed together (no gap between them over the
+    # lips), ring and little finger folded away, the thumb tucked in.
     "mouth": Pose({"index": (42, 6, 4), "middle": (42, 6, 4), "ring": (80, 95, 50), "pinky": (85, 95, 50),
                    "thumb": (70, 40, 20)}, curl_gain=0.2, spread_gain=-0.3),
     # Flat on the cheek, fingers up towards the temple.
     "cheek": Pose({"index": (8, 8, 4), "middle": (6, 8, 4), "ring": (8, 10, 5), "pinky": (10, 12, 6),
                    "thumb": (5, 10, 5)}, curl_gain=0.5),
-    # Holding something: fingers wrapped round it (the object sets how far).
+    # Holding something: fingers wrapped round it.
     "hold": Pose({"index": (60, 70, 35), "middle": (62, 72, 35), "ring": (64, 74, 35), "pinky": (66, 76, 35),
                   "thumb": (25, 25, 15)}, curl_gain=0.15),
 }
@@ -102,11 +103,10 @@ def hand(params: Hand, shaped: np.ndarray, model: FaceModel) -> Held | None:
     forearm = np.asarray(FOREARM[params.pose], np.float64)
     pose = POSES[params.pose]
     curl = np.clip(params.curl, 0.0, 1.0) * pose.curl_gain
-    local = _hand_mesh(pose, curl, params.spread * pose.spread_gain, params.size)
     rotation, origin = frame
     # The pose's anchor (a point of the hand, in its frame at size 1) lands on the spot.
     origin = origin - rotation @ (anchor_local * params.size * np.array([side, 1.0, 1.0]))
-    verts, tris, colours = local
+    verts, tris, colours = _hand_mesh(pose, curl, params.spread * pose.spread_gain, params.size)
     verts = verts * np.array([side, 1.0, 1.0])
     if side < 0:
         tris = tris[:, ::-1]  # the mirror image keeps its outside out
@@ -118,8 +118,8 @@ def hand(params: Hand, shaped: np.ndarray, model: FaceModel) -> Held | None:
     verts, tris = np.vstack([verts, arm_v]), np.vstack([tris, arm_t + len(verts)])
     colours = np.vstack([colours, np.full((len(arm_v), 3), 0.97, F)]) * np.asarray(params.skin_color, F)
     skin = skin_proxy(v.astype(F), model)
-    pieces_v = [verts] if obj_mesh is None else [verts, obj_mesh.vertices.astype(np.float64)]
-    move = _clearance(skin, np.vstack(pieces_v), np.asarray(away, np.float64))
+    everything = verts if obj_mesh is None else np.vstack([verts, obj_mesh.vertices])
+    move = _clearance(skin, everything, np.asarray(away, np.float64))
     hand_mesh = join([(verts + move, tris, colours)])
     if obj_mesh is not None:
         obj_mesh = join([(obj_mesh.vertices + move, obj_mesh.triangles, obj_mesh.colours)])
@@ -129,16 +129,14 @@ def hand(params: Hand, shaped: np.ndarray, model: FaceModel) -> Held | None:
 def _clearance(skin, points: np.ndarray, away: np.ndarray) -> np.ndarray:
     """How far to move points along `away` (unit) so none is within CLEARANCE of the skin."""
     away = away / np.linalg.norm(away)
-    step, moved = 0.0, np.zeros(3)
+    moved = np.zeros(3)
     for _ in range(40):
-        d, _n = skin.distance((points + moved).astype(F))
-        # Points outside the proxy's grid read 0 with a zero normal: free.
-        inside = np.linalg.norm(_n, axis=-1) > 0
-        worst = float(np.min(np.where(inside, d, np.inf))) if inside.any() else np.inf
+        d, normal = skin.distance((points + moved).astype(F))
+        near = np.linalg.norm(normal, axis=-1) > 0  # beyond the proxy's grid a point reads 0: free
+        worst = float(d[near].min()) if near.any() else np.inf
         if worst >= CLEARANCE:
             break
-        step = max(CLEARANCE - worst, 0.1)
-        moved = moved + step * away
+        moved = moved + max(CLEARANCE - worst, 0.1) * away
     return moved
 
 
