@@ -11,11 +11,11 @@ import pytest
 
 from facegen.generator import facewear, hands, headwear
 from facegen.generator.hair import skin_proxy
-from facegen.generator.labels import Labeller
 from facegen.generator.parts import dressing
 from facegen.generator.scene import HEAD_PIVOT, Facewear, Hair, Hand, Headwear, pose_scene
 from facegen.generator.segmentation import CLASS_ID, OCCLUDER_ID
 from tests.test_dressing import BEARD, FRINGE, dressed
+from tests.test_eyewear import cycles, ibug68, raster  # noqa: F401 - the same module-scoped fixtures
 
 MOUTH = np.arange(48, 68)  # iBUG-68 points
 NOSE = np.arange(27, 36)
@@ -134,32 +134,6 @@ def test_hair_is_tucked_under_a_hat_and_a_beard_under_a_mask(face_model):
     model_space = dataclasses.replace(beard, points=((beard.points - posed.head_t) @ posed.head_R
                                                      + HEAD_PIVOT).astype(np.float32))
     assert np.abs(facewear.tuck(model_space, mask).points - model_space.points).max() < 1e-3
-
-
-@pytest.fixture(scope="module")
-def ibug68(face_model):
-    from facegen.specs import compile_spec, load_spec
-
-    return Labeller(compile_spec(load_spec("ibug68"), face_model), face_model)
-
-
-@pytest.fixture(scope="module")
-def raster(face_model):
-    from facegen.generator.raster import RasterRenderer
-
-    r = RasterRenderer(face_model, outputs=("rgb",))
-    yield r
-    r.close()
-
-
-@pytest.fixture(scope="module")
-def cycles(face_model):
-    pytest.importorskip("bpy")
-    from facegen.generator.cycles import CyclesRenderer
-
-    r = CyclesRenderer(face_model, outputs=("rgb",), preset="fast", threads=2, samples=8)
-    yield r
-    r.close()
 
 
 def rendered(face_model, ibug68, renderer, yaw=0.0, **worn):
