@@ -28,7 +28,8 @@ def _outputs(ctx, param, value: str) -> tuple[str, ...]:
               help="Global seed; sample i draws from (seed, i), whatever the worker count.")
 @click.option("--renderer", default=DEFAULT_RENDERER, show_default=True, help="cycles (Blender, photoreal) or raster (pyrender, fast).")
 @click.option("--config", type=click.Path(path_type=Path), default=None,
-              help="YAML overriding any subset of assets/sampling.yaml (pose, expression, lighting...).")
+              help="YAML overriding any subset of assets/sampling.yaml (pose, expression, lighting, hair, "
+                   "clothing, and how often glasses, masks, headwear and hands appear...).")
 @click.option("--backgrounds", type=click.Path(path_type=Path), default=None,
               help="Folder of background photos (jpg/png); enables the 'photo' background kind.")
 @click.option("--hdris", type=click.Path(path_type=Path), default=None,
@@ -37,7 +38,8 @@ def _outputs(ctx, param, value: str) -> tuple[str, ...]:
               help=f"Comma-separated per-pixel outputs ({', '.join(OUTPUTS)}), rgb always among them: "
                    "depth (camera z, cm), segmentation (classes, docs/segmentation.md), mask (the face as "
                    "seen), amodal (the face as it would be seen with nothing worn in front of it: no hair, "
-                   "beard, glasses or garment; the head still hides itself). Stored per image in the shards "
+                   "beard, glasses, mask, hat, hand or garment; the head still hides itself). Stored per "
+                   "image in the shards "
                    "(docs/shard-format.md).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def render(spec, n, out, size, shard_size, workers, seed, renderer, config, backgrounds, hdris, outputs, quiet):
@@ -51,6 +53,7 @@ def render(spec, n, out, size, shard_size, workers, seed, renderer, config, back
       facegen render --spec dense490 --n 500 --out data/bg --backgrounds ~/photos --outputs rgb,depth,segmentation
       facegen render --spec dense490 --n 100 --out data/frontal --config frontal.yaml
       facegen render --spec dense490 --n 500 --out data/am --outputs rgb,segmentation,amodal
+      facegen render --spec ibug68 --n 16 --out data/acc --config bench/configs/accessories.yaml   # hands, masks, hats up
 
     Every option and input file (spec, --config, each background photo and HDRI) is checked before
     anything is written to --out. Interrupted, or a worker failed? Run the same command again:
