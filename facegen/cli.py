@@ -11,6 +11,8 @@ import os
 
 import click
 
+from facegen.errors import FacegenError
+
 # command name -> "module:attribute" of a click command or group
 COMMANDS = {
     "assets": "facegen.assets_cli:assets",
@@ -43,7 +45,23 @@ SHORT_HELP = {
 }
 
 
+class UserError(click.ClickException):
+    """A FacegenError as click reports it: `Error: MESSAGE` on stderr, exit code the error's own."""
+
+    def __init__(self, error: FacegenError):
+        super().__init__(error.message)
+        self.exit_code = error.exit_code
+
+
 class LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        # The library raises FacegenError (no click in it); the command line reports it as click does
+        # its own errors. Sub-commands' option callbacks run inside this call too.
+        try:
+            return super().invoke(ctx)
+        except FacegenError as e:
+            raise UserError(e) from None
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
 

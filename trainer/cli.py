@@ -5,25 +5,15 @@ Options are checked by their click types (ranges, output folders) before a comma
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from facegen.cli_types import FiniteFloat, OutFolder
-from facegen.errors import FacegenError
+from facegen.errors import FacegenError, user_errors
 from facegen.trainer import recipe
 
 POSITIVE = FiniteFloat(min=0, min_open=True)
-
-
-@contextmanager
-def _user_errors():
-    """ValueErrors from the library (bad input met while working) reach the user as FacegenErrors."""
-    try:
-        yield
-    except ValueError as e:
-        raise FacegenError(str(e)) from None
 
 
 def _model_name(ctx, param, value: str) -> str:
@@ -203,7 +193,7 @@ def train(data, n_synthetic, strategy, real, real_format, n_real, real_val_fract
                       real_val_fraction=real_val_fraction, real_test_fraction=real_test_fraction,
                       real_split_seed=real_split_seed,
                       real_share=real_share, init=init, unlabelled=unlabelled, da_weight=da_weight, adapter=adapter)
-    with _user_errors():
+    with user_errors():
         summary = run(cfg)
     click.echo(json.dumps(summary, indent=2))
 
@@ -275,7 +265,7 @@ def evaluate(checkpoint, dataset, root, split, box, out, flip, device):
     from facegen.trainer.evaluate import evaluate as run, open_eval_dataset
     from facegen.trainer.predictor import load_checkpoint
 
-    with _user_errors():
+    with user_errors():
         predictor = load_checkpoint(checkpoint, device, flip)
         ds = open_eval_dataset(dataset, root, split)
         report = run(predictor, ds, out, box=box)
@@ -313,7 +303,7 @@ def gap(checkpoint, shards, real, real_format, out, flip, device):
     from facegen.trainer.gap import gap_report, gap_table, open_gap_sets, write_gap
     from facegen.trainer.predictor import load_checkpoint
 
-    with _user_errors():
+    with user_errors():
         predictor = load_checkpoint(checkpoint, device, flip)
         sets = open_gap_sets(shards, real, real_format)
         report = gap_report(predictor, sets, out)
@@ -346,7 +336,7 @@ def score(predictions, ground_truth, subsets, norms, thresholds, auc_method, out
     """
     from facegen.trainer.score import score_files, write_report
 
-    with _user_errors():
+    with user_errors():
         report, gt = score_files(predictions, ground_truth, subsets, norms=tuple(norms),
                                  thresholds=tuple(thresholds), auc_method=auc_method)
         if out:
@@ -377,7 +367,7 @@ def predict(source, checkpoint, out, no_adapter, flip, device):
     from facegen.trainer.predict import run_predict
     from facegen.trainer.predictor import load_checkpoint
 
-    with _user_errors():
+    with user_errors():
         predictor = load_checkpoint(checkpoint, device, flip)
         summary = run_predict(predictor, Path(source), Path(out), adapter=not no_adapter)
     click.echo(json.dumps(summary))
@@ -400,7 +390,7 @@ def experiment(config, out, dry_run):
     """
     from facegen.trainer.experiment import load_experiment, plan_cells, run_experiment
 
-    with _user_errors():
+    with user_errors():
         exp = load_experiment(config, out)
         cells = plan_cells(exp)
         if dry_run:
@@ -469,6 +459,6 @@ def adapt(checkpoint, real, real_format, n_real, real_val_fraction, real_test_fr
                       real_split_seed=real_split_seed, adapter=adapter, out=out, max_epochs=max_epochs,
                       patience=patience, lr=lr, batch_size=batch_size, augment_copies=augment_copies, seed=seed,
                       device=device)
-    with _user_errors():
+    with user_errors():
         summary = run(cfg, log=click.echo)
     click.echo(json.dumps(summary, indent=2))
