@@ -33,9 +33,9 @@ from facegen.generator.scene import create_renderer, pose_scene  # noqa: E402
 def labeller(model):
     """The ibug68 labels a shard would store for a render (contour jaw on the silhouette)."""
     from facegen.generator.labels import Labeller
-    from facegen.specs import compile_spec, load_spec
+    from facegen.specs import load_spec
 
-    return Labeller(compile_spec(load_spec("ibug68"), model), model)
+    return Labeller(load_spec("ibug68", model), model)
 
 
 def detector_or_none():

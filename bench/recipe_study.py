@@ -120,14 +120,14 @@ def run(out: Path, data: Path, name: str, recipe: dict, minutes: float, n_synthe
 def score_run(folder: Path, sets: dict[str, tuple[str, Path]]) -> dict:
     """NMEs of the run's best.pt on every test set, without and with test-time flip (cached in scores.json)."""
     from facegen.trainer.evaluate import evaluate, open_eval_dataset
-    from facegen.trainer.predictor import load_checkpoint
+    from facegen.trainer.predictor import load_predictor
     from facegen.trainer.score import overall
 
     path = folder / "scores.json"
     scores = json.loads(path.read_text()) if path.exists() else {}
     if all(f"{s}{suffix}" in scores for s in sets for suffix in ("", "+flip")):
         return scores
-    predictor = load_checkpoint(folder / "best.pt", "cpu")
+    predictor = load_predictor(folder / "best.pt", "cpu")
     for flip in (False, True):
         predictor.flip = flip
         for name, (kind, root) in sets.items():

@@ -1,37 +1,72 @@
 """facegen: synthetic faces with exact landmark labels, and detectors trained and scored on them.
 
-Python API (mirrors the CLI):
-    facegen.load_face_model()        the imported parametric face model
-    facegen.load_spec("dense490")    a compiled landmark spec
-    facegen.render(...)              render labelled samples into HDF5 shards
-    facegen.open_shards(DIR)         read shards back
+Python API (each function is its command's implementation; keyword arguments mirror the options):
+    facegen.render("ibug68", 500, "data/i68", renderer="raster")   -> the shard folder (facegen render)
+    facegen.open_shards("data/i68")                                -> ShardSet: len, [i] -> dict of arrays
+    facegen.train(["data/i68"], out="runs/i68", steps=2000)        -> TrainResult: .checkpoint, .summary
+    facegen.load_predictor("runs/i68/best.pt")                     -> Predictor: .predict(images, boxes)
+    facegen.evaluate(ckpt, ROOT, dataset="folder")                 -> report dict (facegen eval)
+    facegen.score(PREDICTIONS, GROUND_TRUTH, subsets=...)          -> report dict (facegen score)
+    facegen.load_spec("dense490"), facegen.list_specs()            -> compiled landmark spec, built-in names
+    facegen.load_face_model()                                      -> the imported parametric face model
+Errors the user can act on are `facegen.FacegenError`.
+
+Names load on first use (PEP 562), so `import facegen` imports neither numpy nor torch, bpy or pyrender.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
-    __version__ = version("facegen")
-except PackageNotFoundError:  # running from a source tree without install
-    __version__ = "0.0.0+src"
+import importlib
+from typing import TYPE_CHECKING
 
-from facegen.face_model import FaceModel, load_face_model  # noqa: E402
-from facegen.shards import load_shards, open_shards  # noqa: E402
+from facegen.errors import FacegenError
+
+# public name -> "module:attribute", imported when first used
+_LAZY = {
+    "render": "facegen.api:render",
+    "train": "facegen.api:train",
+    "TrainResult": "facegen.api:TrainResult",
+    "evaluate": "facegen.api:evaluate",
+    "score": "facegen.api:score",
+    "load_predictor": "facegen.trainer.predictor:load_predictor",
+    "Predictor": "facegen.trainer.predictor:Predictor",
+    "open_shards": "facegen.shards:open_shards",
+    "ShardSet": "facegen.shards:ShardSet",
+    "load_spec": "facegen.specs:load_spec",
+    "read_spec": "facegen.specs:read_spec",
+    "list_specs": "facegen.specs:list_specs",
+    "CompiledSpec": "facegen.specs:CompiledSpec",
+    "load_face_model": "facegen.face_model:load_face_model",
+    "FaceModel": "facegen.face_model:FaceModel",
+}
+
+__all__ = [*_LAZY, "FacegenError", "__version__"]
 
 
+def __getattr__(name: str):
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
 
-def load_spec(name_or_path: str):
-    """A landmark spec (built-in name or YAML path) compiled against the default face model."""
-    from facegen.specs import load_compiled
-
-    return load_compiled(name_or_path)
-
-
-def render(*args, **kwargs):
-    """Render labelled samples into HDF5 shards: `facegen.render("dense490", 1000, "out/d490", workers=2)`
-    (the Python form of `facegen render`; see `facegen.generator.job.render`)."""
-    from facegen.generator.job import render as _render
-
-    return _render(*args, **kwargs)
+        try:
+            value = version("facegen")
+        except PackageNotFoundError:  # running from a source tree without install
+            value = "0.0.0+src"
+    elif name in _LAZY:
+        module, attr = _LAZY[name].split(":")
+        value = getattr(importlib.import_module(module), attr)
+    else:
+        raise AttributeError(f"module 'facegen' has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this function
+    return value
 
 
-__all__ = ["FaceModel", "load_face_model", "load_spec", "open_shards", "load_shards", "render", "__version__"]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # for editors and type checkers: the same names, imported eagerly
+    from facegen.api import TrainResult, evaluate, render, score, train
+    from facegen.face_model import FaceModel, load_face_model
+    from facegen.shards import ShardSet, open_shards
+    from facegen.specs import CompiledSpec, list_specs, load_spec, read_spec
+    from facegen.trainer.predictor import Predictor, load_predictor

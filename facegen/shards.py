@@ -362,8 +362,6 @@ def open_shards(*directories: Path | str) -> ShardSet:
     return ShardSet(files=files, counts=counts, attrs=attrs or {})
 
 
-load_shards = open_shards
-
 
 def _decode(value: Any) -> Any:
     if isinstance(value, bytes):

@@ -2,8 +2,9 @@
 
 A spec (see docs/landmark-specs.md) lists points as a `vertex`, a barycentric point (`triangle` +
 `weights`) or a `contour` (ordered candidate vertices, inner -> frontal -> outer; the one on the
-outline for the current pose is chosen by `CompiledSpec.locate`). `load_spec` parses and checks the
-schema; `compile_spec` checks it against a FaceModel (indices, symmetry) and returns arrays.
+outline for the current pose is chosen by `CompiledSpec.locate`). `read_spec` parses and checks the
+schema; `compile_spec` checks it against a FaceModel (indices, symmetry) and returns arrays;
+`load_spec` does both (what `facegen.load_spec` is).
 Every problem is a `SpecError` naming the file, the entry and the reason.
 """
 
@@ -157,7 +158,8 @@ def view_direction(vertices: np.ndarray, camera_centre: np.ndarray) -> np.ndarra
 # -- finding and parsing ------------------------------------------------------------------------
 
 
-def builtin_names() -> list[str]:
+def list_specs() -> list[str]:
+    """Names of the built-in landmark specs (landmark_specs/*.yaml)."""
     root = importlib.resources.files("facegen.landmark_specs")
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
 
@@ -172,12 +174,13 @@ def resolve_spec(name_or_path: str | Path) -> tuple[str, str]:
         return p.read_text(encoding="utf-8"), s
     res = importlib.resources.files("facegen.landmark_specs").joinpath(f"{s}.yaml")
     if not res.is_file():
-        raise SpecError(f"unknown spec {s!r}; built-in specs: {', '.join(builtin_names())} (or give a path to a YAML file)")
+        raise SpecError(f"unknown spec {s!r}; built-in specs: {', '.join(list_specs())} (or give a path to a YAML file)")
     return res.read_text(encoding="utf-8"), f"landmark_specs/{s}.yaml"
 
 
-def load_spec(name_or_path: str | Path) -> Spec:
-    """Read and schema-check a spec given by built-in name (e.g. "dense490") or path."""
+def read_spec(name_or_path: str | Path) -> Spec:
+    """Read and schema-check a spec given by built-in name (e.g. "dense490") or path (not compiled:
+    `load_spec` compiles it against a face model)."""
     text, where = resolve_spec(name_or_path)
     return parse_spec(text, where)
 
@@ -432,10 +435,12 @@ def compile_spec(spec: Spec, model: FaceModel) -> CompiledSpec:
     return compiled
 
 
-def load_compiled(name_or_path: str | Path, model: FaceModel | None = None) -> CompiledSpec:
-    """Load and compile a spec against `model` (default: the cached face model)."""
+def load_spec(name_or_path: str | Path, model: FaceModel | None = None) -> CompiledSpec:
+    """A landmark spec (built-in name, e.g. "dense490", or path to a YAML file) read, checked and compiled
+    against `model` (default: the cached face model): the points' vertices, weights, contours, groups,
+    pairs and iBUG-68 correspondence as arrays. `facegen.load_spec` is this function."""
     if model is None:
         from facegen.face_model import load_face_model
 
         model = load_face_model()
-    return compile_spec(load_spec(name_or_path), model)
+    return compile_spec(read_spec(name_or_path), model)

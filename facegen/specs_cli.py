@@ -18,10 +18,10 @@ def specs() -> None:
 @specs.command("list")
 def list_cmd() -> None:
     """List the built-in specs."""
-    from facegen.specs import builtin_names, load_spec
+    from facegen.specs import list_specs, read_spec
 
-    for name in builtin_names():
-        s = load_spec(name)
+    for name in list_specs():
+        s = read_spec(name)
         click.echo(f"{name:<12} {s.num_points:>5} points  {s.description}")
 
 
@@ -30,13 +30,13 @@ def list_cmd() -> None:
 @click.option("--yaml", "as_yaml", is_flag=True, help="Print the YAML text instead of a summary.")
 def show(name: str, as_yaml: bool) -> None:
     """Summarise a spec: points per kind and group, pairs, iBUG-68 correspondence."""
-    from facegen.specs import load_compiled, load_spec
+    from facegen.specs import load_spec, read_spec
 
-    s = load_spec(name)
+    s = read_spec(name)
     if as_yaml:
         click.echo(s.yaml_text, nl=False)
         return
-    c = load_compiled(name)
+    c = load_spec(name)
     kinds: dict[str, int] = {}
     for p in s.points:
         kinds[p.kind] = kinds.get(p.kind, 0) + 1
@@ -55,10 +55,10 @@ def show(name: str, as_yaml: bool) -> None:
 @click.argument("files", nargs=-1, required=True)
 def validate(files: tuple[str, ...]) -> None:
     """Check spec files (schema and against the face model); exit 2 on the first problem."""
-    from facegen.specs import load_compiled
+    from facegen.specs import load_spec
 
     for f in files:
-        c = load_compiled(f)
+        c = load_spec(f)
         click.echo(f"{f}: ok ({c.num_points} points, {len(c.contours)} contours)")
 
 
@@ -72,10 +72,10 @@ def preview(name: str, out: Path, labels: bool, size: int) -> None:
     """Draw the spec on the neutral face, front and 3/4 view (filled dots visible, rings hidden)."""
     from facegen.face_model import load_face_model
     from facegen.spec_preview import write_preview
-    from facegen.specs import load_compiled
+    from facegen.specs import load_spec
 
     model = load_face_model()
-    write_preview(load_compiled(name, model), model, out, size=size, labels=labels)
+    write_preview(load_spec(name, model), model, out, size=size, labels=labels)
     click.echo(f"wrote {out}")
 
 
@@ -95,10 +95,10 @@ def compare(first: str, second: str, out: Path, yaws: tuple[float, ...], size: i
     """
     from facegen.face_model import load_face_model
     from facegen.spec_preview import compare_image, write_image
-    from facegen.specs import load_compiled
+    from facegen.specs import load_spec
 
     model = load_face_model()
-    img, moved = compare_image(load_compiled(first, model), load_compiled(second, model), model, size, yaws)
+    img, moved = compare_image(load_spec(first, model), load_spec(second, model), model, size, yaws)
     write_image(img, out)
     for yaw, d in zip(yaws, moved):
         click.echo(f"yaw {yaw:g}: largest difference {d:.1f} px ({100 * d / size:.1f} % of the view)")

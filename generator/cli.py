@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from facegen.cli_types import FiniteFloat, ImageFile
-from facegen.generator.job import DEFAULT_RENDERER, OUTPUTS, JobSettings, run_job
+from facegen.generator.job import DEFAULT_RENDERER, OUTPUTS
 
 
 def _outputs(ctx, param, value: str) -> tuple[str, ...]:
@@ -62,12 +62,11 @@ def render(spec, n, out, size, shard_size, workers, seed, renderer, config, back
     size...) is refused with what differs. Read the shards with `facegen.open_shards(DIR)` or plain
     h5py (docs/shard-format.md); look at them with `facegen inspect DIR` and `facegen preview DIR`.
     """
-    settings = JobSettings(spec=spec, n=n, out=str(out), size=size, shard_size=shard_size, workers=workers,
-                           seed=seed, renderer=renderer, config=str(config) if config else None,
-                           backgrounds=str(backgrounds) if backgrounds else None,
-                           hdris=str(hdris) if hdris else None, outputs=outputs)
+    from facegen.api import render as run
+
     try:
-        folder = run_job(settings, progress=not quiet)
+        folder = run(spec, n, out, size=size, shard_size=shard_size, workers=workers, seed=seed, renderer=renderer,
+                     config=config, backgrounds=backgrounds, hdris=hdris, outputs=outputs, progress=not quiet)
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: the finished shards in {out} are kept; run the same command to render the rest",
                    err=True)
@@ -122,3 +121,4 @@ def preview(directory: Path, output: Path, n: int, cols: int, start: int, scale:
     path = contact_sheet(directory, output, n=n, cols=cols, start=start, scale=scale, segmentation=segmentation,
                          amodal=amodal)
     click.echo(f"wrote {path}")
+

@@ -45,21 +45,6 @@ class JobSettings:
     model_path: str | None = None
 
 
-def render(spec: str = "dense490", n: int = 1000, out: str | Path = "out", *, size: int = 256,
-           shard_size: int = 1000, workers: int = 1, seed: int = 0, renderer: str = DEFAULT_RENDERER,
-           config: str | Path | None = None, backgrounds: str | Path | None = None,
-           hdris: str | Path | None = None, outputs=("rgb",), progress: bool = True) -> Path:
-    """Render `n` labelled samples of landmark spec `spec` into HDF5 shards in `out` (resumable).
-
-    The Python form of `facegen render`; returns the output folder."""
-    settings = JobSettings(spec=str(spec), n=int(n), out=str(out), size=int(size), shard_size=int(shard_size),
-                           workers=int(workers), seed=int(seed), renderer=renderer,
-                           config=str(config) if config else None,
-                           backgrounds=str(backgrounds) if backgrounds else None,
-                           hdris=str(hdris) if hdris else None, outputs=tuple(outputs))
-    return run_job(settings, progress=progress)
-
-
 # -- validation and the job's identity ---------------------------------------------------------------
 
 def validate(s: JobSettings) -> None:
@@ -111,10 +96,10 @@ def prepare(s: JobSettings) -> JobContext:
     from facegen.face_model import load_face_model
     from facegen.generator import backgrounds, sampling
     from facegen.generator.scene import check_renderer
-    from facegen.specs import compile_spec, load_spec
+    from facegen.specs import load_spec
 
     model = load_face_model(s.model_path)
-    spec = compile_spec(load_spec(s.spec), model)
+    spec = load_spec(s.spec, model)
     config = sampling.load_config(s.config)
     photos = tuple(sampling.list_files(Path(s.backgrounds), sampling.PHOTO_SUFFIXES, "--backgrounds")) \
         if s.backgrounds else ()

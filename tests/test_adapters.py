@@ -19,7 +19,7 @@ from facegen.trainer.adapt import AdaptConfig, adapt, default_out
 from facegen.trainer.adapters import adapter_from_record, adapter_record, create_adapter
 from facegen.trainer.evaluate import evaluate, open_eval_dataset
 from facegen.trainer.models import create_model
-from facegen.trainer.predictor import load_checkpoint
+from facegen.trainer.predictor import load_predictor
 from facegen.trainer.real_data import RealView, open_real, real_split
 from facegen.trainer.train import TrainConfig, train
 from tests.toy_shards import REAL_MINI, write_toy_shards
@@ -113,7 +113,7 @@ def test_strategies_with_an_adapter_lower_their_loss_and_save_it(strategy, adapt
     assert last_layer.abs().sum() > 0
     history = json.loads((tmp_path / "history.json").read_text())["history"]
     assert any("real_val_nme_adapter" in r for r in history)
-    assert load_checkpoint(s["last"], "cpu").adapter is not None
+    assert load_predictor(s["last"], "cpu").adapter is not None
 
 
 def test_adapter_refuses_strategies_where_it_means_nothing(dense_shards, tmp_path):
@@ -148,7 +148,7 @@ def test_adapt_fits_on_held_out_faces_and_eval_and_predict_use_it(synthetic_chec
     assert summary["train_nme_after"] < 0.7 * summary["train_nme_before"], summary
 
     # eval on the held-out faces scores both modes; they match what adapt measured in crop pixels
-    p = load_checkpoint(out, "cpu")
+    p = load_predictor(out, "cpu")
     assert p.adapter is not None and p.adapter_info["convention"] == "2d"
     base = open_real(REAL_MINI)
     val = RealView(base, real_split(len(base), None, 0, 0.25).val)
@@ -158,7 +158,7 @@ def test_adapt_fits_on_held_out_faces_and_eval_and_predict_use_it(synthetic_chec
     assert nme["nearest"] == pytest.approx(summary["val_nme_before"], rel=1e-4)
     assert nme["adapter"] == pytest.approx(summary["val_nme_after"], rel=1e-4)
     assert report["metrics"] == report["modes"]["nearest"]["metrics"]  # top level: the nearest subset, as before
-    plain = evaluate(load_checkpoint(ckpt, "cpu"), val)
+    plain = evaluate(load_predictor(ckpt, "cpu"), val)
     assert plain["metrics"] == report["metrics"] and set(plain["modes"]) == {"nearest"}
 
     # facegen eval writes both; facegen score reproduces the adapter's table from its files
@@ -197,7 +197,7 @@ def test_adapt_unet_on_heatmaps(synthetic_checkpoints, tmp_path):
                           real_val_fraction=0.25, max_epochs=12, patience=5, out=str(tmp_path / "unet.pt"),
                           device="cpu"), log=lambda m: None)
     assert s["best_epoch"] > 0 and s["val_nme_after"] < 0.9 * s["val_nme_before"], s
-    rep = evaluate(load_checkpoint(tmp_path / "unet.pt", "cpu"), open_eval_dataset("folder", REAL_MINI))
+    rep = evaluate(load_predictor(tmp_path / "unet.pt", "cpu"), open_eval_dataset("folder", REAL_MINI))
     assert rep["modes"]["adapter"]["adapter"]["name"] == "unet"
     with pytest.raises(FacegenError, match="works on heatmaps"):
         adapt(AdaptConfig(str(synthetic_checkpoints["resnet"]), str(REAL_MINI), adapter="unet", device="cpu"))
@@ -271,7 +271,7 @@ def test_adapt_reports_faces_left_out_of_fitting_and_stopping(synthetic_checkpoi
     assert "test " in r.output
     base = open_real(REAL_MINI)
     test = RealView(base, real_split(len(base), None, 0, 0.25, 0.25).test)
-    report = evaluate(load_checkpoint(default_out(ckpt), "cpu"), test)
+    report = evaluate(load_predictor(default_out(ckpt), "cpu"), test)
     nme = {m: rep["metrics"]["inter_ocular"]["all"]["nme"] for m, rep in report["modes"].items()}
     assert nme["nearest"] == pytest.approx(summary["test_nme_before"], rel=1e-4)
     assert nme["adapter"] == pytest.approx(summary["test_nme_after"], rel=1e-4)

@@ -139,9 +139,9 @@ def test_visibility_agrees_with_the_raster_depth_test(renderer, raster, face_mod
     the two depth sources are independent, the rule (labels.visible_from_depths) is shared."""
     from facegen.generator.labels import Labeller
     from facegen.generator.sampling import SceneSampler, load_config
-    from facegen.specs import compile_spec, load_spec
+    from facegen.specs import load_spec
 
-    labeller = Labeller(compile_spec(load_spec("dense1001"), face_model), face_model)
+    labeller = Labeller(load_spec("dense1001", face_model), face_model)
     sampler = SceneSampler(face_model, load_config(None), seed=5)
     rng = np.random.default_rng(11)
     agree = total = hidden = 0

@@ -34,9 +34,9 @@ SHIRT = Clothing(cut="collar_shirt", color=(0.1, 0.2, 0.5), color2=(0.9, 0.9, 0.
 
 @pytest.fixture(scope="module")
 def ibug68(face_model):
-    from facegen.specs import compile_spec, load_spec
+    from facegen.specs import load_spec
 
-    return Labeller(compile_spec(load_spec("ibug68"), face_model), face_model)
+    return Labeller(load_spec("ibug68", face_model), face_model)
 
 
 @pytest.fixture(scope="module")

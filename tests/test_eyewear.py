@@ -60,9 +60,9 @@ def test_glasses_clear_the_face_of_every_identity(face_model, frame):
 
 @pytest.fixture(scope="module")
 def ibug68(face_model):
-    from facegen.specs import compile_spec, load_spec
+    from facegen.specs import load_spec
 
-    return Labeller(compile_spec(load_spec("ibug68"), face_model), face_model)
+    return Labeller(load_spec("ibug68", face_model), face_model)
 
 
 @pytest.fixture(scope="module")

@@ -112,11 +112,11 @@ def rendered(tmp_path_factory, face_model):
 def test_eval_on_shards_equals_eval_on_the_same_samples_as_pts(rendered, tmp_path):
     from facegen.trainer.datasets import PtsFolder, export_pts
     from facegen.trainer.evaluate import evaluate, open_eval_dataset
-    from facegen.trainer.predictor import load_checkpoint
+    from facegen.trainer.predictor import load_predictor
     from facegen.trainer.score import score_files
 
     shards, ckpt = rendered
-    predictor = load_checkpoint(ckpt, "cpu")
+    predictor = load_predictor(ckpt, "cpu")
     ds = open_eval_dataset("shards", shards)
     assert ds.names[:2] == ["000000", "000001"] and len(ds) == 16
     yaw = np.abs(ds.yaw)

@@ -40,9 +40,9 @@ def test_the_rule_reads_the_class_at_the_nearest_pixel():
 
 @pytest.fixture(scope="module")
 def ibug68(face_model):
-    from facegen.specs import compile_spec, load_spec
+    from facegen.specs import load_spec
 
-    return Labeller(compile_spec(load_spec("ibug68"), face_model), face_model)
+    return Labeller(load_spec("ibug68", face_model), face_model)
 
 
 @pytest.fixture(scope="module")

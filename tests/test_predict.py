@@ -10,7 +10,7 @@ from facegen.errors import FacegenError
 from facegen.trainer.annotations import read_pts
 from facegen.trainer.datasets import read_image
 from facegen.trainer.predict import FaceDetector, run_predict
-from facegen.trainer.predictor import load_checkpoint
+from facegen.trainer.predictor import load_predictor
 from facegen.trainer.train import TrainConfig, train
 from facegen.trainer.transforms import landmark_box
 from tests.toy_shards import REAL_MINI
@@ -46,7 +46,7 @@ def test_predict_video_writes_mp4_and_json(checkpoint, tmp_path):
     for _ in range(3):
         writer.write(frame)
     writer.release()
-    summary = run_predict(load_checkpoint(checkpoint, "cpu"), video, tmp_path / "out")
+    summary = run_predict(load_predictor(checkpoint, "cpu"), video, tmp_path / "out")
     assert summary["faces"] >= 3
     data = json.loads((tmp_path / "out" / "predictions.json").read_text())
     frames = data["results"]["clip.mp4"]
@@ -57,4 +57,4 @@ def test_predict_video_writes_mp4_and_json(checkpoint, tmp_path):
 
 def test_predict_missing_source_is_named(checkpoint, tmp_path):
     with pytest.raises(FacegenError, match="nothing-here"):
-        run_predict(load_checkpoint(checkpoint, "cpu"), tmp_path / "nothing-here", tmp_path / "out")
+        run_predict(load_predictor(checkpoint, "cpu"), tmp_path / "nothing-here", tmp_path / "out")

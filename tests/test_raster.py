@@ -20,9 +20,9 @@ PLANE_TOLERANCE_PX = 0.1  # a patch is planar when no pixel centre is off the fi
 
 @pytest.fixture(scope="module")
 def spec(face_model):
-    from facegen.specs import compile_spec, load_spec
+    from facegen.specs import load_spec
 
-    return compile_spec(load_spec("dense490"), face_model)
+    return load_spec("dense490", face_model)
 
 
 @pytest.fixture(scope="module")
@@ -222,9 +222,9 @@ def test_declares_what_it_can_do(renderer):
 @pytest.mark.parametrize("spec_name", ["ibug68", "dense490"])
 def test_vectorised_contours_match_the_spec(face_model, spec_name):
     """The labeller's vectorised contour rule picks exactly the vertices `CompiledSpec.locate` picks."""
-    from facegen.specs import compile_spec, load_spec
+    from facegen.specs import load_spec
 
-    spec = compile_spec(load_spec(spec_name), face_model)
+    spec = load_spec(spec_name, face_model)
     labeller = Labeller(spec, face_model)
     sampler = SceneSampler(face_model, load_config(), seed=9)
     for index in range(40):

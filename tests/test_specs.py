@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from facegen.camera import euler_to_matrix
-from facegen.specs import IBUG68_FLIP, SpecError, compile_spec, load_spec, parse_spec
+from facegen.specs import IBUG68_FLIP, SpecError, compile_spec, load_spec, parse_spec, read_spec
 
 BUILTIN = {"ibug68": 68, "ibug68_3d": 68, "dense243": 243, "dense490": 490, "dense1001": 1001}
 
@@ -23,7 +23,7 @@ def _centre_cam(v: np.ndarray, yaw: float = 0.0) -> tuple[np.ndarray, np.ndarray
 
 @pytest.mark.parametrize("name", list(BUILTIN))
 def test_builtin_compiles_symmetric(name, face_model):
-    c = compile_spec(load_spec(name), face_model)
+    c = load_spec(name, face_model)
     assert c.num_points == BUILTIN[name] == len(c.names)
     assert sorted(c.flip.tolist()) == list(range(c.num_points))
     assert (c.flip[c.flip] == np.arange(c.num_points)).all()
@@ -33,7 +33,7 @@ def test_builtin_compiles_symmetric(name, face_model):
 
 
 def test_ibug68_flip_and_frontal_jaw(face_model):
-    c = compile_spec(load_spec("ibug68"), face_model)
+    c = load_spec("ibug68", face_model)
     assert (c.flip == IBUG68_FLIP).all()
     assert IBUG68_FLIP[0] == 16 and IBUG68_FLIP[36] == 45 and IBUG68_FLIP[67] == 65 and IBUG68_FLIP[30] == 30
     assert sorted(c.contours) == [i for i in range(17) if i != 8]
@@ -46,7 +46,7 @@ def test_ibug68_flip_and_frontal_jaw(face_model):
 def test_contours_follow_turned_face(face_model):
     """Yaw +40 shows the subject's right side: right jaw slides outwards, left jaw inwards, and the
     upper left points move onto the cheek."""
-    c = compile_spec(load_spec("ibug68"), face_model)
+    c = load_spec("ibug68", face_model)
     v, cam = _centre_cam(face_model.neutral.astype(np.float64), 40.0)
     chosen = c.locate_indices(v, cam)
     lm = face_model.landmarks68
@@ -61,7 +61,7 @@ def test_contours_follow_turned_face(face_model):
 
 @pytest.mark.parametrize("name", ["dense243", "dense490", "dense1001"])
 def test_dense_covers_face_and_ibug(name, face_model):
-    spec = load_spec(name)
+    spec = read_spec(name)
     c = compile_spec(spec, face_model)
     p = c.frontal_positions(face_model.neutral)
     d = np.linalg.norm(p[c.ibug68] - face_model.neutral[face_model.landmarks68], axis=1)
@@ -84,7 +84,7 @@ def test_generate_is_deterministic(face_model, tmp_path):
     assert text == dense_spec_yaml(face_model, 333, command="x")
     c = compile_spec(parse_spec(text, "dense333"), face_model)
     assert c.num_points == 333
-    shipped = load_spec("dense243").yaml_text
+    shipped = read_spec("dense243").yaml_text
     assert dense_spec_yaml(face_model, 243, command=shipped.split("`")[1]) == shipped
 
 
@@ -175,7 +175,7 @@ def test_cli_validate_exit_code(tmp_path):
 def test_ibug68_3d_keeps_the_jaw_on_fixed_surface_points(face_model):
     """ibug68_3d's jaw is ibug68's frontal jaw candidates, whatever the view (the 3D-fit convention),
     while ibug68's far-side jaw slides to the visible outline on a turned face."""
-    contour, fixed = (compile_spec(load_spec(n), face_model) for n in ("ibug68", "ibug68_3d"))
+    contour, fixed = (load_spec(n, face_model) for n in ("ibug68", "ibug68_3d"))
     assert not fixed.contours and fixed.names == contour.names
     front_v, front_cam = _centre_cam(face_model.neutral)
     np.testing.assert_allclose(fixed.locate(front_v, front_cam), contour.frontal_positions(front_v), atol=1e-9)
@@ -190,7 +190,7 @@ def test_ibug68_3d_keeps_the_jaw_on_fixed_surface_points(face_model):
 def test_dense_records_both_ibug_conventions(name, face_model):
     """A dense spec's `ibug68_3d` points sit on ibug68_3d's surface points in a frontal view; turned, the 51
     inner points still agree and the jaw follows the outline (as ibug68's does), not the fixed jaw."""
-    dense, fixed, contour = (compile_spec(load_spec(n), face_model) for n in (name, "ibug68_3d", "ibug68"))
+    dense, fixed, contour = (load_spec(n, face_model) for n in (name, "ibug68_3d", "ibug68"))
     np.testing.assert_allclose(dense.frontal_positions(face_model.neutral)[dense.ibug68_3d],
                                fixed.frontal_positions(face_model.neutral), atol=1e-9)
     turned_v, cam = _centre_cam(face_model.neutral, yaw=60.0)
@@ -204,14 +204,14 @@ def test_checkpoint_spec_knows_its_jaw_convention():
     from facegen.trainer.predictor import SpecInfo
 
     def info(name):
-        spec = load_spec(name)
+        spec = read_spec(name)
         return SpecInfo(name, spec.yaml_text, [p.name for p in spec.points], np.arange(spec.num_points),
                         None if spec.ibug68 is None else np.asarray(spec.ibug68))
 
     assert info("ibug68").jaw_convention() == "2d" and info("ibug68_3d").jaw_convention() == "3d"
     dense = info("dense490")
     assert dense.jaw_convention() == "2d"
-    np.testing.assert_array_equal(dense.correspondence("3d"), load_spec("dense490").ibug68_3d)
+    np.testing.assert_array_equal(dense.correspondence("3d"), read_spec("dense490").ibug68_3d)
     np.testing.assert_array_equal(info("ibug68_3d").correspondence("2d"), np.arange(68))
     assert SpecInfo("toy", "name: toy\n", [], np.arange(10), None).correspondence("3d") is None
 

@@ -6,7 +6,7 @@ import torch
 
 from facegen.errors import FacegenError
 from facegen.trainer.evaluate import NearestSubsetAdapter, to_ibug68
-from facegen.trainer.predictor import SpecInfo, load_checkpoint
+from facegen.trainer.predictor import SpecInfo, load_predictor
 from facegen.trainer.train import TrainConfig, train
 
 
@@ -25,7 +25,7 @@ def test_seeded_runs_are_identical_and_checkpoint_predicts(toy_shards, tmp_path)
     wb = torch.load(tmp_path / "b" / "last.pt", weights_only=False)["model_state"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
-    p = load_checkpoint(tmp_path / "a" / "best.pt", device="cpu")  # the checkpoint alone
+    p = load_predictor(tmp_path / "a" / "best.pt", device="cpu")  # the checkpoint alone
     assert p.input_size == 32 and p.num_landmarks == 68 and p.spec.name == "toy68"
     img = np.zeros((64, 64, 3), np.uint8)
     pred = p.predict([img, img], [[10, 10, 50, 50], [0, 0, 20, 20]])
@@ -57,14 +57,14 @@ def test_to_ibug68_nearest_subset():
 
 def test_missing_checkpoint_is_named(tmp_path):
     with pytest.raises(FacegenError, match="nope.pt"):
-        load_checkpoint(tmp_path / "nope.pt")
+        load_predictor(tmp_path / "nope.pt")
 
 
 def test_test_time_flip_makes_predictions_mirror_equivariant(toy_shards, tmp_path):
     """With test-time flip, predicting on a mirrored image gives the mirror of the prediction (each point
     where its partner was): true for any weights only if the mirrored crop's points are mapped back right."""
     train(_cfg(toy_shards, tmp_path / "f", steps=2, test_flip=True), progress=False)
-    p = load_checkpoint(tmp_path / "f" / "best.pt", device="cpu")
+    p = load_predictor(tmp_path / "f" / "best.pt", device="cpu")
     assert p.flip  # saved in the checkpoint
     img = np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8)
     box = [12.0, 8.0, 52.0, 48.0]  # and the same face box in the mirrored image (x -> 79 - x)
@@ -79,7 +79,7 @@ def test_test_time_flip_makes_predictions_mirror_equivariant(toy_shards, tmp_pat
     expect = a[p.spec.flip_map].copy()
     expect[:, 0] = 79 - expect[:, 0]
     assert np.abs(b - expect).max() > 0.01
-    assert load_checkpoint(tmp_path / "f" / "best.pt", device="cpu", flip=False).flip is False
+    assert load_predictor(tmp_path / "f" / "best.pt", device="cpu", flip=False).flip is False
 
 
 def test_n_synthetic_trains_on_the_first_renders_and_keeps_the_hold_out(toy_shards, tmp_path):

@@ -180,22 +180,19 @@ def train(data, n_synthetic, strategy, real, real_format, n_real, real_val_fract
     are iBUG-68 for real-only. A checkpoint embeds its config and landmark spec: `facegen eval` and
     `facegen predict` need nothing else.
     """
-    from facegen.trainer.train import TrainConfig, train as run
+    from facegen.api import train as run
 
-    cfg = TrainConfig(data=list(data), model=model, model_kwargs=_model_kwargs(model, model_arg), out=out,
-                      input_size=input_size, crop_scale=crop_scale, gray=gray, augment=augment, epochs=epochs,
-                      steps=steps, batch_size=batch_size, lr=lr, workers=workers, val_fraction=val_fraction,
-                      val_every=val_every, val_real=val_real, test_flip=test_flip, n_synthetic=n_synthetic,
-                      coord_loss=coord_loss, heatmap_loss=heatmap_loss,
-                      heatmap_weight=heatmap_weight, occlusion_aware=occlusion_aware,
-                      occluded_weight=occluded_weight, seed=seed, device=device, amp=not no_amp, resume=resume,
-                      strategy=strategy, real=real, real_format=real_format, n_real=n_real,
-                      real_val_fraction=real_val_fraction, real_test_fraction=real_test_fraction,
-                      real_split_seed=real_split_seed,
-                      real_share=real_share, init=init, unlabelled=unlabelled, da_weight=da_weight, adapter=adapter)
-    with user_errors():
-        summary = run(cfg)
-    click.echo(json.dumps(summary, indent=2))
+    result = run(list(data), out=out, strategy=strategy, model=model, model_args=_model_kwargs(model, model_arg),
+                 steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, input_size=input_size,
+                 crop_scale=crop_scale, gray=gray, augment=augment, workers=workers, n_synthetic=n_synthetic,
+                 val_fraction=val_fraction, val_every=val_every, val_real=val_real, test_flip=test_flip,
+                 coord_loss=coord_loss, heatmap_loss=heatmap_loss, heatmap_weight=heatmap_weight,
+                 occlusion_aware=occlusion_aware, occluded_weight=occluded_weight, real=real,
+                 real_format=real_format, n_real=n_real, real_val_fraction=real_val_fraction,
+                 real_test_fraction=real_test_fraction, real_split_seed=real_split_seed, real_share=real_share,
+                 init=init, unlabelled=unlabelled, da_weight=da_weight, adapter=adapter, seed=seed, device=device,
+                 amp=not no_amp, resume=resume)
+    click.echo(json.dumps(result.summary, indent=2))
 
 
 def _print_report(report: dict) -> None:
@@ -262,14 +259,9 @@ def evaluate(checkpoint, dataset, root, split, box, out, flip, device):
     side: nearest subset and adapter. metrics.json keeps the nearest-subset report at its top level and
     both under "modes"; the adapter's predictions and report are in OUT/adapter/, the table in modes.md.
     """
-    from facegen.trainer.evaluate import evaluate as run, open_eval_dataset
-    from facegen.trainer.predictor import load_checkpoint
+    from facegen.api import evaluate as run
 
-    with user_errors():
-        predictor = load_checkpoint(checkpoint, device, flip)
-        ds = open_eval_dataset(dataset, root, split)
-        report = run(predictor, ds, out, box=box)
-    _print_report(report)
+    _print_report(run(checkpoint, root, dataset=dataset, split=split, box=box, out=out, flip=flip, device=device))
 
 
 @click.command()
@@ -301,10 +293,10 @@ def gap(checkpoint, shards, real, real_format, out, flip, device):
     number, gap.png the regions and yaw bins per set. Shards are compared on iBUG-68.
     """
     from facegen.trainer.gap import gap_report, gap_table, open_gap_sets, write_gap
-    from facegen.trainer.predictor import load_checkpoint
+    from facegen.trainer.predictor import load_predictor
 
     with user_errors():
-        predictor = load_checkpoint(checkpoint, device, flip)
+        predictor = load_predictor(checkpoint, device, flip)
         sets = open_gap_sets(shards, real, real_format)
         report = gap_report(predictor, sets, out)
         write_gap(report, out)
@@ -334,14 +326,10 @@ def score(predictions, ground_truth, subsets, norms, thresholds, auc_method, out
       facegen score --predictions $S/300wpublic_results_300wpublic_test.json \\
                     --ground-truth $S/300wpublic_test.json --subsets $S/300wpublic_db_info.json --out scores/
     """
-    from facegen.trainer.score import score_files, write_report
+    from facegen.api import score as run
 
-    with user_errors():
-        report, gt = score_files(predictions, ground_truth, subsets, norms=tuple(norms),
-                                 thresholds=tuple(thresholds), auc_method=auc_method)
-        if out:
-            write_report(report, gt, out)
-    _print_report(report)
+    _print_report(run(predictions, ground_truth, subsets=subsets, norms=norms, thresholds=thresholds,
+                      auc_method=auc_method, out=out))
 
 
 @click.command()
@@ -365,10 +353,10 @@ def predict(source, checkpoint, out, no_adapter, flip, device):
     "points" says which points were written. --no-adapter writes the model's own points.
     """
     from facegen.trainer.predict import run_predict
-    from facegen.trainer.predictor import load_checkpoint
+    from facegen.trainer.predictor import load_predictor
 
     with user_errors():
-        predictor = load_checkpoint(checkpoint, device, flip)
+        predictor = load_predictor(checkpoint, device, flip)
         summary = run_predict(predictor, Path(source), Path(out), adapter=not no_adapter)
     click.echo(json.dumps(summary))
 

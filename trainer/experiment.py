@@ -248,9 +248,9 @@ def _score_cell(checkpoint: Path, test_set, folder: Path) -> dict:
     """Both evaluation modes where the checkpoint has an adapter: {mode: {norm: {subset: metrics}}}, plus
     each mode's per-image errors for the CED curves."""
     from facegen.trainer.evaluate import evaluate
-    from facegen.trainer.predictor import load_checkpoint
+    from facegen.trainer.predictor import load_predictor
 
-    report = evaluate(load_checkpoint(checkpoint), test_set, folder / "eval")
+    report = evaluate(load_predictor(checkpoint), test_set, folder / "eval")
     modes = report.get("modes") or {"nearest": report}
     return {mode: {"metrics": r["metrics"], "per_image": r["per_image"]} for mode, r in modes.items()}
 

@@ -89,10 +89,10 @@ def _points(predictor: Predictor, adapter: bool) -> tuple[str, list[str], str]:
         extra = "; the checkpoint's adapter was not used (--no-adapter)" if predictor.adapter is not None else ""
         return predictor.spec.name, list(predictor.spec.names), \
             f"landmarks: the model's own {predictor.num_landmarks} points ({predictor.spec.name}){extra}"
-    from facegen.specs import load_spec
+    from facegen.specs import read_spec
 
     info = predictor.adapter_info
-    spec = load_spec("ibug68_3d" if info.get("convention") == "3d" else "ibug68")
+    spec = read_spec("ibug68_3d" if info.get("convention") == "3d" else "ibug68")
     return spec.name, [q.name for q in spec.points], \
         (f"landmarks: iBUG-68 ({spec.name}) through the checkpoint's {info.get('name')} label adapter, "
          f"fitted by {(info.get('fitted_on') or {}).get('by', '?')} on {(info.get('fitted_on') or {}).get('real', '?')}"

@@ -1,4 +1,4 @@
-"""A checkpoint alone can predict: `load_checkpoint(path) -> Predictor`.
+"""A checkpoint alone can predict: `load_predictor(path) -> Predictor`.
 
 Checkpoints embed the training config, the model's construction arguments and the landmark spec (YAML,
 names, flip map, iBUG-68 correspondence), so nothing else is needed at prediction time. A checkpoint may
@@ -177,7 +177,7 @@ def read_checkpoint(path: Path | str, keys: Sequence[str] = CHECKPOINT_KEYS) -> 
     return ckpt
 
 
-def load_checkpoint(path: Path | str, device: str = "auto", flip: bool | None = None) -> Predictor:
+def load_predictor(path: Path | str, device: str = "auto", flip: bool | None = None) -> Predictor:
     """Build a Predictor from a checkpoint written by `facegen train` (or `facegen adapt`: with its adapter);
     test-time `flip` as trained (`test_flip` in its config) unless given."""
     predictor = predictor_from(read_checkpoint(path), device, str(path))

@@ -6,7 +6,7 @@ steps whose loss the strategy computes (trainer/strategies/), `validate_run` and
 AdamW + cosine, AMP on CUDA, resume from `last.pt`.
 
 Checkpoints (`last.pt`, `best.pt`) hold the model, optimiser, scheduler and step, plus the config and the
-landmark spec, so `load_checkpoint(best.pt)` predicts with nothing else.
+landmark spec, so `load_predictor(best.pt)` predicts with nothing else.
 """
 
 from __future__ import annotations
@@ -97,9 +97,9 @@ def _spec_info(ds: ShardDataset) -> SpecInfo:
 
 def _ibug68_spec_info(jaw_convention: str) -> SpecInfo:
     """The built-in iBUG-68 spec in a jaw convention (the points of a model trained on real labels)."""
-    from facegen.specs import load_spec
+    from facegen.specs import read_spec
 
-    spec = load_spec("ibug68_3d" if jaw_convention == "3d" else "ibug68")
+    spec = read_spec("ibug68_3d" if jaw_convention == "3d" else "ibug68")
     return SpecInfo(spec.name, spec.yaml_text, [p.name for p in spec.points], IBUG68_FLIP.copy(), None)
 
 
