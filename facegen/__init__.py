@@ -3,6 +3,7 @@
 Python API (each function is its command's implementation; keyword arguments mirror the options):
     facegen.render("ibug68", 500, "data/i68", renderer="raster")   -> the shard folder (facegen render)
     facegen.open_shards("data/i68")                                -> ShardSet: len, [i] -> dict of arrays
+    facegen.sample_mesh("data/i68", 0).save("face.ply")            -> a sample's posed 3D head (facegen mesh)
     facegen.train(["data/i68"], out="runs/i68", steps=2000)        -> TrainResult: .checkpoint, .summary
     facegen.load_predictor("runs/i68/best.pt")                     -> Predictor: .predict(images, boxes)
     facegen.evaluate(ckpt, ROOT, dataset="folder")                 -> report dict (facegen eval)
@@ -32,6 +33,8 @@ _LAZY = {
     "Predictor": "facegen.trainer.predictor:Predictor",
     "open_shards": "facegen.shards:open_shards",
     "ShardSet": "facegen.shards:ShardSet",
+    "sample_mesh": "facegen.generator.sample_mesh:sample_mesh",
+    "SampleMesh": "facegen.generator.sample_mesh:SampleMesh",
     "load_spec": "facegen.specs:load_spec",
     "read_spec": "facegen.specs:read_spec",
     "list_specs": "facegen.specs:list_specs",
@@ -67,6 +70,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for editors and type checkers: the same names, imported eagerly
     from facegen.api import TrainResult, evaluate, render, score, train
     from facegen.face_model import FaceModel, load_face_model
+    from facegen.generator.sample_mesh import SampleMesh, sample_mesh
     from facegen.shards import ShardSet, open_shards
     from facegen.specs import CompiledSpec, list_specs, load_spec, read_spec
     from facegen.trainer.predictor import Predictor, load_predictor

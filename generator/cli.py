@@ -1,4 +1,4 @@
-"""`facegen render | inspect | preview`: the generator's commands (routed here by facegen/cli.py)."""
+"""`facegen render | inspect | preview | mesh`: the generator's commands (routed here by facegen/cli.py)."""
 
 from __future__ import annotations
 
@@ -122,3 +122,31 @@ def preview(directory: Path, output: Path, n: int, cols: int, start: int, scale:
                          amodal=amodal)
     click.echo(f"wrote {path}")
 
+
+@click.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("index", type=click.IntRange(min=0))
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The head's file: .ply or .obj (the landmarks and dressing go beside it).")
+@click.option("--with-dressing", is_flag=True,
+              help="Also write what the sample wears: garment, glasses, mask, headwear, hand and what it holds "
+                   "(OUT-dressing, one coloured mesh) and hair, beard and brow strands (OUT-strands.ply, polylines).")
+def mesh(directory: Path, index: int, out: Path, with_dressing: bool) -> None:
+    """Rebuild the posed 3D head of sample INDEX of a shard folder, from its stored parameters.
+
+    The head is the face model shaped and posed as rendered, in the sample's camera space (x right,
+    y down, z forward, cm): the space of the shard's landmarks_3d. Beside it, OUT-landmarks (.ply or
+    .obj, as OUT) holds the spec's points on that mesh, in the spec's order: the sample's landmarks_3d.
+
+    \b
+    Examples:
+      facegen mesh data/d490 0 -o face.ply        # face.ply, face-landmarks.ply
+      facegen mesh data/d490 12 -o face.obj --with-dressing
+    """
+    from facegen.generator.sample_mesh import SUFFIXES, sample_mesh
+
+    if out.suffix.lower() not in SUFFIXES:
+        raise click.BadParameter(f"{out}: name a .ply or .obj file.", param_hint="'-o' / '--out'")
+    written = sample_mesh(directory, index, with_dressing=with_dressing).save(out)
+    for path in written:
+        click.echo(f"wrote {path}")
