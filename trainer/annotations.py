@@ -305,7 +305,7 @@ class LandmarkSet:
         return {n: i for i, n in enumerate(self.names)}
 
 
-def _read_json(path: Path, what: str) -> tuple[object, str]:
+def read_json(path: Path, what: str) -> tuple[object, str]:
     """(the parsed JSON, its text); invalid JSON is named by file, line and column."""
     text = _read_text(path, what)
     try:
@@ -334,7 +334,7 @@ def _json_children(text: str, start: int) -> list[tuple[object, int]]:
         _, i = decode(text, i)
 
 
-def _json_line(text: str, *keys) -> int:
+def json_line(text: str, *keys) -> int:
     """The line on which the value at `keys` (object keys, array indices) starts."""
     at = len(text) - len(text.lstrip())
     for key in keys:
@@ -351,7 +351,7 @@ def read_landmark_json(path: Path | str) -> tuple[list[str], np.ndarray]:
     "predictions") -> (names, (N, L, 2) float64) as written. Every mistake names the file, the line where the
     entry starts and the entry."""
     path = Path(path)
-    data, text = _read_json(path, JSON_LAYOUT)
+    data, text = read_json(path, JSON_LAYOUT)
     keys: tuple = ()
     if isinstance(data, dict) and "predictions" in data:
         data, keys = data["predictions"], ("predictions",)
@@ -364,18 +364,18 @@ def read_landmark_json(path: Path | str) -> tuple[list[str], np.ndarray]:
             if not isinstance(entry, dict) or "landmarks" not in entry:
                 has = (f"its keys: {', '.join(map(str, entry)) or 'none'}" if isinstance(entry, dict)
                        else f"it is a JSON {type(entry).__name__}")
-                raise FacegenError(f"{path}:{_json_line(text, *keys, i)}: entry {i} has no 'landmarks' ({has}); each "
+                raise FacegenError(f"{path}:{json_line(text, *keys, i)}: entry {i} has no 'landmarks' ({has}); each "
                                    "entry needs 'landmarks': [[x, y], ...] and 'imgpath' or 'image' to name it")
             names.append(str(entry.get("imgpath") or entry.get("image") or entry.get("name") or i))
             values.append(entry["landmarks"])
         label = [f"entry {i} ({n})" for i, n in enumerate(names)]
     else:
-        raise FacegenError(f"{path}:{_json_line(text, *keys)}: a JSON {type(data).__name__}; expected {JSON_LAYOUT}")
+        raise FacegenError(f"{path}:{json_line(text, *keys)}: a JSON {type(data).__name__}; expected {JSON_LAYOUT}")
     if not values:
         raise FacegenError(f"{path}: holds no landmark entries; expected {JSON_LAYOUT}")
     arrays = []
     for i, value in enumerate(values):
-        where = f"{path}:{_json_line(text, *keys, ids[i])}: {label[i]}"
+        where = f"{path}:{json_line(text, *keys, ids[i])}: {label[i]}"
         try:
             pts = np.asarray(value, np.float64)
         except (TypeError, ValueError):
@@ -389,7 +389,7 @@ def read_landmark_json(path: Path | str) -> tuple[list[str], np.ndarray]:
         arrays.append(pts)
     n, odd = _common_count([len(a) for a in arrays])
     if odd is not None:
-        raise FacegenError(f"{path}:{_json_line(text, *keys, ids[odd])}: {label[odd]} has {len(arrays[odd])} points "
+        raise FacegenError(f"{path}:{json_line(text, *keys, ids[odd])}: {label[odd]} has {len(arrays[odd])} points "
                            f"but the other entries have {n}; every entry needs the same points: fix it or leave it out")
     return names, np.asarray(arrays, np.float64)
 
@@ -417,7 +417,7 @@ def read_subsets(path: Path | str) -> dict[str, list[int]]:
     if not path.exists():
         raise FacegenError(f"{path}: no such subsets file")
     what = "{name: [image indices]} or SPIGA's *_db_info.json"
-    data, _ = _read_json(path, what)
+    data, _ = read_json(path, what)
     data = data.get("test_subsets", data) if isinstance(data, dict) else data
     if not isinstance(data, dict):
         raise FacegenError(f"{path}: expected {what}")
