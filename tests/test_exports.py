@@ -197,3 +197,17 @@ def test_export_help_teaches():
     for needle in ("facegen export data/i68 --format coco", "--points ibug68", "Face300WDataset", "_ldmks.txt"):
         assert needle in result.output
     assert "export" in CliRunner().invoke(main, ["--help"]).output
+
+
+def test_read_coco_names_a_bad_annotation(tmp_path):
+    facegen.export(write_toy_shards(tmp_path / "toy", 3, size=32), tmp_path / "coco", "coco", progress=False)
+    doc = json.loads((tmp_path / "coco" / "annotations.json").read_text())
+    doc["annotations"][2]["keypoints"] = doc["annotations"][2]["keypoints"][:-3]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc, indent=0))
+    from facegen.errors import FacegenError
+
+    with pytest.raises(FacegenError) as e:
+        read_coco(bad)
+    line = bad.read_text().splitlines().index('"image_id": 3,') - 1  # 1-based: the '{' two lines above
+    assert f"bad.json:{line}: annotation 2: 'keypoints' must be [x, y, v] for each of the category's 68" in e.value.message

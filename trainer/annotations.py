@@ -374,17 +374,19 @@ def read_landmark_json(path: Path | str) -> tuple[list[str], np.ndarray]:
     if not values:
         raise FacegenError(f"{path}: holds no landmark entries; expected {JSON_LAYOUT}")
     arrays = []
+    def where(i: int) -> str:  # only on a mistake: finding the line reads the text again
+        return f"{path}:{json_line(text, *keys, ids[i])}: {label[i]}"
+
     for i, value in enumerate(values):
-        where = f"{path}:{json_line(text, *keys, ids[i])}: {label[i]}"
         try:
             pts = np.asarray(value, np.float64)
         except (TypeError, ValueError):
             pts = None
         if pts is None or pts.ndim != 2 or pts.shape[1] != 2:
-            raise FacegenError(f"{where}: landmarks must be a list of [x, y] numbers; fix the entry")
+            raise FacegenError(f"{where(i)}: landmarks must be a list of [x, y] numbers; fix the entry")
         if not np.isfinite(pts).all():
             k = int(np.flatnonzero(~np.isfinite(pts).all(1))[0])
-            raise FacegenError(f"{where}: point {k} is {pts[k].tolist()}, not a finite position; fix the point or "
+            raise FacegenError(f"{where(i)}: point {k} is {pts[k].tolist()}, not a finite position; fix the point or "
                                "leave the entry out")
         arrays.append(pts)
     n, odd = _common_count([len(a) for a in arrays])

@@ -117,14 +117,16 @@ def read_coco(path: Path | str) -> CocoKeypoints:
     names = list(doc["categories"][0]["keypoints"])
     images = {im["id"]: im for im in doc["images"]}
     files, sizes, points, vis = [], [], [], []
+    def where(i: int) -> str:  # only on a mistake: finding the line reads the text again
+        return f"{path}:{json_line(text, 'annotations', i)}: annotation {i}"
+
     for i, ann in enumerate(doc["annotations"]):
-        where = f"{path}:{json_line(text, 'annotations', i)}: annotation {i}"
         k = ann.get("keypoints") if isinstance(ann, dict) else None
         if not isinstance(k, list) or len(k) != 3 * len(names):
-            raise FacegenError(f"{where}: 'keypoints' must be [x, y, v] for each of the category's {len(names)} "
+            raise FacegenError(f"{where(i)}: 'keypoints' must be [x, y, v] for each of the category's {len(names)} "
                                f"keypoints ({3 * len(names)} numbers)")
         if ann.get("image_id") not in images:
-            raise FacegenError(f"{where}: image_id {ann.get('image_id')!r} is not in 'images'")
+            raise FacegenError(f"{where(i)}: image_id {ann.get('image_id')!r} is not in 'images'")
         im = images[ann["image_id"]]
         a = np.asarray(k, np.float64).reshape(-1, 3)
         files.append(im["file_name"])
