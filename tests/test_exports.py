@@ -211,3 +211,14 @@ def test_read_coco_names_a_bad_annotation(tmp_path):
         read_coco(bad)
     line = bad.read_text().splitlines().index('"image_id": 3,') - 1  # 1-based: the '{' two lines above
     assert f"bad.json:{line}: annotation 2: 'keypoints' must be [x, y, v] for each of the category's 68" in e.value.message
+
+
+def test_pycocotools_reads_the_coco_export(tmp_path):
+    """What mmpose's COCO-style datasets do first: pycocotools' COCO index, annotations per image (not crowd)."""
+    coco_api = pytest.importorskip("pycocotools.coco")
+    facegen.export(write_toy_shards(tmp_path / "toy", 3, size=32), tmp_path / "coco", "coco", progress=False)
+    api = coco_api.COCO(str(tmp_path / "coco" / "annotations.json"))
+    for image_id in api.getImgIds():
+        anns = api.loadAnns(api.getAnnIds(imgIds=image_id, iscrowd=False))
+        assert len(anns) == 1 and len(anns[0]["keypoints"]) == 3 * 68 and anns[0]["image_id"] == image_id
+    assert len(api.loadCats(api.getCatIds())[0]["keypoints"]) == 68
