@@ -69,8 +69,8 @@ def read_pts(path: Path | str, n_points: int | None = None, expected: str = "") 
         fix = "add a line '{' before the first point" if _number_pair(s) else "fix or remove this line"
         raise FacegenError(f"{path}:{i + 1}: expected '{{' before the points, found {s!r}; {PTS_LAYOUT}: {fix}")
     if start is None:
-        raise FacegenError(f"{path}:{max(len(lines), 1)}: the file ends without '{{' and points; {PTS_LAYOUT} (is it empty "
-                           "or cut short?)")
+        raise FacegenError(f"{path}:{max(len(lines), 1)}: the file ends without '{{' and points; {PTS_LAYOUT} (is it "
+                           "empty or cut short?)")
     for key, line in (("version", "version: 1"), ("n_points", "n_points: N")):
         if key not in header:
             raise FacegenError(f"{path}:1: no '{key}' line before the '{{' on line {start + 1}; {PTS_LAYOUT}: add "
@@ -446,7 +446,8 @@ def load_landmark_set(path: Path | str, subsets: Path | str | None = None) -> La
         n, odd = _common_count([len(a) for a in arrays])
         if odd is not None:  # read it again asking for the common count: the message names its line
             k = sum(len(a) == n for a in arrays)
-            read_pts(files[odd], n, f"{k} of the {len(files)} files in {path} have {n}; every file needs the same points")
+            read_pts(files[odd], n, f"{k} of the {len(files)} files in {path} have {n}; every file needs the same "
+                                    "points")
         for i, name in enumerate(names):
             g = w300_group(name)
             if g:
