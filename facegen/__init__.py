@@ -5,6 +5,7 @@ Python API (mirrors the CLI):
     facegen.load_spec("dense490")    a compiled landmark spec
     facegen.render(...)              render labelled samples into HDF5 shards
     facegen.open_shards(DIR)         read shards back
+    facegen.export(DIR, OUT, "coco") write shards as COCO keypoints or FaceSynthetics files
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -34,4 +35,13 @@ def render(*args, **kwargs):
     return _render(*args, **kwargs)
 
 
-__all__ = ["FaceModel", "load_face_model", "load_spec", "open_shards", "load_shards", "render", "__version__"]
+def export(shards, out, format: str, points: str = "spec", progress: bool = True) -> dict:
+    """Write a `facegen render` folder as COCO keypoints or FaceSynthetics files (the Python form of
+    `facegen export`; see `facegen.exports.export`)."""
+    from facegen.exports import export as _export
+
+    return _export(shards, out, format, points, progress)
+
+
+__all__ = ["FaceModel", "load_face_model", "load_spec", "open_shards", "load_shards", "render", "export",
+           "__version__"]
