@@ -4,6 +4,7 @@ Python API (each function is its command's implementation; keyword arguments mir
     facegen.render("ibug68", 500, "data/i68", renderer="raster")   -> the shard folder (facegen render)
     facegen.open_shards("data/i68")                                -> ShardSet: len, [i] -> dict of arrays
     facegen.sample_mesh("data/i68", 0).save("face.ply")            -> a sample's posed 3D head (facegen mesh)
+    facegen.export("data/i68", "data/i68_coco", "coco")            -> summary dict (facegen export)
     facegen.train(["data/i68"], out="runs/i68", steps=2000)        -> TrainResult: .checkpoint, .summary
     facegen.load_predictor("runs/i68/best.pt")                     -> Predictor: .predict(images, boxes)
     facegen.evaluate(ckpt, ROOT, dataset="folder")                 -> report dict (facegen eval)
@@ -35,6 +36,7 @@ _LAZY = {
     "ShardSet": "facegen.shards:ShardSet",
     "sample_mesh": "facegen.generator.sample_mesh:sample_mesh",
     "SampleMesh": "facegen.generator.sample_mesh:SampleMesh",
+    "export": "facegen.exports:export",
     "load_spec": "facegen.specs:load_spec",
     "read_spec": "facegen.specs:read_spec",
     "list_specs": "facegen.specs:list_specs",
@@ -69,6 +71,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for editors and type checkers: the same names, imported eagerly
     from facegen.api import TrainResult, evaluate, render, score, train
+    from facegen.exports import export
     from facegen.face_model import FaceModel, load_face_model
     from facegen.generator.sample_mesh import SampleMesh, sample_mesh
     from facegen.shards import ShardSet, open_shards

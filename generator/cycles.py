@@ -52,10 +52,18 @@ PRESETS = {
     # OIDN quality, world importance-map resolution. Measured s/image: docs/rendering-cycles.md.
     # Path tracing is ~0.25 s per sample per 256^2 image on 2 cores, so the default buys its speed with
     # few samples + OIDN (albedo/normal guided) and short paths (one diffuse bounce is enough for skin).
-    "fast": dict(samples=2, threshold=0.1, bounces=(2, 1, 1, 2, 6), sss="BURLEY", oidn="FAST", world_map=64),
-    "default": dict(samples=4, threshold=0.05, bounces=(3, 1, 1, 3, 8), sss="BURLEY", oidn="BALANCED", world_map=128),
+    # Transparent bounces: the eyes' overlays (tear film, eye blend and occlusion, lashes, the cornea)
+    # take most of them, and a ray through glasses crosses two lens surfaces more (generator/materials.py
+    # lens_material): fast and default have two more than before the lenses refracted.
+    "fast": dict(samples=2, threshold=0.1, bounces=(2, 1, 1, 2, 8), sss="BURLEY", oidn="FAST", world_map=64),
+    "default": dict(samples=4, threshold=0.05, bounces=(3, 1, 1, 3, 10), sss="BURLEY", oidn="BALANCED", world_map=128),
     "high": dict(samples=64, threshold=0.01, bounces=(8, 4, 4, 8, 16), sss="RANDOM_WALK_SKIN", oidn="HIGH", world_map=512),
 }
+
+# No Russian roulette on a path's first transparent bounces: it would end the first sample's camera
+# path on the inside of a clear lens (generator/materials.py lens_material), which the data passes
+# would then label lens.
+MIN_TRANSPARENT_BOUNCES = 2
 
 KEY_IRRADIANCE = 1.0  # W/m^2 for a light of intensity 1.0 ("a normal key light")
 LIGHT_DISTANCE = 1.5  # metres from the head
@@ -104,6 +112,7 @@ class CyclesRenderer:
         c.adaptive_threshold = p["threshold"]
         c.max_bounces, c.diffuse_bounces, c.glossy_bounces, c.transmission_bounces, c.transparent_max_bounces = p["bounces"]
         c.volume_bounces = 0
+        c.min_transparent_bounces = MIN_TRANSPARENT_BOUNCES
         c.caustics_reflective = c.caustics_refractive = False
         c.use_denoising = denoise
         c.denoiser = "OPENIMAGEDENOISE"

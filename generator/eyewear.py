@@ -5,14 +5,22 @@ generator/parts.py `dressing`.
 - The lenses: a flat-ish outline per eye (`FRAMES` gives each shape's outline), centred on the eye,
   as wide as `Eyewear.size` times the eye's width, tilted like real frames (pantoscopic tilt, a little
   wrap), then moved forward until no part of the face (lashes and brows included) comes closer than
-  CLEARANCE: glasses never cut into the face whatever the identity or expression.
-- The frame: a tube around each outline (none for rimless), a bridge over the nose between the two
+  CLEARANCE to the lens's back surface: glasses never cut into the face whatever the identity or
+  expression.
+- The frame: a tube around each lens's edge (none for rimless), a bridge over the nose between the two
   rims, and two temples from the rims' outer ends back over the ears, held off the skin.
 
-Lenses are thin plano shells, with no optical power: what is seen through them is where it is drawn,
-so the labels of the eyes behind them stay exact (a prescription lens would move the eyes in the
-image). `Eyewear.lens_opacity` says how much of the light the lens stops: below OPAQUE (clear and
-tinted lenses) a lens hides nothing, at or above it (sunglasses) it hides what is behind; both
+Lenses are closed thin solids, 0.2 cm thick (`LENS_THICKNESS`): a front surface, a back surface
+following the same outline (it is the one that clears the face) and the edge band between them. Both
+faces are the same bulged surface, one moved along the lens's normal: plano, no optical power. In
+Cycles they refract (generator/materials.py `lens_material`); a plano lens only shifts what is seen
+through it sideways, by d sin(i) (1 - cos(i) / sqrt(n^2 - sin^2(i))) for thickness d, incidence i and
+index n = 1.5: 0.024 cm at 20 degrees, 0.056 cm at 40, which at 256 px (7.7 px per cm at the eyes for
+the sampler's median framing, 10.9 at its closest) is 0.2 and 0.4-0.6 px: the eyes behind are drawn
+within a fraction of a pixel of where their labels put them (a prescription lens would magnify or
+shrink the eyes in the image and move them off their labels). The raster backend draws the front
+surface alone. `Eyewear.lens_opacity` says how much of the light the lens stops: below OPAQUE (clear
+and tinted lenses) a lens hides nothing, at or above it (sunglasses) it hides what is behind; both
 backends and the labels use the same rule (see docs/rendering.md, "Glasses").
 """
 
@@ -35,6 +43,7 @@ if TYPE_CHECKING:
 F = np.float32
 OPAQUE = 0.5  # lens_opacity from which a lens hides what is behind it (Cycles' pass alpha threshold)
 CLEARANCE = 0.45  # cm between the lenses' back and the face (lashes reach ~0.3 cm off the lids)
+LENS_THICKNESS = 0.2  # cm between a lens's back and front surfaces
 TILT, WRAP = 8.0, 5.0  # degrees: lenses' lower edge towards the face; their outer edge backwards
 OUTLINE_POINTS = 64  # around each lens
 
@@ -87,8 +96,10 @@ def glasses(eyewear: Eyewear, shaped: np.ndarray, model: FaceModel) -> Glasses |
     face = v[_face_vertices(model)]
     outlines = [_outline(lm, eye, side, shape, eyewear.size) for eye, side in ((RIGHT_EYE, -1.0), (LEFT_EYE, 1.0))]
     shift = max(_clearance_shift(o, face) for o in outlines)  # one shift: both lenses in one frame
-    outlines = [o + [0.0, 0.0, shift] for o in outlines]
-    lenses = _lens_mesh(outlines, eyewear.lens_color)
+    backs = [o + [0.0, 0.0, shift] for o in outlines]  # the lenses' back surfaces' outlines
+    lenses = _lens_mesh(backs, eyewear.lens_color)
+    # the frame holds the lenses by their edges' middle
+    outlines = [o + _plane_normal(o) * LENS_THICKNESS / 2 for o in backs]
     radius = eyewear.thickness / 2
     pieces = []
     if shape.rim:
@@ -152,22 +163,59 @@ def _clearance_shift(outline: np.ndarray, face: np.ndarray) -> float:
     return float(max(0.0, (behind[:, 2] + CLEARANCE - plane).max()))
 
 
-def _lens_mesh(outlines: list[np.ndarray], colour) -> SurfaceGeometry:
-    """Both lenses as triangle fans around their centres (bulged forward a little, as lenses are)."""
+def _lens_mesh(backs: list[np.ndarray], colour) -> SurfaceGeometry:
+    """Both lenses as closed thin solids: per lens a back surface (a triangle fan around its centre,
+    bulged forward a little, as lenses are) on the outline `back`, the front surface the same fan
+    LENS_THICKNESS further along the outline plane's normal, and the edge band joining their rims;
+    wound counter-clockwise seen from outside. Vertex rows per lens (`lens_layout`): front centre,
+    front rim, back centre, back rim, then the edge band's own copies of both rims (the surfaces
+    share no vertex, so smooth shading keeps the faces' normals apart from the edge's)."""
     vertices, triangles = [], []
     n = OUTLINE_POINTS
-    for o in outlines:
-        centre = o.mean(0) + [0.0, 0.0, 0.12]
+    k = np.arange(n)
+    for back in backs:
         base = sum(len(v) for v in vertices)
-        vertices.append(np.vstack([centre, o]))
-        k = np.arange(n)
+        centre = back.mean(0) + [0.0, 0.0, 0.12]
+        offset = _plane_normal(back) * LENS_THICKNESS
+        front = back + offset
+        vertices.append(np.vstack([centre + offset, front, centre, back, front, back]))
         # counter-clockwise seen from the front (+z): outline order is counter-clockwise in x, y on the
         # left lens and clockwise on the right one (x mirrored)
-        ccw = _signed_area(o[:, :2]) > 0
-        a, b = (1 + k, 1 + (k + 1) % n) if ccw else (1 + (k + 1) % n, 1 + k)
-        triangles.append(np.stack([np.zeros(n, int), a, b], 1) + base)
+        a, b = (k, (k + 1) % n) if _signed_area(back[:, :2]) > 0 else ((k + 1) % n, k)
+        front_fan = np.stack([np.zeros(n, int), 1 + a, 1 + b], 1)
+        back_fan = np.stack([np.full(n, n + 1), n + 2 + b, n + 2 + a], 1)  # seen from behind
+        f, r = 2 * n + 2 + a, 3 * n + 2 + a  # the edge band: front and back rims, each quad's first corner
+        f2, r2 = 2 * n + 2 + b, 3 * n + 2 + b
+        band = np.concatenate([np.stack([f, r, r2], 1), np.stack([f, r2, f2], 1)])
+        triangles.append(np.vstack([front_fan, back_fan, band]) + base)
     v = np.vstack(vertices).astype(F)
     return SurfaceGeometry(v, np.vstack(triangles).astype(np.int32), np.tile(np.asarray(colour, F), (len(v), 1)))
+
+
+def lens_layout(lenses: SurfaceGeometry) -> dict[str, np.ndarray]:
+    """Where each part of `Glasses.lenses` (as _lens_mesh lays it out) is: per lens (right, left)
+    the rows of its front and back rims ("front_rim", "back_rim": (2, OUTLINE_POINTS) vertex rows)
+    and of its front surface's triangles ("front": (2, OUTLINE_POINTS) triangle rows)."""
+    n = OUTLINE_POINTS
+    per_lens_v, per_lens_t = 4 * n + 2, 4 * n
+    assert len(lenses.vertices) == 2 * per_lens_v and len(lenses.triangles) == 2 * per_lens_t
+    lens = np.arange(2)[:, None]
+    k = np.arange(n)[None]
+    return {"front_rim": lens * per_lens_v + 1 + k, "back_rim": lens * per_lens_v + n + 2 + k,
+            "front": lens * per_lens_t + k}
+
+
+def front_surface(lenses: SurfaceGeometry) -> SurfaceGeometry:
+    """The lenses' front surfaces alone (the raster backend's lens pass: a blend per pixel)."""
+    return SurfaceGeometry(lenses.vertices, lenses.triangles[lens_layout(lenses)["front"].ravel()], lenses.colours)
+
+
+def _plane_normal(outline: np.ndarray) -> np.ndarray:
+    """(3,) unit normal, towards +z, of the least-squares plane through an outline."""
+    a = np.c_[outline[:, :2], np.ones(len(outline))]
+    gx, gy, _ = np.linalg.lstsq(a, outline[:, 2], rcond=None)[0]  # z = gx x + gy y + c
+    normal = np.array([-gx, -gy, 1.0])
+    return normal / np.linalg.norm(normal)
 
 
 def _signed_area(p: np.ndarray) -> float:

@@ -453,22 +453,67 @@ def frame_material(name: str, pass_index: int):
     return m
 
 
+LENS_IOR = 1.5  # crown glass and CR-39 plastic are both ~1.5
+
+
 def lens_material(name: str, pass_index: int):
-    """Glasses lenses as thin plano shells: Fresnel reflection over a mix of straight transmission
-    (Transparent BSDF, the tint per vertex) and a dark glossy coat, mixed by p_opacity (the share of
-    light the lens stops). No refraction: the eyes behind stay where they are drawn (their labels
-    exact). Cycles' data passes (depth, material index) skip a surface that is mostly transparent
-    (the view layer's pass_alpha_threshold, set to eyewear.OPAQUE), so a clear or tinted lens hides
-    no label and the class map shows the eye behind it, while sunglasses do hide it."""
+    """Glasses lenses, closed thin plano solids (generator/eyewear.py), that refract and reflect.
+
+    A ray reaching a lens from outside (front or back surface) is reflected by Fresnel (IOR 1.5,
+    a sharp Glossy BSDF); the rest is mixed by p_opacity (the share of light the lens stops) between
+    a dark glossy coat and a Ray Portal BSDF tinted by the lens colour (per vertex) that carries the
+    ray on from the hit point in the direction Snell's law gives (Vector Math Refract of the incoming
+    ray about the shading normal, eta 1 / 1.5). Inside the lens the ray meets the other surface from
+    behind (Backfacing) and leaves it through a plain Ray Portal with eta 1.5: out parallel to where
+    it came in, shifted sideways by d sin(i) (1 - cos(i) / sqrt(n^2 - sin^2(i))), under 0.06 cm for
+    the 0.2 cm lens at up to 40 degrees incidence (0.4-0.6 px at 256 px), so the eyes behind are
+    drawn within a fraction of a pixel of their labels. Tint, coat and reflection act once per pass
+    through the lens (the inside surface neither reflects nor absorbs).
+
+    Why a Ray Portal and not a Refraction or Glass BSDF: Cycles writes the depth and material-index
+    passes on the first sample's camera path, at every surface along it while that path has only
+    gone straight on through transparent closures; a Transparent or a Ray Portal closure keeps it
+    going (both count as transparency), any other closure the path picks ends it on the lens, which
+    then labels the pixel. A Refraction BSDF picked at either surface does that, and blocks shadow
+    rays (the eyes behind would be lit only through caustics): with 40% of the transmitted light
+    through one, 65% of a clear lens's pixels were labelled lens (4% before). The portal refracts all
+    of the transmitted light and leaves the labels as they were.
+
+    The pass alpha Cycles compares with the view layer's pass_alpha_threshold (eyewear.OPAQUE =
+    0.5) is 1 - transparency, the transparency here the portal's weight (1 - F) (1 - opacity) x
+    mean(tint), F = 0.04 at normal incidence (0.05 at 45 degrees). A clear lens (opacity <= 0.04,
+    tint ~1) is ~0.9 transparent, alpha ~0.1 < 0.5: the data passes skip it and see the eye behind.
+    A tinted one (opacity 0.15-0.4, tint >= 0.88) is at least 0.96 x 0.6 x 0.88 = 0.51 transparent,
+    alpha <= 0.49: skipped too (the darkest of them reach alpha 0.5 seen at more than ~45 degrees,
+    where F > 0.053). Sunglasses (opacity >= 0.75, tint <= 0.54) are at most 0.96 x 0.25 x 0.54 =
+    0.13 transparent, alpha >= 0.87: the lens is in the data passes and hides the eyes. The inside
+    surface is a pure portal (alpha 0) and never stops the data passes. (Cycles' own cut, where
+    (1 - F) (1 - opacity) x tint = 0.5, is at opacity 0.48 for an untinted lens at normal incidence,
+    a little below OPAQUE; the sampler's opacities stay clear of it.) As with a single surface, the
+    first sample's path leaves through the coat or the mirror now and then (~5% of a clear lens's
+    pixels are labelled lens, ~15% of a 0.4 tinted one's; the labels' depth test looks at 16 pixels
+    and is not swayed by them); Russian roulette would also end it on the inside surface (a further
+    20% of a tinted lens's pixels), which generator/cycles.py prevents (MIN_TRANSPARENT_BOUNCES)."""
     m, g = _new(name, pass_index)
     colour = g.node("ShaderNodeAttribute", attribute_type="GEOMETRY", attribute_name=COLOUR_ATTRIBUTE)
     opacity = g.value("opacity", 0.02)
-    through = g.node("ShaderNodeBsdfTransparent", {"Color": colour.outputs["Color"]})
+    geometry = g.node("ShaderNodeNewGeometry")
+    inside = geometry.outputs["Backfacing"]  # the ray is in the lens (the solid is wound outwards)
+    incident = g.node("ShaderNodeVectorMath", {0: geometry.outputs["Incoming"], "Scale": -1.0}, operation="SCALE")
+    eta = g.node("ShaderNodeMath", {0: inside, 1: LENS_IOR - 1 / LENS_IOR, 2: 1 / LENS_IOR},
+                 operation="MULTIPLY_ADD").outputs[0]  # 1 / 1.5 going in, 1.5 going out
+    # Cycles turns the shading normal towards the ray on a back face; total internal reflection (only
+    # possible at the edge band) gives a zero vector, which the portal reads as straight on.
+    refracted = g.node("ShaderNodeVectorMath", {0: incident.outputs[0], 1: geometry.outputs["Normal"], "Scale": eta},
+                       operation="REFRACT").outputs[0]
+    through = g.node("ShaderNodeBsdfRayPortal", {"Color": colour.outputs["Color"], "Direction": refracted})
     coat = _principled(g, g.mul_rgb(colour.outputs["Color"], (0.08, 0.08, 0.08, 1.0)), 0.05)
     body = g.node("ShaderNodeMixShader", {0: opacity, 1: through, 2: coat})
-    fresnel = g.node("ShaderNodeFresnel", {"IOR": 1.5})
+    fresnel = g.node("ShaderNodeFresnel", {"IOR": LENS_IOR})
     mirror = g.node("ShaderNodeBsdfGlossy", {"Color": (1.0, 1.0, 1.0, 1.0), "Roughness": 0.02})
-    g.output(g.node("ShaderNodeMixShader", {0: fresnel.outputs[0], 1: body, 2: mirror}))
+    entering = g.node("ShaderNodeMixShader", {0: fresnel.outputs[0], 1: body, 2: mirror})
+    leaving = g.node("ShaderNodeBsdfRayPortal", {"Direction": refracted})
+    g.output(g.node("ShaderNodeMixShader", {0: inside, 1: entering, 2: leaving}))
     return m
 
 

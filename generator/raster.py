@@ -28,7 +28,7 @@ from facegen.camera import Camera, gl_pixel_offset  # noqa: E402
 from facegen.errors import FacegenError  # noqa: E402
 from facegen.face_model import FaceModel  # noqa: E402
 from facegen.generator.backgrounds import backplate, preload_hdris  # noqa: E402
-from facegen.generator.eyewear import OPAQUE  # noqa: E402
+from facegen.generator.eyewear import OPAQUE, front_surface  # noqa: E402
 from facegen.generator.parts import Dressing, Part, dressing, head_parts  # noqa: E402
 from facegen.generator.scene import MAX_LIGHTS, RENDERERS, PosedScene, RenderResult, SceneParams  # noqa: E402
 from facegen.generator.segmentation import CLASS_ID, PAINTED_THRESHOLD, face_mask  # noqa: E402
@@ -579,8 +579,12 @@ def dressing_vertices(worn: Dressing, camera_centre: np.ndarray, head_centre: np
     everything but the glasses' lenses, or (lenses=True) the lenses alone."""
     blocks = [] if lenses else [ribbons(s.geometry, camera_centre, head_centre) + (s.segment_id,)
                                 for s in worn.strands]
+    # A lens is a closed thin solid (generator/eyewear.py); its front surface alone is drawn, so the
+    # blend happens once per pixel (back faces are culled, and the edge band, under a pixel wide and
+    # mostly inside the rim, could overlap the front where an outline is concave).
     blocks += [(g.vertices, _area_normals(g.vertices, g.triangles), g.colours, g.triangles, surface.segment_id)
-               for surface in worn.surfaces if (surface.material == "lens") == lenses for g in (surface.geometry,)]
+               for surface in worn.surfaces if (surface.material == "lens") == lenses
+               for g in (front_surface(surface.geometry) if lenses else surface.geometry,)]
     n = sum(len(b[0]) for b in blocks)
     rows = np.zeros((n, DRESSING_FLOATS), np.float32)
     rows[:, 12:14] = (1.0, RULE_FIXED)  # texcoord_1: iris shade (unused), colour rule

@@ -340,9 +340,13 @@ class Backend:
 # raster 7, cycles 9: glasses (generator/eyewear.py; the sampling config's eyewear section).
 # raster 8, cycles 10: face masks, headwear, hands and what they hold (generator/facewear.py,
 # headwear.py, hands.py; the sampling config's facewear, headwear and hands sections).
+# raster 9, cycles 11: lenses are closed 0.2 cm solids, their back surface where the lens was (the
+# front surface and the rims 0.2 and 0.1 cm further out); Cycles refracts through them (Ray Portal
+# BSDFs), allows two more transparent bounces in the fast and default presets and no Russian
+# roulette on a path's first two transparent bounces (docs/rendering.md "Glasses").
 RENDERERS = {
-    "raster": Backend("facegen.generator.raster:RasterRenderer", version="8", requires="pyrender"),
-    "cycles": Backend("facegen.generator.cycles:CyclesRenderer", version="10", requires="bpy"),
+    "raster": Backend("facegen.generator.raster:RasterRenderer", version="9", requires="pyrender"),
+    "cycles": Backend("facegen.generator.cycles:CyclesRenderer", version="11", requires="bpy"),
 }
 
 

@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from facegen.generator.eyewear import CLEARANCE, FRAMES, LENSES, glasses
+from facegen.generator.eyewear import CLEARANCE, FRAMES, LENS_THICKNESS, LENSES, glasses, lens_layout
 from facegen.generator.labels import Labeller
 from facegen.generator.scene import Eyewear, pose_scene
 from facegen.generator.segmentation import CLASS_ID, OCCLUDER_ID
@@ -32,11 +32,11 @@ def test_frame_and_lens_names_match_the_sampling_config():
 
 @pytest.mark.parametrize("frame", sorted(FRAMES))
 def test_glasses_clear_the_face_of_every_identity(face_model, frame):
-    """Whatever the identity and expression, no point of the face behind a lens comes closer to it
-    than CLEARANCE, and the temples stay outside the skin."""
+    """Whatever the identity and expression, no point of the face behind a lens comes closer to its
+    back surface than CLEARANCE, and the temples stay outside the skin."""
     from matplotlib.path import Path
 
-    from facegen.generator.eyewear import OUTLINE_POINTS, _face_vertices
+    from facegen.generator.eyewear import _face_vertices
     from facegen.generator.hair import skin_proxy
 
     face_ids = _face_vertices(face_model)
@@ -46,8 +46,9 @@ def test_glasses_clear_the_face_of_every_identity(face_model, frame):
                                    rng.uniform(0, 0.7, (1, face_model.num_expressions)).astype(np.float32))[0]
         g = glasses(dataclasses.replace(CLEAR, frame=frame, size=float(rng.uniform(1.35, 1.7))), shaped, face_model)
         face = shaped[face_ids].astype(np.float64)
+        back_rims = g.lenses.vertices[lens_layout(g.lenses)["back_rim"]]
         for lens in range(2):
-            ring = g.lenses.vertices[lens * (OUTLINE_POINTS + 1) + 1:(lens + 1) * (OUTLINE_POINTS + 1)]
+            ring = back_rims[lens]  # the back surface bulges forward from it: its rim is its rearmost
             inside = Path(ring[:, :2]).contains_points(face[:, :2])
             a = np.c_[ring[:, :2], np.ones(len(ring))]
             coef = np.linalg.lstsq(a, ring[:, 2], rcond=None)[0]
@@ -56,6 +57,32 @@ def test_glasses_clear_the_face_of_every_identity(face_model, frame):
         skin = skin_proxy(shaped.astype(np.float32), face_model)
         d, _ = skin.distance(g.frame.vertices)
         assert d.min() > -0.05, (frame, k, d.min())
+
+
+def test_lenses_are_closed_thin_plano_solids(face_model):
+    """Each lens is a closed solid wound outwards (every edge shared by two triangles that cross it in
+    opposite directions, a positive volume), its front surface the back one moved LENS_THICKNESS
+    along the lens's normal: parallel faces, no optical power."""
+    g = glasses(CLEAR, face_model.neutral, face_model)
+    v, t = g.lenses.vertices.astype(np.float64), g.lenses.triangles
+    layout = lens_layout(g.lenses)
+    for lens in range(2):
+        rows = t[len(t) // 2 * lens:len(t) // 2 * (lens + 1)]
+        # closed once the edge band's copies of the rims are merged with the faces' rims
+        key = np.round(v * 1e4).astype(np.int64)
+        _, ids = np.unique(key, axis=0, return_inverse=True)
+        tri = ids.ravel()[rows]
+        edges = np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]])
+        directed = {tuple(e) for e in edges.tolist()}
+        assert len(directed) == len(edges) and all((b, a) in directed for a, b in directed)
+        a, b, c = (v[rows[:, k]] for k in range(3))
+        volume = np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6
+        front, back = v[layout["front_rim"][lens]], v[layout["back_rim"][lens]]
+        area = abs(0.5 * np.sum(back[:, 0] * np.roll(back[:, 1], -1) - np.roll(back[:, 0], -1) * back[:, 1]))
+        assert 0.9 * LENS_THICKNESS * area < volume < 1.2 * LENS_THICKNESS * area, (volume, area)
+        step = front - back
+        assert np.allclose(step, step[0], atol=1e-5) and abs(np.linalg.norm(step[0]) - LENS_THICKNESS) < 1e-5
+        assert step[0][2] > 0.95 * LENS_THICKNESS  # forward, away from the face
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +134,36 @@ def test_sunglasses_hide_the_eyes_and_clear_lenses_do_not(face_model, ibug68, ba
     assert np.isin(hidden, [OCCLUDER_ID["lens"], OCCLUDER_ID["eyewear_frame"]]).mean() >= 0.75, hidden
     assert (hidden == OCCLUDER_ID["lens"]).sum() >= 6, hidden
     assert (result.segmentation == CLASS_ID["lens"]).sum() > 400
+
+
+@pytest.mark.blender
+def test_clear_lenses_refract_in_cycles_and_the_labels_stay(face_model, ibug68, raster, cycles):
+    """Turned 40 degrees (the camera's rays meet the lenses at 40-55 degrees), clear lenses refract:
+    against the same lenses letting the light straight through (their Ray Portals without a
+    direction: the same closures and weights, the same path choices), the image changes inside the
+    lenses and hardly outside them, and the eyes' labels are the same: a plano lens moves what is
+    seen through it by under 0.1 cm, and the data passes see through it both ways."""
+    p = dataclasses.replace(dressed(face_model, size=(192, 192), yaw=40.0), eyewear=CLEAR)
+    dark = dataclasses.replace(p, eyewear=dataclasses.replace(CLEAR, lens_opacity=0.9))
+    lens = raster.render(dark, pose_scene(dark, face_model)).segmentation == CLASS_ID["lens"]
+    refracted, labels = rendered(face_model, ibug68, cycles, CLEAR, yaw=40.0)
+    tree = cycles.materials["lens"].node_tree
+    portals = [n.inputs["Direction"] for n in tree.nodes if n.bl_idname == "ShaderNodeBsdfRayPortal"]
+    links = [(link.from_socket, link.to_socket) for socket in portals for link in socket.links]
+    assert len(portals) == len(links) == 2  # going into the lens and leaving it
+    for socket in portals:
+        tree.links.remove(socket.links[0])
+    try:
+        straight, straight_labels = rendered(face_model, ibug68, cycles, CLEAR, yaw=40.0)
+    finally:
+        for a, b in links:
+            tree.links.new(a, b)
+    diff = np.abs(refracted.image.astype(int) - straight.image.astype(int)).sum(-1)
+    assert lens.sum() > 400
+    assert diff[lens].mean() > 5 and diff[lens].mean() > 10 * diff[~lens].mean(), (diff[lens].mean(), diff[~lens].mean())
+    for field in ("points_2d", "visibility", "occluded_by"):
+        assert np.array_equal(getattr(labels, field)[EYES], getattr(straight_labels, field)[EYES]), field
+    assert (labels.occluded_by[EYES] != OCCLUDER_ID["lens"]).all()
 
 
 def test_a_frame_hides_what_is_behind_it(face_model, ibug68, raster):

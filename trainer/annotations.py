@@ -1,6 +1,9 @@
-"""Landmark annotation files: 300-W `.pts` and JSON lists, and the 300-W folder layout.
+"""Landmark annotation files: 300-W `.pts`, FaceSynthetics `_ldmks.txt` and JSON lists (SPIGA's), and the
+300-W folder layout.
 
-No torch here: the scorer imports this and nothing heavier.
+One reader per format (`read_pts`, `read_ldmks`, `read_landmark_json`), used by everything that reads that
+format: a bad file fails there, naming the file, the line, what is wrong and what to do. No torch here: the
+scorer imports this and nothing heavier.
 
 `.pts` files are 1-based (Matlab) pixel centres; the project's convention puts the centre of the
 top-left pixel at (0, 0) (docs/shard-format.md). `read_pts` subtracts 1 and `write_pts` adds it back:
@@ -31,30 +34,77 @@ def _read_text(path: Path, what: str) -> str:
         raise FacegenError(f"{path}: not a text file (expected {what})") from None
 
 
-def read_pts(path: Path | str) -> np.ndarray:
-    """Read a 300-W `.pts` file -> (L, 2) float32 in the project's 0-based convention."""
+PTS_LAYOUT = "a 300-W .pts holds 'version: 1', 'n_points: N', '{', N lines 'x y', '}'"
+
+
+def _number_pair(text: str) -> list[float] | None:
+    """'x y' -> [x, y], else None (a word, one number, three numbers)."""
+    try:
+        xy = [float(v) for v in text.split()]
+    except ValueError:
+        return None
+    return xy if len(xy) == 2 else None
+
+
+def read_pts(path: Path | str, n_points: int | None = None, expected: str = "") -> np.ndarray:
+    """Read a 300-W `.pts` file -> (L, 2) float32 in the project's 0-based convention.
+
+    Every mistake names the file and line: a missing header line, brace or point, a line that is not two
+    numbers. `n_points`: the count the caller needs (`expected` says why, e.g. "iBUG-68 has 68")."""
     path = Path(path)
     lines = _read_text(path, "a .pts landmark file").splitlines()
-    braces = [i for i, line in enumerate(lines) if line.strip() in ("{", "}")]
-    if len(braces) != 2 or lines[braces[0]].strip() != "{":
-        raise FacegenError(f"{path}: not a .pts file (expected 'n_points: N' and points between braces)")
-    pts = []
-    for i in range(braces[0] + 1, braces[1]):
-        if not lines[i].strip():
+    header: dict[str, tuple[int, str]] = {}  # key -> (line index, value)
+    start = None
+    for i, line in enumerate(lines):
+        s = line.strip()
+        if not s:
             continue
-        try:
-            xy = [float(v) for v in lines[i].split()]
-        except ValueError:
-            xy = []
-        if len(xy) != 2:
-            raise FacegenError(f"{path}:{i + 1}: expected two numbers 'x y', got {lines[i].strip()!r}")
+        if s == "{":
+            start = i
+            break
+        key, colon, value = s.partition(":")
+        if colon and key.strip().replace("_", "").isalpha():
+            header[key.strip()] = (i, value.strip())
+            continue
+        fix = "add a line '{' before the first point" if _number_pair(s) else "fix or remove this line"
+        raise FacegenError(f"{path}:{i + 1}: expected '{{' before the points, found {s!r}; {PTS_LAYOUT}: {fix}")
+    if start is None:
+        raise FacegenError(f"{path}:{max(len(lines), 1)}: the file ends without '{{' and points; {PTS_LAYOUT} (is it "
+                           "empty or cut short?)")
+    for key, line in (("version", "version: 1"), ("n_points", "n_points: N")):
+        if key not in header:
+            raise FacegenError(f"{path}:1: no '{key}' line before the '{{' on line {start + 1}; {PTS_LAYOUT}: add "
+                               f"'{line}' (tools such as menpo skip the first three lines)")
+    at, count = header["n_points"]
+    if not count.isdigit():
+        raise FacegenError(f"{path}:{at + 1}: n_points {count!r} is not a whole number; write the number of points")
+    pts, end = [], None
+    for i in range(start + 1, len(lines)):
+        s = lines[i].strip()
+        if not s:
+            continue
+        if s == "}":
+            end = i
+            break
+        xy = _number_pair(s)
+        if xy is None:
+            raise FacegenError(f"{path}:{i + 1}: {s!r} is not a point: expected two numbers 'x y' (point "
+                               f"{len(pts) + 1} of {count}); fix the line")
         if not np.isfinite(xy).all():
-            raise FacegenError(f"{path}:{i + 1}: {lines[i].strip()!r} is not a finite position (NaN or Inf); "
-                               "fix the point or leave this file out")
+            raise FacegenError(f"{path}:{i + 1}: {s!r} is not a finite position (NaN or Inf); fix the point or leave "
+                               "this file out")
         pts.append(xy)
-    header = [line.split(":", 1)[1].strip() for line in lines[:braces[0]] if line.startswith("n_points")]
-    if header and header[0] != str(len(pts)):
-        raise FacegenError(f"{path}: the header says n_points {header[0]} but {len(pts)} points follow")
+    if end is None:
+        cut = (f"add a line '}}' after the last point" if len(pts) == int(count) else
+               f"the file looks cut short: {len(pts)} of the {count} points are there")
+        raise FacegenError(f"{path}:{len(lines)}: the file ends without the '}}' that closes the points opened on "
+                           f"line {start + 1}; {cut}")
+    if int(count) != len(pts):
+        raise FacegenError(f"{path}:{at + 1}: the header says n_points {count} but {len(pts)} points follow (lines "
+                           f"{start + 2}-{end}); fix the header or the points")
+    if n_points is not None and len(pts) != n_points:
+        raise FacegenError(f"{path}:{at + 1}: {len(pts)} points, but {expected or f'{n_points} are expected'}; "
+                           "fix the file or move it out of the folder")
     return np.array(pts, np.float32).reshape(-1, 2) - 1.0
 
 
@@ -65,6 +115,43 @@ def write_pts(path: Path | str, points: np.ndarray) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
+
+
+LDMKS_POINTS = 70  # FaceSynthetics: iBUG-68, then the two pupils
+LDMKS_LAYOUT = "a FaceSynthetics _ldmks.txt holds 70 lines 'x y': the 68 iBUG points, then the two pupils"
+
+
+def read_ldmks(path: Path | str, n_points: int = LDMKS_POINTS) -> np.ndarray:
+    """Read a FaceSynthetics `{id}_ldmks.txt` -> (70, 2) float32 pixel positions, as written (the project's
+    convention: pixel centres at integers). Every mistake names the file and line."""
+    path = Path(path)
+    lines = _read_text(path, "a FaceSynthetics _ldmks.txt landmark file").splitlines()
+    pts, last = [], 0
+    for i, line in enumerate(lines):
+        s = line.strip()
+        if not s:
+            continue
+        xy = _number_pair(s)
+        if xy is None:
+            raise FacegenError(f"{path}:{i + 1}: {s!r} is not a point: expected two numbers 'x y' (point "
+                               f"{len(pts) + 1} of {n_points}); fix the line")
+        if not np.isfinite(xy).all():
+            raise FacegenError(f"{path}:{i + 1}: {s!r} is not a finite position (NaN or Inf); fix the point or leave "
+                               "this file out")
+        if len(pts) == n_points:
+            raise FacegenError(f"{path}:{i + 1}: a point beyond the {n_points} expected; {LDMKS_LAYOUT}: remove the "
+                               "extra lines")
+        pts.append(xy)
+        last = i + 1
+    if len(pts) != n_points:
+        raise FacegenError(f"{path}:{last}: the file ends after {len(pts)} points, {n_points} are expected; "
+                           f"{LDMKS_LAYOUT} (was it cut short?)")
+    return np.array(pts, np.float32)
+
+
+def write_ldmks(path: Path | str, points: np.ndarray) -> None:
+    """Write (70, 2) points as a FaceSynthetics `_ldmks.txt` (one 'x y' line each, 4 decimals)."""
+    Path(path).write_text("".join(f"{x:.4f} {y:.4f}\n" for x, y in np.asarray(points, np.float64)))
 
 
 def find_image(pts_path: Path) -> Path | None:
@@ -218,42 +305,103 @@ class LandmarkSet:
         return {n: i for i, n in enumerate(self.names)}
 
 
-def _read_json(path: Path, what: str):
+def read_json(path: Path, what: str) -> tuple[object, str]:
+    """(the parsed JSON, its text); invalid JSON is named by file, line and column."""
+    text = _read_text(path, what)
     try:
-        return json.loads(_read_text(path, what))
+        return json.loads(text), text
     except json.JSONDecodeError as e:
-        raise FacegenError(f"{path}:{e.lineno}:{e.colno}: not valid JSON ({e.msg}); expected {what}") from None
+        raise FacegenError(f"{path}:{e.lineno}:{e.colno}: not valid JSON ({e.msg}); fix the file there (a missing "
+                           f"comma, bracket or quote is the usual cause); expected {what}") from None
 
 
-def _landmarks(path: Path, where: str, value) -> np.ndarray:
-    """One entry's landmarks as (L, 2) float64, or a FacegenError naming the file and the entry."""
-    try:
-        pts = np.asarray(value, np.float64)
-    except (TypeError, ValueError):
-        pts = None
-    if pts is None or pts.ndim != 2 or pts.shape[1] != 2:
-        raise FacegenError(f"{path}: {where}: landmarks must be a list of [x, y] numbers")
-    if not np.isfinite(pts).all():
-        k = int(np.flatnonzero(~np.isfinite(pts).all(1))[0])
-        raise FacegenError(f"{path}: {where}: point {k} is {pts[k].tolist()}, not a finite position")
-    return pts
+def _json_children(text: str, start: int) -> list[tuple[object, int]]:
+    """(key or index, character offset) of each value in the JSON object or array opening at `start`.
+    Only called on text that parsed, to say on which line an entry is."""
+    decode = json.JSONDecoder().raw_decode
+    closing, i, out = ("}" if text[start] == "{" else "]"), start + 1, []
+    while True:
+        while text[i] in " \t\r\n,":
+            i += 1
+        if text[i] == closing:
+            return out
+        key = len(out)
+        if closing == "}":
+            key, i = decode(text, i)
+            while text[i] in " \t\r\n:":
+                i += 1
+        out.append((key, i))
+        _, i = decode(text, i)
 
 
-def _json_entries(path: Path) -> tuple[list[str], list]:
-    data = _read_json(path, "a JSON list of landmarks")
+def json_line(text: str, *keys) -> int:
+    """The line on which the value at `keys` (object keys, array indices) starts."""
+    at = len(text) - len(text.lstrip())
+    for key in keys:
+        at = dict(_json_children(text, at))[key]
+    return text.count("\n", 0, at) + 1
+
+
+JSON_LAYOUT = ("a JSON list of {'imgpath' (or 'image'): NAME, 'landmarks': [[x, y], ...]} (SPIGA's layout) or "
+               "{NAME: [[x, y], ...]}")
+
+
+def read_landmark_json(path: Path | str) -> tuple[list[str], np.ndarray]:
+    """Read a JSON landmark list (SPIGA's, `facegen eval`'s predictions.json, {name: points}, optionally under
+    "predictions") -> (names, (N, L, 2) float64) as written. Every mistake names the file, the line where the
+    entry starts and the entry."""
+    path = Path(path)
+    data, text = read_json(path, JSON_LAYOUT)
+    keys: tuple = ()
     if isinstance(data, dict) and "predictions" in data:
-        data = data["predictions"]
+        data, keys = data["predictions"], ("predictions",)
     if isinstance(data, dict):  # {name: landmarks}
-        return list(data), [_landmarks(path, f"key {k!r}", v) for k, v in data.items()]
-    if not isinstance(data, list):
-        raise FacegenError(f"{path}: expected a JSON list of {{'imgpath'|'image': ..., 'landmarks': [[x, y], ...]}}")
-    names, points = [], []
-    for i, entry in enumerate(data):
-        if not isinstance(entry, dict) or "landmarks" not in entry:
-            raise FacegenError(f"{path}: entry {i} has no 'landmarks'")
-        names.append(str(entry.get("imgpath") or entry.get("image") or entry.get("name") or i))
-        points.append(_landmarks(path, f"entry {i} ({names[-1]})", entry["landmarks"]))
-    return names, points
+        names, values, ids = [str(k) for k in data], list(data.values()), list(data)
+        label = [f"key {k!r}" for k in names]
+    elif isinstance(data, list):
+        names, values, ids = [], [], list(range(len(data)))
+        for i, entry in enumerate(data):
+            if not isinstance(entry, dict) or "landmarks" not in entry:
+                has = (f"its keys: {', '.join(map(str, entry)) or 'none'}" if isinstance(entry, dict)
+                       else f"it is a JSON {type(entry).__name__}")
+                raise FacegenError(f"{path}:{json_line(text, *keys, i)}: entry {i} has no 'landmarks' ({has}); each "
+                                   "entry needs 'landmarks': [[x, y], ...] and 'imgpath' or 'image' to name it")
+            names.append(str(entry.get("imgpath") or entry.get("image") or entry.get("name") or i))
+            values.append(entry["landmarks"])
+        label = [f"entry {i} ({n})" for i, n in enumerate(names)]
+    else:
+        raise FacegenError(f"{path}:{json_line(text, *keys)}: a JSON {type(data).__name__}; expected {JSON_LAYOUT}")
+    if not values:
+        raise FacegenError(f"{path}: holds no landmark entries; expected {JSON_LAYOUT}")
+    arrays = []
+    def where(i: int) -> str:  # only on a mistake: finding the line reads the text again
+        return f"{path}:{json_line(text, *keys, ids[i])}: {label[i]}"
+
+    for i, value in enumerate(values):
+        try:
+            pts = np.asarray(value, np.float64)
+        except (TypeError, ValueError):
+            pts = None
+        if pts is None or pts.ndim != 2 or pts.shape[1] != 2:
+            raise FacegenError(f"{where(i)}: landmarks must be a list of [x, y] numbers; fix the entry")
+        if not np.isfinite(pts).all():
+            k = int(np.flatnonzero(~np.isfinite(pts).all(1))[0])
+            raise FacegenError(f"{where(i)}: point {k} is {pts[k].tolist()}, not a finite position; fix the point or "
+                               "leave the entry out")
+        arrays.append(pts)
+    n, odd = _common_count([len(a) for a in arrays])
+    if odd is not None:
+        raise FacegenError(f"{path}:{json_line(text, *keys, ids[odd])}: {label[odd]} has {len(arrays[odd])} points "
+                           f"but the other entries have {n}; every entry needs the same points: fix it or leave it out")
+    return names, np.asarray(arrays, np.float64)
+
+
+def _common_count(counts: list[int]) -> tuple[int, int | None]:
+    """The most common point count (the first one on a tie) and the index of the first entry without it."""
+    from collections import Counter
+
+    n = Counter(counts).most_common(1)[0][0]
+    return n, next((i for i, c in enumerate(counts) if c != n), None)
 
 
 def _db_info_beside(path: Path) -> Path | None:
@@ -271,7 +419,7 @@ def read_subsets(path: Path | str) -> dict[str, list[int]]:
     if not path.exists():
         raise FacegenError(f"{path}: no such subsets file")
     what = "{name: [image indices]} or SPIGA's *_db_info.json"
-    data = _read_json(path, what)
+    data, _ = read_json(path, what)
     data = data.get("test_subsets", data) if isinstance(data, dict) else data
     if not isinstance(data, dict):
         raise FacegenError(f"{path}: expected {what}")
@@ -295,23 +443,24 @@ def load_landmark_set(path: Path | str, subsets: Path | str | None = None) -> La
             raise FacegenError(f"{path}: no .pts files in this folder or below")
         names = [f.relative_to(path).with_suffix("").as_posix() for f in files]
         arrays = [read_pts(f) for f in files]
-        for i, n in enumerate(names):
-            g = w300_group(n)
+        n, odd = _common_count([len(a) for a in arrays])
+        if odd is not None:  # read it again asking for the common count: the message names its line
+            k = sum(len(a) == n for a in arrays)
+            read_pts(files[odd], n, f"{k} of the {len(files)} files in {path} have {n}; every file needs the same "
+                                    "points")
+        for i, name in enumerate(names):
+            g = w300_group(name)
             if g:
                 found.setdefault(g, []).append(i)
     else:
-        names, arrays = _json_entries(path)
+        names, arrays = read_landmark_json(path)
         info = _db_info_beside(path)
         if info is not None and subsets is None:
             found = read_subsets(info)
     if subsets is not None:
         found = read_subsets(subsets)
-    if not arrays:
+    if len(arrays) == 0:
         raise FacegenError(f"{path}: holds no landmark entries")
-    odd = next((i for i, a in enumerate(arrays) if np.shape(a) != np.shape(arrays[0])), None)
-    if odd is not None:
-        raise FacegenError(f"{path}: {names[odd]} has {len(arrays[odd])} landmarks but {names[0]} has "
-                           f"{len(arrays[0])}; every entry needs the same points")
     points = np.asarray(arrays, np.float64)
     for k, idx in found.items():
         bad = [i for i in idx if not 0 <= i < len(names)]

@@ -23,7 +23,8 @@ from torch.utils.data import Dataset, get_worker_info
 
 from facegen.errors import FacegenError
 from facegen.shards import inflate_chunk, open_shards
-from facegen.trainer.annotations import IMAGE_EXTS, W300_FOLDERS, W300_SPLITS, YAW_BINS, find_image, read_pts
+from facegen.trainer.annotations import (IMAGE_EXTS, W300_FOLDERS, W300_SPLITS, YAW_BINS, find_image, read_ldmks,
+                                        read_pts)
 
 # A batch's `occluded_by` holds generator/segmentation.py's OCCLUDERS codes where the data has them
 # (renders); a hidden point of data that does not say what hides it (real faces) gets this code.
@@ -352,13 +353,17 @@ class PtsFolder(LandmarkDataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def _points(self, pts: Path) -> np.ndarray:
+        return read_pts(pts, 68, "iBUG-68 has 68 (a .pts folder is read as iBUG-68 faces)")
+
     def raw(self, i: int) -> dict:
         img, pts = self.items[i]
-        return {"image": read_image(img), "landmarks": read_pts(pts)}
+        landmarks = self._points(pts)  # a bad file is named before its image is decoded
+        return {"image": read_image(img), "landmarks": landmarks}
 
     def ground_truth(self) -> np.ndarray:
-        """(N, L, 2) labels in original image pixels (project convention)."""
-        return np.stack([read_pts(p) for _, p in self.items])
+        """(N, 68, 2) labels in original image pixels (project convention)."""
+        return np.stack([self._points(p) for _, p in self.items])
 
 
 class _MatLandmarks(LandmarkDataset):
@@ -509,18 +514,20 @@ class FaceSynthetics(LandmarkDataset):
         self.ids = sorted(p.name[: -len("_ldmks.txt")] for p in self.root.glob("*_ldmks.txt"))
         if not self.ids:
             raise FacegenError(f"{self.root}: no *_ldmks.txt files")
+        self.names = list(self.ids)
         self.transform, self.points, self.offset, self.seed = transform, points, pixel_offset, seed
         self.flip_map = IBUG68_FLIP if points == 68 else np.concatenate([IBUG68_FLIP, [69, 68]])
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    def ground_truth(self) -> np.ndarray:
+        """(N, 68 or 70, 2) labels in image pixels."""
+        return np.stack([read_ldmks(self.root / f"{k}_ldmks.txt")[: self.points] + self.offset for k in self.ids])
+
     def raw(self, i: int) -> dict:
         k = self.ids[i]
-        path = self.root / f"{k}_ldmks.txt"
-        pts = np.loadtxt(path, dtype=np.float32).reshape(-1, 2)
-        if len(pts) != 70:
-            raise FacegenError(f"{path}: expected 70 landmarks, found {len(pts)}")
+        pts = read_ldmks(self.root / f"{k}_ldmks.txt")
         sample = {"image": read_image(self.root / f"{k}.png"), "landmarks": pts[: self.points] + self.offset}
         seg = self.root / f"{k}_seg.png"
         if seg.exists():
