@@ -1,7 +1,7 @@
 """Trusting a render folder: one job per folder (DIR/render.lock), finished shards verified (sizes and
 checksums in the manifest; render re-runs re-render damaged shards, `facegen verify` checks fully, the
 readers refuse a shard of the wrong size), and a full disk leaves no partial file and loses nothing.
-Real raster render jobs at 64 px; the folder's shards are real files."""
+Real raster render jobs at 64 px (one with two worker processes); the shards are real files."""
 
 from __future__ import annotations
 
@@ -140,6 +140,43 @@ def test_worker_processes_hold_the_lock_until_they_end(tmp_path):
     assert taken.took_over and "no longer running" in taken.took_over
     taken.release()
     assert not (tmp_path / lock.LOCK_NAME).exists()
+
+
+def test_a_killed_jobs_workers_keep_the_folder_until_they_end(tmp_path):
+    """The real executor: kill -9 of a two-worker job's own process while its workers are frozen
+    mid-shard. The workers still hold the folder (a new job is refused: they are stopping); once they
+    run again they stop (PR_SET_PDEATHSIG), and the same command takes the folder over and completes."""
+    from tests.test_render_workers import worker_pids
+
+    out = tmp_path / "killed"
+    env = {k: v for k, v in os.environ.items() if k != "FACEGEN_TEST_FAULT"}
+    command = [sys.executable, "-m", "facegen.cli", "render", "--out", str(out), *ARGS[:-1], "24",
+               "--shard-size", "6", "--workers", "2"]
+    job = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list(out.glob(f"*{PARTIAL_SUFFIX}"))) < 2 or len(worker_pids(job.pid)) < 2:
+        assert job.poll() is None and time.monotonic() < deadline, "the workers never started a shard"
+        time.sleep(0.01)
+    workers = worker_pids(job.pid)
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    os.kill(job.pid, signal.SIGKILL)
+    job.wait()
+    try:
+        result = render(out, "--n", "24", "--shard-size", "6")
+        assert result.exit_code == 2, result.output
+        assert f"pid {job.pid}" in result.output and "render workers are stopping" in result.output
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+    deadline = time.monotonic() + 60
+    while lock.holder(out) is not None:
+        assert time.monotonic() < deadline, "the workers never let go of the folder"
+        time.sleep(0.05)
+    result = render(out, "--n", "24", "--shard-size", "6")
+    assert result.exit_code == 0, result.output
+    assert f"took over the lock left by render job pid {job.pid}" in result.output
+    assert len(facegen.open_shards(out)) == 24
 
 
 def test_a_stale_lock_is_taken_over_on_this_host_and_refused_from_another(job):
