@@ -1,8 +1,11 @@
 """HDF5 shards: the one format the generator writes and the trainer reads (docs/shard-format.md).
 
 A shard holds `n` consecutive samples of one render job. It is written under `NAME.partial` and
-renamed when complete, so a killed job never leaves a half shard that looks whole. Shards are
-byte-deterministic: no HDF5 timestamps, fixed chunking and compression.
+renamed when complete, so a killed job never leaves a half shard that looks whole; a write that fails
+(a full disk) deletes the partial file. Shards are byte-deterministic: no HDF5 timestamps, fixed
+chunking and compression. The manifest records each finished shard's size and sha256: `shard_problem`
+checks the size and the HDF5 header cheaply (render re-runs), `verify_folder` the checksums too
+(`facegen verify`), and the readers refuse a shard whose size disagrees with the manifest.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,6 +28,7 @@ FORMAT = "facegen-shard"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 PARTIAL_SUFFIX = ".partial"
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"  # the first 8 bytes of an HDF5 file (no user block)
 
 # Per-image chunks use HDF5's standard gzip (deflate) filter, so any HDF5 reader decodes them. The
 # deflate streams themselves are made and read by ISA-L (python-isal): at its level 2 it writes them
@@ -79,24 +84,32 @@ class ShardWriter:
         self.num_samples = num_samples
         self.count = 0
         w, h = image_size
+        self.file = None
+        try:
+            self._create(h, w, num_landmarks, num_identity, num_expressions, attrs, tuple(outputs))
+        except BaseException:  # a full disk, a bad attribute: no partial file is left behind
+            self.abort()
+            raise
+
+    def _create(self, h, w, num_landmarks, num_identity, num_expressions, attrs, outputs) -> None:
         self.file = h5py.File(self.tmp, "w", track_order=False)
         self.file.attrs["format"] = FORMAT
         self.file.attrs["format_version"] = FORMAT_VERSION
-        self.file.attrs["num_samples"] = num_samples
+        self.file.attrs["num_samples"] = self.num_samples
         for key, value in attrs.items():
             self.file.attrs[key] = _attr_value(value)
-        self.specs = _dataset_specs(h, w, num_landmarks, num_identity, num_expressions, tuple(outputs))
+        self.specs = _dataset_specs(h, w, num_landmarks, num_identity, num_expressions, outputs)
         # Images go to disk one chunk per sample; the small per-sample arrays are gathered in memory
         # and written in one go on close (thousands of tiny h5py writes cost more than the render).
         self.buffers: dict[str, np.ndarray] = {}
         for name, (dtype, shape, per_image_chunk) in self.specs.items():
             kw = dict(chunks=(1, *shape), **COMPRESSION) if per_image_chunk else {}
-            self.file.create_dataset(name, shape=(num_samples, *shape), dtype=dtype, track_times=False, **kw)
+            self.file.create_dataset(name, shape=(self.num_samples, *shape), dtype=dtype, track_times=False, **kw)
             if not per_image_chunk:
-                self.buffers[name] = np.zeros((num_samples, *shape), dtype)
+                self.buffers[name] = np.zeros((self.num_samples, *shape), dtype)
         # Low-level handles of the per-image datasets (looking a dataset up by name costs ~50 us).
         self.chunked = {name: self.file[name].id for name in self.specs if name not in self.buffers}
-        self.file.create_dataset("params", shape=(num_samples,), dtype=h5py.string_dtype(), track_times=False)
+        self.file.create_dataset("params", shape=(self.num_samples,), dtype=h5py.string_dtype(), track_times=False)
         self.params: list[str] = []
 
     def add(self, sample: dict[str, Any]) -> None:
@@ -117,21 +130,27 @@ class ShardWriter:
         self.count += 1
 
     def close(self) -> Path:
-        """Finish the shard: flush, close and rename to its final name (only if complete)."""
-        if self.count != self.num_samples:
+        """Finish the shard: flush, close and rename to its final name (only if complete). On any
+        failure (too few samples, a full disk while flushing) the partial file is deleted."""
+        try:
+            if self.count != self.num_samples:
+                raise ValueError(f"{self.path}: {self.count} of {self.num_samples} samples written; not finalising")
+            for name, values in self.buffers.items():
+                self.file[name][...] = values
+            self.file["params"][...] = np.array(self.params, dtype=object)
             self.file.close()
-            raise ValueError(f"{self.path}: {self.count} of {self.num_samples} samples written; not finalising")
-        for name, values in self.buffers.items():
-            self.file[name][...] = values
-        self.file["params"][...] = np.array(self.params, dtype=object)
-        self.file.close()
-        os.replace(self.tmp, self.path)
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
         return self.path
 
     def abort(self) -> None:
-        """Close and delete the partial file."""
+        """Close and delete the partial file (errors closing it are dropped: it is deleted anyway)."""
         try:
-            self.file.close()
+            if self.file is not None:
+                with suppress(Exception):  # a full disk fails the flush too
+                    self.file.close()
         finally:
             self.tmp.unlink(missing_ok=True)
 
@@ -205,10 +224,16 @@ def rebuild_manifest(directory: Path) -> dict:
             raise FacegenError(f"{path}: belongs to another render job than {entries[0]['file']}; a folder holds "
                                "one job: move one of them elsewhere")
         job = record
-        entries.append({"file": path.name, "first_index": first, "num_samples": count, "sha256": file_sha256(path)})
+        entries.append(shard_entry(path, first, count))
     entries.sort(key=lambda e: e["first_index"])
     return {"format_version": FORMAT_VERSION, "job": job, "shards": entries,
             "num_samples": max((e["first_index"] + e["num_samples"] for e in entries), default=0)}
+
+
+def shard_entry(path: Path, first_index: int, num_samples: int) -> dict:
+    """A finished shard's manifest entry: its file, samples, size in bytes and sha256."""
+    return {"file": Path(path).name, "first_index": int(first_index), "num_samples": int(num_samples),
+            "size": Path(path).stat().st_size, "sha256": file_sha256(path)}
 
 
 def file_sha256(path: Path) -> str:
@@ -220,11 +245,88 @@ def file_sha256(path: Path) -> str:
 
 
 def write_manifest(directory: Path, manifest: dict) -> None:
-    """Atomic write of manifest.json."""
+    """Atomic write of manifest.json: the old one stays whole if this fails (a full disk), and no
+    partial file is left."""
     path = Path(directory) / MANIFEST
     tmp = path.with_name(path.name + PARTIAL_SUFFIX)
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# -- checking finished shards ------------------------------------------------------------------------
+
+def shard_problem(path: Path, entry: dict) -> str | None:
+    """What is wrong with a finished shard, checked cheaply (a stat and its first bytes): missing, a
+    size other than the manifest's, not an HDF5 file, or shorter than its own HDF5 header says.
+    None when it passes. `verify_shard` also compares the checksum."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    expected = entry.get("size")
+    if expected is not None and size != int(expected):
+        return f"{size} bytes but the manifest records {int(expected)}: truncated or damaged"
+    if head[:8] != HDF5_SIGNATURE:
+        return "does not start with HDF5's signature: overwritten or damaged"
+    end = _hdf5_end(head)
+    if end is not None and end > size:
+        return f"{size} bytes but its HDF5 header says {end}: truncated"
+    return None
+
+
+def _hdf5_end(head: bytes) -> int | None:
+    """The file size an HDF5 superblock records (base address + end-of-file address), or None for
+    a superblock version this does not know."""
+    version = head[8] if len(head) > 8 else -1
+    if version in (0, 1):
+        width, base_at = (head[13] if len(head) > 13 else 0), (24 if version == 0 else 28)
+    elif version in (2, 3):
+        width, base_at = head[9], 12
+    else:
+        return None
+    eof_at = base_at + 2 * width
+    if width not in (2, 4, 8) or len(head) < eof_at + width:
+        return None
+    base = int.from_bytes(head[base_at:base_at + width], "little")
+    return base + int.from_bytes(head[eof_at:eof_at + width], "little")
+
+
+def verify_shard(path: Path, entry: dict) -> str | None:
+    """`shard_problem`, then the sha256 against the manifest's (when it records one)."""
+    problem = shard_problem(path, entry)
+    if problem is None and entry.get("sha256") and file_sha256(path) != entry["sha256"]:
+        problem = "its sha256 differs from the manifest's: damaged"
+    return problem
+
+
+def verify_folder(directory: Path) -> tuple[dict, list[tuple[dict, str | None]], list[str]]:
+    """Check every finished shard of a render folder fully (size, HDF5 header, sha256).
+
+    Returns the manifest, (entry, problem or None) per shard, and notes that are not damage (files
+    the manifest does not list: a killed job's leftovers, or a job still running)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FacegenError(f"{directory}: no such directory (expected a folder written by `facegen render`)")
+    manifest = read_manifest(directory)
+    if manifest is None:
+        raise FacegenError(f"{directory}: no {MANIFEST}, so nothing records the shards' checksums; re-run the "
+                           "render command that made it (it rebuilds the manifest from the shards) and verify again")
+    results = [(e, verify_shard(directory / e["file"], e)) for e in manifest["shards"]]
+    listed = {e["file"] for e in manifest["shards"]}
+    notes = [f"{p.name}: not in {MANIFEST} (left by a job that was stopped before recording it; the next render "
+             "run renders it again)" for p in sorted(directory.glob("shard-*.h5")) if p.name not in listed]
+    notes += [f"{p.name}: a shard being written, or left by a killed job (the next render run deletes it)"
+              for p in sorted(directory.glob(f"shard-*.h5{PARTIAL_SUFFIX}"))]
+    return manifest, results, notes
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -329,6 +431,13 @@ def find_shards(directory: Path) -> list[Path]:
         if missing:
             raise FacegenError(f"{directory}: manifest lists {missing[0].name} but it is missing; re-run the "
                                "render command to re-create it.")
+        for entry, f in zip(manifest["shards"], files):
+            size = f.stat().st_size
+            if entry.get("size") is not None and size != int(entry["size"]):
+                raise FacegenError(
+                    f"{f}: {size} bytes, but {directory / MANIFEST} records {int(entry['size'])}: the shard is "
+                    f"truncated or damaged. Re-run the render command that made {directory} (it renders damaged "
+                    f"shards again); `facegen verify {directory}` checks every shard.")
     else:
         files = sorted(directory.glob("shard-*.h5"))
     if not files:

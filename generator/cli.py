@@ -1,4 +1,4 @@
-"""`facegen render | inspect | preview | mesh`: the generator's commands (routed here by facegen/cli.py)."""
+"""`facegen render | inspect | preview | mesh | verify`: the generator's commands (routed here by facegen/cli.py)."""
 
 from __future__ import annotations
 
@@ -57,9 +57,11 @@ def render(spec, n, out, size, shard_size, workers, seed, renderer, config, back
 
     Every option and input file (spec, --config, each background photo and HDRI) is checked before
     anything is written to --out. Interrupted, or a worker failed? Run the same command again:
-    finished shards are kept as they are and only the missing samples are rendered; a larger --n
+    finished shards are kept as they are and only the missing samples are rendered; a finished shard
+    found truncated or damaged (its size or HDF5 header) is said and rendered again; a larger --n
     adds shards. A folder holding finished shards of a different job (spec, seed, config, renderer,
-    size...) is refused with what differs. Read the shards with `facegen.open_shards(DIR)` or plain
+    size...) is refused with what differs; one that another render job is writing is refused with
+    that job's pid and host (one job per folder: DIR/render.lock). Read the shards with `facegen.open_shards(DIR)` or plain
     h5py (docs/shard-format.md); look at them with `facegen inspect DIR` and `facegen preview DIR`.
     """
     from facegen.api import render as run
@@ -150,3 +152,40 @@ def mesh(directory: Path, index: int, out: Path, with_dressing: bool) -> None:
     written = sample_mesh(directory, index, with_dressing=with_dressing).save(out)
     for path in written:
         click.echo(f"wrote {path}")
+
+
+@click.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+def verify(directory: Path) -> None:
+    """Check every finished shard of a render folder: present, the size and sha256 the manifest
+    records, an intact HDF5 header. Prints one line per shard; exits 1 if any is damaged (and says
+    how to render it again), 0 if all are intact.
+
+    \b
+    Example:
+      facegen verify data/d490
+    """
+    from facegen.generator.lock import holder
+    from facegen.shards import verify_folder
+
+    manifest, results, notes = verify_folder(directory)
+    held = holder(directory)
+    if held is not None:
+        click.echo(f"note: a render job is writing {directory} now (pid {held.get('pid')} on {held.get('host')}); "
+                   "only the shards it has finished are checked")
+    done = sum(e["num_samples"] for e, _ in results)
+    click.echo(f"{directory}: {len(results)} shards, {done} of {manifest.get('num_samples', done)} samples")
+    width = max((len(e["file"]) for e, _ in results), default=0)
+    for e, problem in results:
+        click.echo(f"  {e['file']:<{width}}  {'ok' if problem is None else 'DAMAGED: ' + problem}")
+    for note in notes:
+        click.echo(f"  note: {note}")
+    damaged = [e["file"] for e, problem in results if problem is not None]
+    if not damaged:
+        click.echo(f"all {len(results)} shards intact")
+        return
+    names = " ".join(str(Path(directory) / f) for f in damaged)
+    click.echo(f"{len(damaged)} of {len(results)} shards damaged. Delete them (rm {names}) and re-run the render "
+               f"command that made {directory} (its settings are in {Path(directory) / 'manifest.json'}, `job`): "
+               "it renders them again and keeps the intact ones.")
+    sys.exit(1)

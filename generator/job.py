@@ -1,23 +1,27 @@
 """The render job: sample -> pose -> render -> label -> write, in shards, resumable.
 
 Shard k holds samples [k * shard_size, min((k + 1) * shard_size, n)) (see plan_shards for a job
-that grew). The job validates every input, then claims the output folder, then plans the shards; an executor (generator/executors/) renders
-the missing shards with workers that each build the model, spec and renderer once. This process owns
-the manifest and the progress bar and never imports a renderer's backend (bpy, OpenGL): spawned
-workers must find the packages as a fresh interpreter does. A re-run of the same command renders
-only the shards that are missing; finished shards are never rewritten.
+that grew). The job validates every input, then locks the output folder (generator/lock.py: one job
+per folder), claims it, drops finished shards that fail the cheap check (`drop_damaged`) and plans
+the shards; an executor (generator/executors/) renders the missing shards with workers that each
+build the model, spec and renderer once. This process owns the manifest and the progress bar and
+never imports a renderer's backend (bpy, OpenGL): spawned workers must find the packages as a fresh
+interpreter does. A re-run of the same command renders only the shards that are missing or damaged;
+finished shards are never rewritten.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from facegen.errors import FacegenError
 from facegen.generator.executors import WorkerFailed
-from facegen.shards import FORMAT_VERSION, MANIFEST, PARTIAL_SUFFIX, read_manifest, shard_name, write_manifest
+from facegen.shards import (FORMAT_VERSION, MANIFEST, PARTIAL_SUFFIX, read_manifest, shard_name, shard_problem,
+                            write_manifest)
 
 # The renderer `facegen render` uses unless told otherwise: photoreal Cycles (generator/cycles.py);
 # `--renderer raster` is the fast pyrender backend. The one place to change the default.
@@ -88,6 +92,7 @@ class JobContext:
     hdri_names: tuple[str, ...]
     hdri_dir: str | None
     job: dict = field(default_factory=dict)  # the manifest's `job`: the resume key
+    lock: object = None  # the folder lock's open file (lock.InheritedLock): worker processes hold it too
 
 
 def prepare(s: JobSettings) -> JobContext:
@@ -171,8 +176,18 @@ def claim_folder(out: Path, job: dict, n: int) -> dict:
         raise FacegenError(f"--out {out}: cannot write there ({e.strerror}); choose a folder you can write to") from None
     for stale in out.glob(f"*{PARTIAL_SUFFIX}"):  # half-written by a killed run: redo them
         stale.unlink()
-    write_manifest(out, manifest)
+    save_manifest(out, manifest)
     return manifest
+
+
+def save_manifest(out: Path, manifest: dict, then: str = "run the same command again") -> None:
+    """write_manifest, with a failure (a full disk) as a FacegenError: the manifest on disk stays as
+    it was (write_manifest is atomic and leaves no partial file)."""
+    try:
+        write_manifest(out, manifest)
+    except OSError as e:
+        raise FacegenError(f"{out / MANIFEST}: cannot write it ({e.strerror or e}); it is kept as it was, with the "
+                           f"finished shards it lists. Free some space (or fix the cause) and {then}.") from None
 
 
 def _check_same_job(out: Path, manifest: dict, job: dict) -> None:
@@ -210,6 +225,24 @@ def _check_keeps_finished(out: Path, manifest: dict, n: int) -> None:
             "into another --out. Nothing was changed.")
 
 
+def drop_damaged(out: Path, manifest: dict, notify) -> None:
+    """Forget (and delete) every finished shard that is missing or fails the cheap check (size, HDF5
+    header: `facegen.shards.shard_problem`), saying so; plan_shards then renders its samples again.
+    A shard damaged without changing its size is found by `facegen verify` (checksums), not here."""
+    kept = []
+    for e in manifest["shards"]:
+        problem = shard_problem(out / e["file"], e)
+        if problem is None:
+            kept.append(e)
+            continue
+        last = e["first_index"] + e["num_samples"] - 1
+        notify(f"{out / e['file']}: {problem}; rendering its samples {e['first_index']}-{last} again")
+        (out / e["file"]).unlink(missing_ok=True)
+    if len(kept) != len(manifest["shards"]):
+        manifest["shards"] = kept
+        save_manifest(out, manifest)
+
+
 def plan_shards(s: JobSettings, manifest: dict, out: Path) -> list[tuple[int, int, int]]:
     """Shards still to render, as (shard index, first sample, count).
 
@@ -240,19 +273,55 @@ def plan_shards(s: JobSettings, manifest: dict, out: Path) -> list[tuple[int, in
 
 # -- the job --------------------------------------------------------------------------------------------
 
-def run_job(s: JobSettings, progress: bool = True) -> Path:
+def _tell(message: str) -> None:
+    import click
+
+    click.echo(message, err=True)
+
+
+def lock_folder(out: Path):
+    """Create --out and take its lock (generator/lock.py), or stop naming the job that holds it."""
+    from facegen.generator import lock
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FacegenError(f"--out {out}: cannot write there ({e.strerror}); choose a folder you can write to") from None
+    program = os.path.basename(sys.argv[0])
+    if program in ("", "cli.py", "__main__.py"):  # python -m facegen.cli
+        program = "facegen"
+    return lock.acquire(out, [program, *sys.argv[1:]])
+
+
+def run_job(s: JobSettings, progress: bool = True, notify=_tell) -> Path:
+    """Run a render job. notify(message): what the job says about the folder (a stale lock taken
+    over, a damaged shard rendered again); stderr by default."""
     validate(s)
     ctx = prepare(s)  # every input checked: nothing is written into --out before this passes
     out = Path(s.out)
+    folder_lock = lock_folder(out)
+    try:
+        if folder_lock.took_over:
+            notify(folder_lock.took_over)
+        ctx.lock = folder_lock.for_workers()
+        _run_locked(s, ctx, out, progress, notify)
+    finally:
+        folder_lock.release()
+    return out
+
+
+def _run_locked(s: JobSettings, ctx: JobContext, out: Path, progress: bool, notify) -> None:
     manifest = claim_folder(out, ctx.job, s.n)
+    drop_damaged(out, manifest, notify)
     tasks = plan_shards(s, manifest, out)
     if not tasks:
-        return out
+        return
     from tqdm import tqdm
 
     # No tqdm monitor thread: a thread that does not block SIGINT would take (and lose) a Ctrl-C
     # pressed while the workers start (executors/local.py, _sigint_ignored).
     tqdm.monitor_interval = 0
+    total = len(manifest["shards"]) + len(tasks)  # shards when the job is done
     done_before = s.n - sum(count for _, _, count in tasks)
     bar = tqdm(total=s.n, initial=done_before, unit="img", desc=f"render {ctx.spec.name}", disable=not progress,
                smoothing=0.05, dynamic_ncols=True)
@@ -260,7 +329,8 @@ def run_job(s: JobSettings, progress: bool = True) -> Path:
     def finished(entry: dict) -> None:
         manifest["shards"] = sorted([e for e in manifest["shards"] if e["file"] != entry["file"]] + [entry],
                                     key=lambda e: e["first_index"])
-        write_manifest(out, manifest)
+        save_manifest(out, manifest, f"run the same command again: it renders the finished but unrecorded "
+                                     f"{entry['file']} and the rest again")
 
     from facegen.generator.executors import local
 
@@ -268,9 +338,8 @@ def run_job(s: JobSettings, progress: bool = True) -> Path:
         local.run(ctx, tasks, bar.update, finished)
     except WorkerFailed as e:
         kept = len(manifest["shards"])
-        e.message += (f"\n{kept} of {kept + len(tasks)} shards are finished and kept in {out / MANIFEST}; "
+        e.message += (f"\n{kept} of {total} shards are finished and kept in {out / MANIFEST}; "
                       "fix the cause and run the same command again to render the rest.")
         raise
     finally:
         bar.close()
-    return out

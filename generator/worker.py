@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from facegen.shards import ShardWriter, file_sha256, shard_name
+from facegen.shards import ShardWriter, shard_entry, shard_name
 
 if TYPE_CHECKING:
     from facegen.generator.job import JobContext
@@ -162,7 +162,7 @@ class Worker:
                 writer.add(sample)
                 if tick is not None:
                     tick(1)
-        return {"file": path.name, "first_index": first, "num_samples": count, "sha256": file_sha256(path)}
+        return shard_entry(path, first, count)  # size and sha256 of the file as written
 
     def close(self) -> None:
         self.renderer.close()

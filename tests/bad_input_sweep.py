@@ -124,6 +124,20 @@ def truncate(path: str) -> Step:
     return Step(f"cut {path} to half its bytes", fn)
 
 
+def remember(folder: str) -> Step:
+    """Setup: note the shards' checksums (for `restored`)."""
+    def fn(ctx, case):
+        case.state["original"] = snapshot(Path(ctx.fill(folder, case)))
+    return Step(f"note {folder}'s shards", fn)
+
+
+def restored(folder: str) -> Step:
+    """Check: every shard (and the manifest) is back as it was noted by `remember`."""
+    def fn(ctx, case):
+        return _compare(case.state["original"], snapshot(Path(ctx.fill(folder, case))))
+    return Step(f"{folder}: every shard and the manifest back as they were", fn)
+
+
 def copy(src: str, dst: str) -> Step:
     def fn(ctx, case):
         shutil.copytree(ctx.fill(src, case), ctx.fill(dst, case))
@@ -380,6 +394,17 @@ CASES = [
       setup=remove("{fin}/manifest.json"), check=kept("{fin}")),
     C("finished-grow", "{FIN} --n 6 --out {fin}", expect=OK, check=kept("{fin}")),
     C("finished-same-again", "{FIN} --n 4 --out {fin}", expect=OK, check=unchanged("{fin}")),
+    C("finished-truncated-shard", "{FIN} --n 4 --out {fin}", expect=OK,
+      setup=steps(remember("{fin}"), truncate("{fin}/shard-00001.h5")), check=restored("{fin}")),
+    C("finished-locked-elsewhere", "{FIN} --n 4 --out {fin}", ["render.lock", "elsewhere-host"],
+      setup=write_file("{fin}/render.lock", '{"pid": 1, "host": "elsewhere-host", "started": "?"}'),
+      check=unchanged("{fin}")),
+    # ---- verify ------------------------------------------------------------------------------------
+    C("verify-missing", "verify {tmp}/nowhere", ["nowhere"]),
+    C("verify-no-manifest", "verify {fin}", ["manifest.json"], setup=remove("{fin}/manifest.json")),
+    C("verify-truncated-shard", "verify {fin}", ["shard-00001.h5", "damaged"],
+      setup=truncate("{fin}/shard-00001.h5")),
+    C("verify-finished", "verify {fin}", expect=OK),
     # ---- inspect -----------------------------------------------------------------------------------
     C("inspect-missing", "inspect {tmp}/nowhere", ["nowhere"]),
     C("inspect-empty", "inspect {fx}/empty", ["empty"]),

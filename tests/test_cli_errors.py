@@ -81,6 +81,8 @@ CASES = [
     ("preview-cols-0", "preview {toy} -o {tmp}/p.png --cols 0", ["'--cols'"]),
     ("preview-no-shards", "preview {empty} -o {tmp}/p.png", ["empty", "no finished shards"]),
     ("inspect-no-shards", "inspect {empty}", ["empty", "no finished shards"]),
+    ("verify-missing", "verify {missing}", ["missing", "no such directory"]),
+    ("verify-no-manifest", "verify {toy}", ["manifest.json", "re-run the render command"]),
     ("specs-preview-size-0", "specs preview ibug68 --size 0 -o {tmp}/s.png", ["'--size'"]),
     ("specs-preview-not-image", "specs preview ibug68 -o {tmp}/s.txt", ["'--out'", ".txt"]),
 ]

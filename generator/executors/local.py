@@ -6,11 +6,14 @@ Each worker process talks to the job over its own pipe: it is sent one shard at 
 with progress counts, the finished shard's manifest entry, or its own error. A worker that raises or
 dies (kill -9, the out-of-memory killer) ends the job at once with that error and the shard it was
 on; the other workers are stopped and nothing is respawned. Workers ignore Ctrl-C (the job stops
-them) and die with the job, so none is left behind.
+them) and die with the job, so none is left behind. Each worker process holds the job's folder lock
+(JobContext.lock, passed to it at spawn: generator/lock.py) until it exits, so no other job can take
+the folder while a worker of this one still writes in it.
 """
 
 from __future__ import annotations
 
+import errno
 import multiprocessing as mp
 import os
 import re
@@ -284,9 +287,16 @@ def _describe(e: BaseException) -> str:
     """A worker's error in one line: its own message, and where in the code when it is not a user error."""
     if isinstance(e, FacegenError):
         return e.message
+    if _disk_full(e):
+        return f"the disk is full ({e}); the half-written shard was deleted (free some space)"
     frames = traceback.extract_tb(e.__traceback__)
     at = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
     return f"{type(e).__name__}: {e}{at}"
+
+
+def _disk_full(e: BaseException) -> bool:
+    """ENOSPC, from Python's own writes or from HDF5 (whose errors carry the text, not always errno)."""
+    return isinstance(e, OSError) and (e.errno == errno.ENOSPC or "No space left on device" in str(e))
 
 
 def _inject_fault(where: str) -> None:
