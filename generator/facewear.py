@@ -98,6 +98,7 @@ def mask(facewear: Facewear, shaped: np.ndarray, model: FaceModel) -> Mask | Non
     if kind.pleats:  # folds across, fading out at the sides where the mask is gathered
         phase = t * kind.pleats * 2 * np.pi
         radius += 0.06 * np.sin(phase) * (1 - side[None] ** 4)
+    radius = np.maximum(radius, face + THICKNESS + 0.05)  # the back face clears the skin even at fit 0
     points = _cylinder(azimuths[None], heights, radius)
     inner = _cylinder(azimuths[None], heights, radius - THICKNESS)
     rng = np.random.default_rng(facewear.seed)
