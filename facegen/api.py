@@ -123,13 +123,14 @@ def train(data: PathLike | Sequence[PathLike] = (), *, out: PathLike = "runs/tra
 
 def evaluate(checkpoint: PathLike | Predictor, root: PathLike, *, dataset: str = "300w", split: str = "full",
              box: str = "gt", out: PathLike | None = None, flip: bool | None = None,
-             device: str = "auto") -> dict:
+             device: str = "auto", detector: str = "auto") -> dict:
     """Predict with a checkpoint (a path, or a Predictor from `load_predictor`) on a labelled dataset and
     score it; returns the report. `facegen eval` in Python.
 
     dataset: "300w" (the official layout; `split` full, common, challenging, private or train),
     "aflw2000", "folder" (any .pts folder) or "shards" (a folder of renders, any spec). box: crop from the
-    ground-truth landmark box ("gt", the 300-W protocol) or the face detector ("detector"). out: write
+    ground-truth landmark box ("gt", the 300-W protocol) or the face detector ("detector"; `detector`:
+    auto, haar, dlib-hog or dlib-cnn, auto = the best installed). out: write
     predictions, metrics.json, metrics.md and CED plots there. flip: test-time flip (None: as trained).
 
     The report: `metrics[norm][subset]` (count, nme, auc@t, fr@t, in %), `per_image[norm]`,
@@ -143,7 +144,7 @@ def evaluate(checkpoint: PathLike | Predictor, root: PathLike, *, dataset: str =
     with user_errors():
         predictor = checkpoint if isinstance(checkpoint, Predictor) else load_predictor(checkpoint, device, flip)
         ds = open_eval_dataset(dataset, root, split)
-        return run(predictor, ds, out, box=box)
+        return run(predictor, ds, out, box=box, detector=detector)
 
 
 def score(predictions: PathLike, ground_truth: PathLike, *, subsets: PathLike | None = None,

@@ -46,7 +46,8 @@ def test_predict_video_writes_mp4_and_json(checkpoint, tmp_path):
     for _ in range(3):
         writer.write(frame)
     writer.release()
-    summary = run_predict(load_predictor(checkpoint, "cpu"), video, tmp_path / "out")
+    summary = run_predict(load_predictor(checkpoint, "cpu"), video, tmp_path / "out", detector="haar")
+    assert summary["detector"] == "haar" and summary["smoothed"]
     assert summary["faces"] >= 3
     data = json.loads((tmp_path / "out" / "predictions.json").read_text())
     frames = data["results"]["clip.mp4"]
@@ -58,3 +59,12 @@ def test_predict_video_writes_mp4_and_json(checkpoint, tmp_path):
 def test_predict_missing_source_is_named(checkpoint, tmp_path):
     with pytest.raises(FacegenError, match="nothing-here"):
         run_predict(load_predictor(checkpoint, "cpu"), tmp_path / "nothing-here", tmp_path / "out")
+
+
+@needs_real
+def test_eval_box_detector_names_the_detector(checkpoint):
+    from facegen.api import evaluate
+
+    report = evaluate(checkpoint, REAL_MINI, dataset="folder", box="detector", detector="haar", device="cpu")
+    assert report["detector"] == "haar" and report["metrics"]["box"]["all"]["count"] == 12
+    assert "detector" not in evaluate(checkpoint, REAL_MINI, dataset="folder", device="cpu")

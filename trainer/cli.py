@@ -68,6 +68,10 @@ DEVICE = click.option("--device", default="auto", show_default=True, callback=_d
 FLIP = click.option("--flip/--no-flip", default=None,
                     help="Test-time flip: average the predictions on each crop and its mirror  [default: as the "
                          "checkpoint was trained, facegen train --test-flip]")
+DETECTOR = click.option("--detector", type=click.Choice(["auto", "haar", "dlib-hog", "dlib-cnn"]), default="auto",
+                        show_default=True,
+                        help='Face detector: auto (the best installed: dlib-cnn, dlib-hog, haar), haar (OpenCV), '
+                             'dlib-hog or dlib-cnn (pip install "facegen[detectors]").')
 
 
 REAL_FORMAT = click.option("--real-format", type=click.Choice(["auto", "300w", "aflw2000", "300w-lp", "folder"]),
@@ -230,10 +234,11 @@ def _print_report(report: dict) -> None:
               help="300-W split: full, common, challenging, private, train (with --dataset 300w).")
 @click.option("--box", type=click.Choice(["gt", "detector"]), default="gt", show_default=True,
               help="Face crop from the ground-truth landmark box (300-W protocol) or the face detector.")
+@DETECTOR
 @click.option("--out", default=None, type=OutFolder(), help="Write predictions, metrics, CED plots here.")
 @FLIP
 @DEVICE
-def evaluate(checkpoint, dataset, root, split, box, out, flip, device):
+def evaluate(checkpoint, dataset, root, split, box, detector, out, flip, device):
     """Predict with a checkpoint on 300-W, AFLW2000-3D, a .pts folder or rendered shards; score per subset.
 
     \b
@@ -261,7 +266,11 @@ def evaluate(checkpoint, dataset, root, split, box, out, flip, device):
     """
     from facegen.api import evaluate as run
 
-    _print_report(run(checkpoint, root, dataset=dataset, split=split, box=box, out=out, flip=flip, device=device))
+    report = run(checkpoint, root, dataset=dataset, split=split, box=box, out=out, flip=flip, device=device,
+                 detector=detector)
+    if report.get("detector"):
+        click.echo(f"faces cropped by the {report['detector']} detector (--detector {detector})")
+    _print_report(report)
 
 
 @click.command()
@@ -338,9 +347,13 @@ def score(predictions, ground_truth, subsets, norms, thresholds, auc_method, out
 @click.option("-o", "--out", default="predictions", show_default=True, type=OutFolder())
 @click.option("--no-adapter", is_flag=True, help="With an adapted checkpoint: write the model's own points instead "
                                                  "of the adapter's iBUG-68.")
+@DETECTOR
+@click.option("--smooth/--no-smooth", default=None,
+              help="Smooth the box and landmarks over frames (default: on for a video, off for images; a folder "
+                   "smoothed is read as frames in name order).")
 @FLIP
 @DEVICE
-def predict(source, checkpoint, out, no_adapter, flip, device):
+def predict(source, checkpoint, out, no_adapter, detector, smooth, flip, device):
     """Detect faces in IMAGE, DIR or VIDEO, predict landmarks, write overlays and JSON.
 
     \b
@@ -351,13 +364,19 @@ def predict(source, checkpoint, out, no_adapter, flip, device):
 
     A checkpoint with a label adapter (facegen adapt) predicts iBUG-68 through it; the printed summary's
     "points" says which points were written. --no-adapter writes the model's own points.
+
+    Faces are found by --detector: haar (OpenCV, always there), dlib-hog or dlib-cnn (pip install
+    "facegen[detectors]"; dlib-cnn finds turned and dark faces, ~1-2 s an image on a CPU); auto, the
+    default, takes the best installed; the summary's "detector" says which ran. Video boxes and landmarks
+    are smoothed over frames (an EMA, restarted when the face jumps); --no-smooth turns it off.
     """
     from facegen.trainer.predict import run_predict
     from facegen.trainer.predictor import load_predictor
 
     with user_errors():
         predictor = load_predictor(checkpoint, device, flip)
-        summary = run_predict(predictor, Path(source), Path(out), adapter=not no_adapter)
+        summary = run_predict(predictor, Path(source), Path(out), adapter=not no_adapter, detector=detector,
+                              smooth=smooth)
     click.echo(json.dumps(summary))
 
 

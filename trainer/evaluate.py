@@ -70,14 +70,19 @@ def open_eval_dataset(dataset: str, root: Path | str, split: str = "full") -> Pt
     raise FacegenError(f"unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}")
 
 
-def _images_and_boxes(ds: PtsFolder, box: str = "gt") -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _images_and_boxes(ds: PtsFolder, box: str = "gt",
+                      detector: str = "auto") -> tuple[list[np.ndarray], list[np.ndarray]]:
     images, boxes = [], []
+    det = None
+    if box == "detector":
+        from facegen.trainer.predict import make_detector
+        det = make_detector(detector)
     for i in range(len(ds)):
         raw = ds.raw(i)
         b = landmark_box(raw["landmarks"])
         if box == "detector":
             from facegen.trainer.predict import best_face_for
-            b = best_face_for(raw["image"], b)
+            b = best_face_for(raw["image"], b, det)
         images.append(raw["image"])
         boxes.append(b)
     return images, boxes
@@ -111,7 +116,7 @@ def shard_norms(ds: ShardTestSet) -> tuple[str, ...]:
 
 
 def evaluate(predictor: Predictor, ds: PtsFolder, out: Path | str | None = None, box: str = "gt",
-             adapter: Adapter | None = None, compare: str = "auto", **score_kw) -> dict:
+             adapter: Adapter | None = None, compare: str = "auto", detector: str = "auto", **score_kw) -> dict:
     """Predict, map to iBUG-68, write predictions (`predictions/*.pts`, `predictions.json`), score.
 
     The report is the nearest-subset one (or the given `adapter`'s), as before; `report["modes"]` holds one
@@ -120,6 +125,8 @@ def evaluate(predictor: Predictor, ds: PtsFolder, out: Path | str | None = None,
     adapter mode's files go to `out/adapter/` (`facegen score -p out/adapter/predictions.json -g
     out/ground_truth.json --subsets out/subsets.json` reproduces it) and `modes.md` puts both side by side.
     The report's `jaw` says which correspondence was used and whether the spec's jaw matches the labels'.
+    With `box="detector"`, faces are cropped by `detector` (a name from predict.DETECTORS; auto = the best
+    installed) and `report["detector"]` names the one that ran.
 
     Shards (`ShardTestSet`) are compared in the checkpoint's own points when they share its landmark names,
     else on iBUG-68 on both sides (`compare`: auto, spec or ibug68); `report["compared"]` says which."""
@@ -129,7 +136,7 @@ def evaluate(predictor: Predictor, ds: PtsFolder, out: Path | str | None = None,
         in_spec = ds.compared == "spec"
         score_kw.setdefault("norms", shard_norms(ds))
     convention = ds.jaw_convention
-    images, boxes = _images_and_boxes(ds, box)
+    images, boxes = _images_and_boxes(ds, box, detector)
     learned = adapter is None and predictor.adapter is not None and not in_spec  # the adapter gives iBUG-68
     raw = predictor.predict_modes(images, boxes, adapter=learned)
     preds = {"nearest": raw["points"] if in_spec else to_ibug68(raw["points"], predictor.spec, adapter, convention)}
@@ -153,6 +160,9 @@ def evaluate(predictor: Predictor, ds: PtsFolder, out: Path | str | None = None,
         modes["adapter"]["jaw"] = {"labels": convention, "adapter": info.get("convention")}
         modes["adapter"]["adapter"] = info
     report = {**modes["nearest"], "modes": modes}
+    if box == "detector":
+        from facegen.trainer.predict import resolve_detector
+        report["detector"] = resolve_detector(detector)
     if out is not None:
         out = Path(out)
         for mode, pred in preds.items():
