@@ -4,6 +4,8 @@ space, cm; triangles counter-clockwise seen from outside."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from facegen.generator.parts import SurfaceGeometry
@@ -117,7 +119,11 @@ def outer_radius(u: np.ndarray, w: np.ndarray, radius: np.ndarray, u_query: np.n
     return grid[cu, cw]
 
 
+@lru_cache(maxsize=4)
 def skin_vertices(model) -> np.ndarray:
-    """Ids of the face model's skin vertices (its face and head_neck regions)."""
+    """Ids of the face model's skin vertices (its face and head_neck regions), read-only: once per
+    model (a few ms each; masks and headwear ask several times per sample)."""
     regions = [model.region_names.index(r) for r in ("face", "head_neck")]
-    return np.unique(model.triangles[np.isin(model.triangle_region, regions)])
+    ids = np.unique(model.triangles[np.isin(model.triangle_region, regions)])
+    ids.flags.writeable = False
+    return ids

@@ -200,24 +200,18 @@ def dressing(params: SceneParams, posed: PosedScene, model: FaceModel) -> Dressi
         if grown is not None and len(grown.points):
             world = replace(grown, points=to_world(grown.points.reshape(-1, 3)).reshape(grown.points.shape))
             strands.append(Worn(name, world))
-    surfaces = []
-    garment = clothing.garment(params.clothing, shaped, model)
-    if garment is not None:
-        surfaces.append(Worn("clothing", replace(garment, vertices=to_world(garment.vertices))))
-    worn_glasses = eyewear.glasses(params.eyewear, shaped, model)
-    if worn_glasses is not None:
-        surfaces.append(Worn("eyewear_frame", replace(worn_glasses.frame, vertices=to_world(worn_glasses.frame.vertices))))
-        surfaces.append(Worn("lens", replace(worn_glasses.lenses, vertices=to_world(worn_glasses.lenses.vertices)),
-                             opacity=worn_glasses.opacity))
-    if mask is not None:
-        surfaces.append(Worn("facewear", replace(mask.surface, vertices=to_world(mask.surface.vertices))))
-    if hat is not None:
-        surfaces.append(Worn("headwear", replace(hat.surface, vertices=to_world(hat.surface.vertices))))
+    glasses = eyewear.glasses(params.eyewear, shaped, model)
     held = hands.hand(params.hand, shaped, model)
-    if held is not None:
-        surfaces.append(Worn("hand", replace(held.hand, vertices=to_world(held.hand.vertices))))
-        if held.object is not None:
-            surfaces.append(Worn("object", replace(held.object, vertices=to_world(held.object.vertices))))
+    # (material, model-space surface, opacity) in SURFACE_SETS order; None where the sample has none.
+    worn = [("clothing", clothing.garment(params.clothing, shaped, model), 1.0),
+            ("eyewear_frame", glasses.frame if glasses else None, 1.0),
+            ("lens", glasses.lenses if glasses else None, glasses.opacity if glasses else 1.0),
+            ("facewear", mask.surface if mask else None, 1.0),
+            ("headwear", hat.surface if hat else None, 1.0),
+            ("hand", held.hand if held else None, 1.0),
+            ("object", held.object if held else None, 1.0)]
+    surfaces = [Worn(material, replace(g, vertices=to_world(g.vertices)), opacity)
+                for material, g, opacity in worn if g is not None]
     return Dressing(tuple(strands), tuple(surfaces))
 
 
