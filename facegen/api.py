@@ -83,15 +83,16 @@ def train(data: PathLike | Sequence[PathLike] = (), *, out: PathLike = "runs/tra
           n_real: int | None = None, real_val_fraction: float = 0.1, real_test_fraction: float = 0.0,
           real_split_seed: int | None = None, real_share: float = 0.25, init: PathLike | None = None,
           unlabelled: PathLike | None = None, da_weight: float = 1.0, adapter: str | None = None,
-          seed: int = 0, device: str = "auto", amp: bool = True, resume: PathLike | None = None,
-          progress: bool = True) -> TrainResult:
+          seed: int = 0, device: str = "auto", dist_backend: str = "auto", amp: bool = True,
+          resume: PathLike | None = None, progress: bool = True) -> TrainResult:
     """Train a landmark detector on shard folders `data` (and / or real faces); returns the checkpoints
     and the summary. `facegen train` in Python: each keyword is the option of the same name
     (`facegen train --help`, docs/trainer.md), `model_args` its --model-arg pairs as a dict,
     `amp=False` its --no-amp. The defaults are the recipe study's winner.
 
     Strategies: synthetic-only (data), real-only (real), mixed (data + real in every batch), fine-tune
-    (init, then real), dann / daln (data + unlabelled real images)."""
+    (init, then real), dann / daln (data + unlabelled real images). In a process torchrun started, this
+    process trains as one rank of a DistributedDataParallel run (`dist_backend`: auto, nccl or gloo)."""
     from facegen.trainer.models import list_models
     from facegen.trainer.train import TrainConfig, train as run
 
@@ -108,7 +109,8 @@ def train(data: PathLike | Sequence[PathLike] = (), *, out: PathLike = "runs/tra
                       val_every=val_every, val_real=optional(val_real), test_flip=test_flip,
                       n_synthetic=n_synthetic, coord_loss=coord_loss, heatmap_loss=heatmap_loss,
                       heatmap_weight=heatmap_weight, occlusion_aware=occlusion_aware,
-                      occluded_weight=occluded_weight, seed=seed, device=device, amp=amp, resume=optional(resume),
+                      occluded_weight=occluded_weight, seed=seed, device=device, dist_backend=dist_backend, amp=amp,
+                      resume=optional(resume),
                       strategy=strategy, real=optional(real), real_format=real_format, n_real=n_real,
                       real_val_fraction=real_val_fraction, real_test_fraction=real_test_fraction,
                       real_split_seed=real_split_seed, real_share=real_share, init=optional(init),

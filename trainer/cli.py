@@ -150,13 +150,16 @@ STRATEGY_HELP = ("synthetic-only (shards), real-only (--real), mixed (shards + -
                    "the point, so its exact label would teach the model to guess from the face's shape alone.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @DEVICE
+@click.option("--dist-backend", type=click.Choice(["auto", "nccl", "gloo"]), default="auto", show_default=True,
+              help="Under torchrun: how the processes exchange gradients (auto: nccl on GPUs, gloo on CPUs). "
+                   "Each process takes cuda:LOCAL_RANK; --batch-size is per process.")
 @click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
 @click.option("--resume", default=None, type=click.Path(), help="Continue from a last.pt.")
 def train(data, n_synthetic, strategy, real, real_format, n_real, real_val_fraction, real_test_fraction, real_split_seed, real_share,
           init, unlabelled, da_weight, adapter, model,
           model_arg, out, epochs, steps, batch_size, lr, input_size, crop_scale, gray, augment, workers,
           val_fraction, val_every, val_real, test_flip, coord_loss, heatmap_loss, heatmap_weight, occlusion_aware,
-          occluded_weight, seed, device, no_amp, resume):
+          occluded_weight, seed, device, dist_backend, no_amp, resume):
     """Train a landmark detector on shards and / or real faces; writes last.pt, best.pt and history.json.
 
     \b
@@ -168,6 +171,8 @@ def train(data, n_synthetic, strategy, real, real_format, n_real, real_val_fract
       facegen train --data data/i68 --occlusion-aware --out runs/i68-occl  # no loss on points an occluder hides
       facegen train --data data/d490 --data data/d490b --val-real ../shared/data/real300w-mini --out runs/d490
       facegen train --data data/i68 --resume runs/hg/last.pt --out runs/hg
+    Several GPUs, one process each (DistributedDataParallel; docs/trainer.md, "Training on several GPUs"):
+      torchrun --nproc-per-node 8 -m facegen.cli train --data data/i68 --batch-size 32 --out runs/i68-8gpu
     Synthetic + real (docs/trainer.md, "Strategies"):
       A=../shared/data/aflw2000-3d-half
       facegen train --strategy real-only --real $A --n-real 250 --model resnet18 --input-size 128 --out runs/real
@@ -185,6 +190,7 @@ def train(data, n_synthetic, strategy, real, real_format, n_real, real_val_fract
     `facegen predict` need nothing else.
     """
     from facegen.api import train as run
+    from facegen.trainer.distributed import is_main_process
 
     result = run(list(data), out=out, strategy=strategy, model=model, model_args=_model_kwargs(model, model_arg),
                  steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, input_size=input_size,
@@ -195,8 +201,9 @@ def train(data, n_synthetic, strategy, real, real_format, n_real, real_val_fract
                  real_format=real_format, n_real=n_real, real_val_fraction=real_val_fraction,
                  real_test_fraction=real_test_fraction, real_split_seed=real_split_seed, real_share=real_share,
                  init=init, unlabelled=unlabelled, da_weight=da_weight, adapter=adapter, seed=seed, device=device,
-                 amp=not no_amp, resume=resume)
-    click.echo(json.dumps(result.summary, indent=2))
+                 dist_backend=dist_backend, amp=not no_amp, resume=resume)
+    if is_main_process():  # under torchrun: once, from rank 0
+        click.echo(json.dumps(result.summary, indent=2))
 
 
 def _print_report(report: dict) -> None:

@@ -5,7 +5,8 @@ the model step converts to float), `landmarks` float32 (L, 2) in crop pixels, `v
 `occluded_by` uint8 (L,) (what hides each point: UNKNOWN_OCCLUDER where the data does not say),
 `matrix` float32 (3, 3) original image -> crop (to map predictions back), `index`.
 
-Randomness: each process (main or DataLoader worker) owns one numpy Generator seeded from (seed, worker id),
+Randomness: each process (main or DataLoader worker) owns one numpy Generator seeded from (seed, worker id)
+(and, under torchrun, the rank: `stream`),
 consumed in the order the sampler hands out indices, so a run is reproducible for a given --seed and
 worker count, and augmentation differs between epochs even with persistent workers.
 """
@@ -57,6 +58,7 @@ class LandmarkDataset(Dataset):
 
     transform: Callable | None = None
     seed: int = 0
+    stream: int = 0  # a process's own augmentation stream beside the seed (the rank under torchrun; 0: as alone)
     # How the labels place the jaw: "2d" the visible outline (300-W markup), "3d" fixed surface points
     # projected through (AFLW2000-3D, 300W-LP pts_3d); scoring picks the spec's matching correspondence.
     jaw_convention: str = "2d"
@@ -68,7 +70,8 @@ class LandmarkDataset(Dataset):
         pid = os.getpid()
         if getattr(self, "_rng_pid", None) != pid:
             info = get_worker_info()
-            self._rng_state = np.random.default_rng([self.seed, (info.id + 1) if info else 0])
+            key = [self.seed, (info.id + 1) if info else 0] + ([self.stream] if self.stream else [])
+            self._rng_state = np.random.default_rng(key)
             self._rng_pid = pid
         return self._rng_state
 

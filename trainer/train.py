@@ -7,6 +7,10 @@ AdamW + cosine, AMP on CUDA, resume from `last.pt`.
 
 Checkpoints (`last.pt`, `best.pt`) hold the model, optimiser, scheduler and step, plus the config and the
 landmark spec, so `load_predictor(best.pt)` predicts with nothing else.
+
+Under torchrun (trainer/distributed.py) each process trains on its own part of every pass over the data,
+with DistributedDataParallel averaging the gradients; rank 0 alone validates, logs and writes the files,
+and the checkpoints are the same as one process writes.
 """
 
 from __future__ import annotations
@@ -25,12 +29,13 @@ from tqdm import tqdm
 
 from facegen.errors import FacegenError
 from facegen.specs import IBUG68_FLIP
-from facegen.trainer import recipe
+from facegen.trainer import distributed, recipe
 from facegen.trainer.adapters import adapter_record
 from facegen.trainer.datasets import ShardDataset, UnlabelledFaces, split_indices
 from facegen.trainer.losses import LandmarkLoss, occlusion_weights
 from facegen.trainer.models import create_model
-from facegen.trainer.predictor import RESUME_KEYS, Predictor, SpecInfo, pick_device, read_checkpoint
+from facegen.trainer.distributed import Dist, RankSampler, unwrap
+from facegen.trainer.predictor import RESUME_KEYS, Predictor, SpecInfo, read_checkpoint
 from facegen.trainer.transforms import build_transforms
 
 
@@ -64,7 +69,8 @@ class TrainConfig:
     occlusion_aware: bool = False
     occluded_weight: float = 0.0
     seed: int = 0
-    device: str = "auto"
+    device: str = "auto"  # under torchrun auto / cuda mean cuda:LOCAL_RANK
+    dist_backend: str = "auto"  # under torchrun: nccl (GPUs), gloo (CPUs) or auto (nccl on GPUs, else gloo)
     amp: bool = True
     resume: str | None = None
     log_every: int = 10
@@ -272,6 +278,10 @@ class Run:
     # label transfer (--adapter): model points -> iBUG-68, trained jointly, saved as the checkpoint's `adapter`
     adapter: torch.nn.Module | None = None
     adapter_meta: dict = field(default_factory=dict)  # its jaw convention and what it was fitted on
+    # under torchrun: the model in DistributedDataParallel, which `forward` runs (its backward averages the
+    # gradients over the processes); `model` stays the bare module for its attributes (decode, task_head),
+    # validation and checkpoints. None: one process, `forward` runs `model`
+    replica: torch.nn.Module | None = None
 
     def inputs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(images in [0, 1], landmarks) of a batch, on the run's device."""
@@ -280,7 +290,7 @@ class Run:
 
     def forward(self, x: torch.Tensor) -> dict:
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            return self.model(x)
+            return (self.replica if self.replica is not None else self.model)(x)
 
     def point_weights(self, batch: dict) -> torch.Tensor | None:
         """Per-point loss weights (B, L) of a batch of the model's own points with --occlusion-aware: points
@@ -331,8 +341,10 @@ def select(output: dict, rows: slice | None = None, points: np.ndarray | None = 
     return out
 
 
-def _loaders(cfg: TrainConfig, data: Data, strategy, device: torch.device, gen: torch.Generator) -> dict[str, DataLoader]:
-    """One loader per source; a mixed batch splits --batch-size between synthetic and real crops."""
+def _loaders(cfg: TrainConfig, data: Data, strategy, device: torch.device, gen: torch.Generator,
+             dist: Dist | None = None) -> dict[str, DataLoader]:
+    """One loader per source; a mixed batch splits --batch-size between synthetic and real crops. Under
+    torchrun each rank's loader takes its share of every pass (RankSampler) and --batch-size is per rank."""
     loader_kw = dict(num_workers=cfg.workers, persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
     sizes = {s: cfg.batch_size for s in strategy.sources}
     if "synthetic" in sizes and "real" in sizes:
@@ -341,8 +353,13 @@ def _loaders(cfg: TrainConfig, data: Data, strategy, device: torch.device, gen: 
     loaders = {}
     for s in strategy.sources:
         ds = data.train[s]
-        loaders[s] = DataLoader(ds, batch_size=sizes[s], shuffle=True, generator=gen,
-                                drop_last=len(ds) >= sizes[s], **loader_kw)
+        if dist is not None and dist.enabled:
+            sampler = RankSampler(len(ds), dist, gen)
+            loaders[s] = DataLoader(ds, batch_size=sizes[s], sampler=sampler, generator=gen,
+                                    drop_last=len(sampler) >= sizes[s], **loader_kw)
+        else:
+            loaders[s] = DataLoader(ds, batch_size=sizes[s], shuffle=True, generator=gen,
+                                    drop_last=len(ds) >= sizes[s], **loader_kw)
     return loaders
 
 
@@ -351,12 +368,20 @@ def _cycle(loader: DataLoader):
         yield from loader
 
 
+def _bare_modules(run: Run) -> torch.nn.ModuleDict:
+    """run.modules without their DistributedDataParallel wrappers (torchrun): the state one process saves."""
+    return torch.nn.ModuleDict({k: unwrap(m) for k, m in run.modules.items()})
+
+
 def save_checkpoint(path: Path, run: Run, optim: Optimiser, arch: dict, best: float, history: list) -> None:
+    """The bare modules' weights (never DistributedDataParallel's `module.` names): a torchrun checkpoint
+    is the same as one process writes, and loads in eval, predict and --resume alike."""
     torch.save({"model_state": run.model.state_dict(), "optimizer": optim.opt.state_dict(),
                 "scheduler": optim.sched.state_dict(), "scaler": optim.scaler.state_dict(), "step": run.step,
                 "best": best, "history": history, "arch": arch, "config": asdict(run.cfg), "spec": run.spec.as_dict(),
-                **({"modules_state": run.modules.state_dict()} if len(run.modules) else {}),
-                **({"adapter": adapter_record(run.adapter, **run.adapter_meta)} if run.adapter is not None else {})},
+                **({"modules_state": _bare_modules(run).state_dict()} if len(run.modules) else {}),
+                **({"adapter": adapter_record(unwrap(run.adapter), **run.adapter_meta)}
+                   if run.adapter is not None else {})},
                path)
 
 
@@ -376,7 +401,7 @@ def validate_run(run: Run, data: Data, val_loader: DataLoader | None, real_folde
             continue
         run.model.eval()
         p = Predictor(run.model, run.spec, run.cfg.input_size, run.cfg.crop_scale, run.cfg.gray, run.device,
-                      adapter=run.adapter, adapter_info={"name": run.cfg.adapter, **run.adapter_meta},
+                      adapter=unwrap(run.adapter), adapter_info={"name": run.cfg.adapter, **run.adapter_meta},
                       flip=run.cfg.test_flip)
         rep = evaluate(p, ds, norms=(norm,))
         run.model.train()
@@ -435,15 +460,21 @@ def _check_occlusion(cfg: TrainConfig) -> None:
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
-    """Run training; returns a summary (first/last train loss, best validation, checkpoint paths)."""
+    """Run training; returns a summary (first/last train loss, best validation, checkpoint paths).
+    Launched by torchrun, this process trains as one rank of the run (every rank returns the summary)."""
     from facegen.trainer.strategies import get_strategy
 
     strategy = get_strategy(cfg.strategy)
     if cfg.adapter:
         _check_adapter(cfg, strategy)
     _check_occlusion(cfg)
-    seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
+    with distributed.session(cfg.device, cfg.dist_backend) as dist:
+        return _train(cfg, strategy, dist, progress)
+
+
+def _train(cfg: TrainConfig, strategy, dist: Dist, progress: bool) -> dict:
+    seed_everything(cfg.seed)  # the same on every rank: the ranks start from one model and one shuffle
+    device = dist.device
     ckpt = read_checkpoint(cfg.resume, RESUME_KEYS) if cfg.resume else None
     if strategy.points == "init" and not cfg.init and ckpt is None:
         raise FacegenError(f"--strategy {strategy.name} starts from a trained checkpoint: give --init CHECKPOINT")
@@ -456,9 +487,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                       crop_scale=float(c.get("crop_scale", cfg.crop_scale)), gray=bool(c.get("gray", cfg.gray)),
                       model_kwargs={k: v for k, v in init["arch"]["kwargs"].items() if k != "in_chans"})
     data = build_data(cfg, strategy, init)
+    for ds in data.train.values():  # each rank augments with its own random stream (rank 0 as one process)
+        ds.stream = dist.rank
     spec = data.spec
     gen = torch.Generator().manual_seed(cfg.seed)
-    loaders = _loaders(cfg, data, strategy, device, gen)
+    loaders = _loaders(cfg, data, strategy, device, gen, dist)
     val_loader = DataLoader(data.val, batch_size=cfg.batch_size, num_workers=0) if data.val is not None else None
 
     model, arch = build_model(cfg, spec, device, init if ckpt is None else None)
@@ -505,10 +538,20 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         from facegen.trainer.evaluate import open_eval_dataset
         real_folder = open_eval_dataset("folder", cfg.val_real)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
 
     model.train()
-    bar = tqdm(total=total, initial=run.step, disable=not progress, dynamic_ncols=True,
+    # torchrun: what trains goes into DistributedDataParallel after the checkpoint is loaded (each wrapper
+    # broadcasts rank 0's weights; they are equal already). The strategy modules and the adapter are
+    # replaced in place (strategies call them); the model is kept bare beside its replica (Run.replica)
+    if dist.enabled:
+        run.replica = distributed.wrap(model, dist)
+        for name in list(run.modules):
+            run.modules[name] = distributed.wrap(run.modules[name], dist, own_group=True)
+        if run.adapter is not None:
+            run.adapter = distributed.wrap(run.adapter, dist, own_group=True)
+    bar = tqdm(total=total, initial=run.step, disable=not progress or not dist.main, dynamic_ncols=True,
                desc=f"train {cfg.model} ({strategy.name})")
     first_losses, recent, t0 = [], [], time.perf_counter()
     # images/s of the training steps alone: validation and the first step (loader workers starting) left out
@@ -523,9 +566,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         run.step += 1
         step = run.step
         lv = float(loss.detach())  # (waits for the step to finish on a GPU: the timing below is the step's)
-        if step > first_step:
-            timed_images += sum(len(b["image"]) for b in batches.values())
+        if step > first_step:  # (under torchrun: this rank's images x the world size, all the ranks' images)
+            timed_images += sum(len(b["image"]) for b in batches.values()) * dist.world
             timed_s += time.perf_counter() - t_step
+        lv = distributed.mean(lv, dist)  # the loss of the whole (global) batch; parts below are this rank's
         if len(first_losses) < 5:
             first_losses.append(lv)
         recent = (recent + [lv])[-20:]
@@ -535,23 +579,32 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         if step % cfg.log_every == 0 or step == total:
             history.append({"step": step, "loss": float(np.mean(recent)), **parts, "img_per_s": rate})
         if step % val_every == 0 or step == total:
-            rec = validate_run(run, data, val_loader, real_folder)
+            # rank 0 validates and every rank takes its record, so best (and the history) agree everywhere;
+            # the others wait for it in the broadcast
+            rec = distributed.broadcast(validate_run(run, data, val_loader, real_folder) if dist.main else None,
+                                        dist)
             history.append(rec)
             metric = next((rec[k] for k in SELECT_BY if k in rec), np.mean(recent))
             if metric < best:
                 best = metric
-                save_checkpoint(out / "best.pt", run, optim, arch, best, history)
-            save_checkpoint(out / "last.pt", run, optim, arch, best, history)
-            bar.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in rec.items()}))
+                if dist.main:
+                    save_checkpoint(out / "best.pt", run, optim, arch, best, history)
+            if dist.main:
+                save_checkpoint(out / "last.pt", run, optim, arch, best, history)
+                bar.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in rec.items()}))
     bar.close()
-    save_checkpoint(out / "last.pt", run, optim, arch, best, history)
-    if not (out / "best.pt").exists():
-        save_checkpoint(out / "best.pt", run, optim, arch, best, history)
+    if dist.main:
+        save_checkpoint(out / "last.pt", run, optim, arch, best, history)
+        if not (out / "best.pt").exists():
+            save_checkpoint(out / "best.pt", run, optim, arch, best, history)
     summary = {"steps": run.step, "strategy": strategy.name, "occlusion_aware": cfg.occlusion_aware,
                **({"occluded_weight": cfg.occluded_weight} if cfg.occlusion_aware else {}),
                "first_loss": float(np.mean(first_losses)) if first_losses else None,
                "last_loss": float(np.mean(recent)) if recent else None, "best": best,
                "last": str(out / "last.pt"), "best_checkpoint": str(out / "best.pt"),
-               "img_per_s": timed_images / timed_s if timed_s else None, "wall_s": time.perf_counter() - t0}
-    (out / "history.json").write_text(json.dumps({"summary": summary, "history": history}, indent=1))
+               "img_per_s": timed_images / timed_s if timed_s else None, "wall_s": time.perf_counter() - t0,
+               **({"world_size": dist.world, "global_batch_size": cfg.batch_size * dist.world} if dist.enabled else {})}
+    if dist.main:
+        (out / "history.json").write_text(json.dumps({"summary": summary, "history": history}, indent=1))
+    distributed.barrier(dist)  # the other ranks return once rank 0's files are written
     return summary
