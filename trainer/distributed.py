@@ -19,6 +19,7 @@ import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Iterator
 
 import torch
@@ -30,6 +31,9 @@ from facegen.trainer.predictor import pick_device
 
 BACKENDS = ("auto", "nccl", "gloo")
 TORCHRUN_ENV = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
+# how long a collective waits for the slowest rank: the others wait in a broadcast while rank 0 validates
+# (real faces, --val-real: minutes on a large set), longer than NCCL's own default of 10 minutes allows
+TIMEOUT = timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,7 @@ def session(device: str = "auto", backend: str = "auto") -> Iterator[Dist]:
         torch.cuda.set_device(dev)  # NCCL and broadcast_object_list use the current device
     if ours:
         name = pick_backend(backend or "auto", dev)
-        tdist.init_process_group(name, rank=rank, world_size=world)
+        tdist.init_process_group(name, rank=rank, world_size=world, timeout=TIMEOUT)
     else:
         name = tdist.get_backend()
     try:
@@ -150,7 +154,7 @@ def wrap(module: torch.nn.Module, dist: Dist, own_group: bool = False) -> torch.
     its own, so that two wrapped modules in one backward pass never interleave their collectives."""
     if not dist.enabled or not any(p.requires_grad for p in module.parameters()):
         return module
-    group = tdist.new_group(backend=dist.backend) if own_group else None
+    group = tdist.new_group() if own_group else None  # (the default group's backend)
     ids = [dist.device.index] if dist.device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids, process_group=group)
 
