@@ -82,6 +82,9 @@ class RasterRenderer:
             # llvmpipe starts one raster thread per CPU in every process; with several render workers
             # that oversubscribes the CPUs, so each gets its share (read when the GL context is made).
             os.environ.setdefault("LP_NUM_THREADS", str(int(threads)))
+        # pyrender imports pyglet for its viewer, which we never open; headless, pyglet does not load X11
+        # libraries (libXrender...) that a GPU node without a desktop lacks.
+        os.environ.setdefault("PYGLET_HEADLESS", "true")
         try:
             import pyrender
         except Exception as e:  # noqa: BLE001 - OpenGL platform problems surface here
