@@ -105,28 +105,42 @@ def wait_quiet(limit: float = 0.3, timeout: float = 900.0) -> float:
 
 
 def bench_train(name: str, size: int, batch: int, steps: int, num_landmarks: int = 68, channels_last: bool | None = None,
-                **kw) -> float:
-    """Bare training steps: one random batch in memory, the model, its loss, AdamW; the first step untimed."""
+                device: str = "cpu", **kw) -> float:
+    """Bare training steps: one random batch in memory, the model, its loss, AdamW; the first step untimed.
+    On CUDA with AMP as `facegen train` runs it (float16 autocast, gradient scaler)."""
     torch.manual_seed(0)
+    dev = torch.device(device)
+    amp = dev.type == "cuda"
     channels_last = CHANNELS_LAST if channels_last is None else channels_last
-    model = prepare_model(create_model(name, num_landmarks, **kw), channels_last)
+    model = prepare_model(create_model(name, num_landmarks, **kw), channels_last).to(dev)
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
     loss_fn = LandmarkLoss()
-    x = torch.rand(batch, 3, size, size)
+    x = torch.rand(batch, 3, size, size, device=dev)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.rand(batch, num_landmarks, 2) * size
-    for i in range(steps + 1):
-        if i == 1:
+    y = torch.rand(batch, num_landmarks, 2, device=dev) * size
+    for i in range(steps + 3):  # three warm-up steps (cuDNN picks its algorithms)
+        if i == 3:
+            _sync(dev)
             t = time.perf_counter()
-        loss, _ = loss_fn(model(x), y, size, model)
+        with torch.autocast(dev.type, dtype=torch.float16, enabled=amp):
+            loss, _ = loss_fn(model(x), y, size, model)
         opt.zero_grad()
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    _sync(dev)
     return batch * steps / (time.perf_counter() - t)
 
 
-def bench_facegen_train(data: Path, name: str, size: int, batch: int, steps: int, workers: int) -> float:
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def bench_facegen_train(data: Path, name: str, size: int, batch: int, steps: int, workers: int,
+                        device: str = "cpu") -> float:
     """`facegen train` on the shards for `steps` steps: its own images/s (training steps only)."""
     import tempfile
 
@@ -134,7 +148,7 @@ def bench_facegen_train(data: Path, name: str, size: int, batch: int, steps: int
 
     with tempfile.TemporaryDirectory() as out:
         cfg = TrainConfig(data=[str(data)], model=name, input_size=size, batch_size=batch, steps=steps,
-                          workers=workers, out=out, val_fraction=0.0)
+                          workers=workers, out=out, val_fraction=0.0, device=device)
         return train(cfg, progress=False)["img_per_s"]
 
 
@@ -155,7 +169,12 @@ def main() -> None:
     ap.add_argument("--layouts", action="store_true", help="also bare steps in channels-last memory layout")
     ap.add_argument("--skip-loader", action="store_true")
     ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--device", default="cpu", help="training device: cpu, or cuda (with AMP, as facegen train)")
+    ap.add_argument("--no-wait", action="store_true", help="measure at once, not after the machine is idle")
     args = ap.parse_args()
+    if args.no_wait:
+        global wait_quiet
+        wait_quiet = lambda: None  # noqa: E731
     data = args.data
     if data is None:
         data = Path(__file__).resolve().parent / "out" / f"ibug68-{args.size}"
@@ -187,7 +206,8 @@ def main() -> None:
                 for channels_last in (False, True) if args.layouts else (CHANNELS_LAST,):
                     wait_quiet()
                     rates[channels_last].append(bench_train(name, size, args.batch_size, args.train_steps,
-                                                            probe.num_landmarks, channels_last=channels_last))
+                                                            probe.num_landmarks, channels_last=channels_last,
+                                                            device=args.device))
             if args.layouts:
                 nchw, nhwc = float(np.median(rates[False])), float(np.median(rates[True]))
                 print(f"bare:  {name:18s} contiguous {nchw:6.2f} images/s   channels-last {nhwc:6.2f} images/s "
@@ -195,10 +215,17 @@ def main() -> None:
                       f"{', '.join(f'{a:.1f}/{b:.1f}' for a, b in zip(rates[False], rates[True]))})")
             bare = float(np.median(rates[CHANNELS_LAST]))  # in the layout facegen train uses
             wait_quiet()
-            ours = bench_facegen_train(data, name, size, args.batch_size, args.train_steps + 1, workers)
+            ours = bench_facegen_train(data, name, size, args.batch_size, args.train_steps + 1, workers, args.device)
             print(f"train: {name:18s} bare {bare:6.2f} images/s   facegen train {ours:6.2f} images/s   "
-                  f"{ours / bare:5.1%} of bare  (CPU, batch {args.batch_size}, {size}px, "
-                  f"{torch.get_num_threads()} threads, {workers} loader workers)")
+                  f"{ours / bare:5.1%} of bare  ({_where(args.device)}, batch {args.batch_size}, {size}px, "
+                  f"{workers} loader workers)")
+
+
+def _where(device: str) -> str:
+    if torch.device(device).type == "cuda":
+        return f"{torch.cuda.get_device_name(torch.device(device))}, AMP float16"
+    return f"CPU, {torch.get_num_threads()} threads"
+
 
 if __name__ == "__main__":
     main()
