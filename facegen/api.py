@@ -31,26 +31,32 @@ PathLike = str | Path
 # -- render -------------------------------------------------------------------------------------------
 
 def render(spec: str = "dense490", n: int = 1000, out: PathLike = "out", *, size: int = 256,
-           shard_size: int = 1000, workers: int = 1, seed: int = 0, renderer: str | None = None,
+           shard_size: int = 1000, workers: int | None = None, seed: int = 0, renderer: str | None = None,
            config: PathLike | None = None, backgrounds: PathLike | None = None, hdris: PathLike | None = None,
-           outputs: str | Sequence[str] = ("rgb",), progress: bool = True) -> Path:
+           outputs: str | Sequence[str] = ("rgb",), executor: str = "local", ray_address: str | None = None,
+           gpus_per_worker: float = 0.0, cpus_per_worker: float | None = None, shared_fs: bool = False,
+           progress: bool = True) -> Path:
     """Render `n` labelled faces of landmark spec `spec` into HDF5 shards in `out`; returns `out`.
 
     `facegen render` in Python (the same options; `facegen render --help` says what each does):
     renderer "cycles" (photoreal, Blender; the default when None) or "raster" (fast); outputs "rgb"
     plus any of "depth", "segmentation", "mask", "amodal" (a list or "rgb,depth"); config: a YAML
     overriding the sampling config; backgrounds / hdris: folders of photos / environment maps.
-    Resumable: the same call again renders only what is missing. Read the result with
+    executor "ray" renders on a Ray cluster (ray_address, gpus_per_worker, cpus_per_worker, shared_fs:
+    docs/cluster.md; a Ray this process already joined with ray.init is used as it is). Resumable: the same call again renders only what is missing. Read the result with
     `facegen.open_shards(out)`."""
     from facegen.generator.job import DEFAULT_RENDERER, JobSettings, run_job
 
     if isinstance(outputs, str):
         outputs = outputs.split(",")
     settings = JobSettings(spec=str(spec), n=int(n), out=str(out), size=int(size), shard_size=int(shard_size),
-                           workers=int(workers), seed=int(seed), renderer=renderer or DEFAULT_RENDERER,
+                           workers=None if workers is None else int(workers), seed=int(seed), renderer=renderer or DEFAULT_RENDERER,
                            config=str(config) if config else None,
                            backgrounds=str(backgrounds) if backgrounds else None,
-                           hdris=str(hdris) if hdris else None, outputs=tuple(o.strip() for o in outputs if o.strip()))
+                           hdris=str(hdris) if hdris else None, outputs=tuple(o.strip() for o in outputs if o.strip()),
+                           executor=executor, ray_address=ray_address, gpus_per_worker=float(gpus_per_worker),
+                           cpus_per_worker=None if cpus_per_worker is None else float(cpus_per_worker),
+                           shared_fs=bool(shared_fs))
     return run_job(settings, progress=progress)
 
 

@@ -22,8 +22,9 @@ def _outputs(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder (created).")
 @click.option("--size", type=int, default=256, show_default=True, help="Image width and height in pixels.")
 @click.option("--shard-size", type=int, default=1000, show_default=True, help="Images per HDF5 shard.")
-@click.option("--workers", type=int, default=1, show_default=True,
-              help="Render processes; each renders whole shards with its own renderer and CPUs/N threads.")
+@click.option("--workers", type=int, default=None,
+              help="Render processes; each renders whole shards with its own renderer and CPUs/N threads. "
+                   "[default: 1; with --executor ray, as many actors as the cluster has room for]")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Global seed; sample i draws from (seed, i), whatever the worker count.")
 @click.option("--renderer", default=DEFAULT_RENDERER, show_default=True, help="cycles (Blender, photoreal) or raster (pyrender, fast).")
@@ -41,8 +42,24 @@ def _outputs(ctx, param, value: str) -> tuple[str, ...]:
                    "beard, glasses, mask, hat, hand or garment; the head still hides itself). Stored per "
                    "image in the shards "
                    "(docs/shard-format.md).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where shards are rendered: processes on this machine, or actors on a Ray cluster "
+                   "(pip install 'facegen[cluster]'; docs/cluster.md).")
+@click.option("--ray-address", default=None,
+              help="With --executor ray: the cluster to join (HOST:PORT, or auto for the one `ray start` "
+                   "began on this machine). [default: start a Ray on this machine]")
+@click.option("--gpus-per-worker", type=FiniteFloat(min=0), default=0, show_default=True,
+              help="With --executor ray: GPUs each actor reserves (1, or 0.5 for two per GPU); Cycles "
+                   "renders on the one Ray gives it. 0: actors render on CPUs and never touch a GPU.")
+@click.option("--cpus-per-worker", type=FiniteFloat(min=0, min_open=True), default=None,
+              help="With --executor ray: CPUs each actor reserves (its renderer's threads). [default: 1; on a "
+                   "Ray this job starts, this machine's CPUs shared out among --workers]")
+@click.option("--shared-fs", is_flag=True,
+              help="With --executor ray: actors write shards straight into --out, which every node mounts at "
+                   "the same path. Default: shards travel back and this process writes them.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def render(spec, n, out, size, shard_size, workers, seed, renderer, config, backgrounds, hdris, outputs, quiet):
+def render(spec, n, out, size, shard_size, workers, seed, renderer, config, backgrounds, hdris, outputs, executor,
+           ray_address, gpus_per_worker, cpus_per_worker, shared_fs, quiet):
     """Render labelled synthetic faces into HDF5 shards (resumable).
 
     \b
@@ -54,6 +71,8 @@ def render(spec, n, out, size, shard_size, workers, seed, renderer, config, back
       facegen render --spec dense490 --n 100 --out data/frontal --config frontal.yaml
       facegen render --spec dense490 --n 500 --out data/am --outputs rgb,segmentation,amodal
       facegen render --spec ibug68 --n 16 --out data/acc --config bench/configs/accessories.yaml   # hands, masks, hats up
+      facegen render --spec dense490 --n 100000 --out /nfs/d490 --executor ray --ray-address auto \
+          --gpus-per-worker 1 --shared-fs                        # a Ray cluster (docs/cluster.md)
 
     Every option and input file (spec, --config, each background photo and HDRI) is checked before
     anything is written to --out. Interrupted, or a worker failed? Run the same command again:
@@ -68,7 +87,9 @@ def render(spec, n, out, size, shard_size, workers, seed, renderer, config, back
 
     try:
         folder = run(spec, n, out, size=size, shard_size=shard_size, workers=workers, seed=seed, renderer=renderer,
-                     config=config, backgrounds=backgrounds, hdris=hdris, outputs=outputs, progress=not quiet)
+                     config=config, backgrounds=backgrounds, hdris=hdris, outputs=outputs, executor=executor,
+                     ray_address=ray_address, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
+                     shared_fs=shared_fs, progress=not quiet)
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: the finished shards in {out} are kept; run the same command to render the rest",
                    err=True)

@@ -13,9 +13,10 @@ finished shards are never rewritten.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from facegen.errors import FacegenError
@@ -39,7 +40,7 @@ class JobSettings:
     out: str = "out"
     size: int = 256
     shard_size: int = 1000
-    workers: int = 1
+    workers: int | None = None  # None: 1 locally; with Ray, as many actors as the cluster has room for
     seed: int = 0
     renderer: str = DEFAULT_RENDERER
     config: str | None = None
@@ -47,6 +48,12 @@ class JobSettings:
     hdris: str | None = None
     outputs: tuple[str, ...] = ("rgb",)
     model_path: str | None = None
+    # where the shards are rendered (generator/executors/): "local" processes or a Ray cluster
+    executor: str = "local"
+    ray_address: str | None = None  # None: start a Ray on this machine; "auto" or "HOST:PORT": join one
+    gpus_per_worker: float = 0.0  # GPUs Ray reserves for each render actor (Cycles renders on them)
+    cpus_per_worker: float | None = None  # CPUs Ray reserves for each actor (None: 1, or this machine's shared out)
+    shared_fs: bool = False  # Ray actors write into --out themselves (it is on a filesystem every node mounts)
 
 
 # -- validation and the job's identity ---------------------------------------------------------------
@@ -57,8 +64,20 @@ def validate(s: JobSettings) -> None:
         raise FacegenError(f"--n {s.n}: nothing to render; give the number of images, e.g. --n 1000")
     if s.shard_size < 1:
         raise FacegenError(f"--shard-size {s.shard_size}: must be at least 1 (default 1000)")
-    if s.workers < 1:
+    if s.workers is not None and s.workers < 1:
         raise FacegenError(f"--workers {s.workers}: must be at least 1")
+    from facegen.generator.executors import EXECUTORS
+
+    if s.executor not in EXECUTORS:
+        raise FacegenError(f"--executor {s.executor}: choose {' or '.join(EXECUTORS)}")
+    if s.executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise FacegenError("--executor ray needs Ray, which is not installed: pip install 'facegen[cluster]'")
+    if s.executor == "local" and (s.ray_address or s.gpus_per_worker or s.cpus_per_worker or s.shared_fs):
+        raise FacegenError("--ray-address, --gpus-per-worker, --cpus-per-worker and --shared-fs are for "
+                           "--executor ray; add it, or drop them")
+    if s.gpus_per_worker < 0 or (s.cpus_per_worker is not None and s.cpus_per_worker <= 0):
+        raise FacegenError("--gpus-per-worker must be 0 or more and --cpus-per-worker more than 0 "
+                           "(e.g. --gpus-per-worker 1, or 0.5 for two actors per GPU)")
     if s.seed < 0:
         raise FacegenError(f"--seed {s.seed}: must be 0 or more (sample i draws from (seed, i))")
     if not 16 <= s.size <= 4096:
@@ -297,6 +316,8 @@ def run_job(s: JobSettings, progress: bool = True, notify=_tell) -> Path:
     """Run a render job. notify(message): what the job says about the folder (a stale lock taken
     over, a damaged shard rendered again); stderr by default."""
     validate(s)
+    if s.workers is None and s.executor == "local":
+        s = replace(s, workers=1)
     ctx = prepare(s)  # every input checked: nothing is written into --out before this passes
     out = Path(s.out)
     folder_lock = lock_folder(out)
@@ -332,10 +353,10 @@ def _run_locked(s: JobSettings, ctx: JobContext, out: Path, progress: bool, noti
         save_manifest(out, manifest, f"run the same command again: it renders the finished but unrecorded "
                                      f"{entry['file']} and the rest again")
 
-    from facegen.generator.executors import local
+    from facegen.generator import executors
 
     try:
-        local.run(ctx, tasks, bar.update, finished)
+        executors.run(ctx, tasks, bar.update, finished)
     except WorkerFailed as e:
         kept = len(manifest["shards"])
         e.message += (f"\n{kept} of {total} shards are finished and kept in {out / MANIFEST}; "

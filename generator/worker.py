@@ -111,7 +111,7 @@ class Worker:
         instead; when no CPU is spare, that overlap only adds context switches (~15 % more CPU per
         image)."""
         stop = first + count
-        spare_cpu = len(os.sched_getaffinity(0)) > self.ctx.settings.workers
+        spare_cpu = len(os.sched_getaffinity(0)) > (self.ctx.settings.workers or 1)
         if self.renderer.supports_async and spare_cpu:
             yield from self._overlapped(first, stop)
             return
@@ -139,12 +139,14 @@ class Worker:
             yield self.finish(*current, result)
             current = following
 
-    def render_shard(self, shard_index: int, first: int, count: int, tick=None) -> dict:
+    def render_shard(self, shard_index: int, first: int, count: int, tick=None, folder: str | None = None) -> dict:
+        """Render samples first .. first+count-1 into shard `shard_index` in `folder` (default: the job's
+        --out; a Ray actor that sends its shards back renders into a scratch folder); its manifest entry."""
         s, spec, model = self.ctx.settings, self.ctx.spec, self.ctx.model
         from facegen import __version__
         from facegen.generator.sampling import config_yaml
 
-        path = Path(s.out) / shard_name(shard_index)
+        path = Path(folder or s.out) / shard_name(shard_index)
         attrs = {
             "first_index": first, "facegen_version": __version__, "spec_name": spec.name,
             "spec_yaml": spec.yaml_text, "spec_hash": spec.hash, "landmark_names": list(spec.names),

@@ -13,7 +13,6 @@ the folder while a worker of this one still writes in it.
 
 from __future__ import annotations
 
-import errno
 import multiprocessing as mp
 import os
 import re
@@ -29,15 +28,11 @@ from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 
 from facegen.errors import FacegenError
-from facegen.generator.executors import WorkerFailed
+from facegen.generator.executors import WorkerFailed, describe, faulty_tick, inject_fault, where
 from facegen.generator.worker import Worker
-from facegen.shards import shard_name
 
 PROGRESS_INTERVAL_S = 0.2  # how often a worker process reports its finished images
 STOP_GRACE_S = 10.0  # how long a stopped worker may take to delete its half-written shard
-# Test hook: make a worker fail on purpose. "start" raises while a worker sets up, "shard:K" after
-# the first image of shard K (tests/test_job_failures.py).
-FAULT_ENV = "FACEGEN_TEST_FAULT"
 
 
 def run(ctx, tasks, progress, finished) -> None:
@@ -58,18 +53,18 @@ def _run_inline(ctx, tasks, progress, finished) -> None:
     """One worker in this process, with every CPU (the renderer's own thread default)."""
     task = None
     try:
-        _inject_fault("start")
+        inject_fault("start")
         worker = Worker(ctx)
         try:
             for task in tasks:
-                finished(worker.render_shard(*task, tick=_faulty_tick(task, progress)))
+                finished(worker.render_shard(*task, tick=faulty_tick(task, progress)))
         finally:
             worker.close()
     except (FacegenError, KeyboardInterrupt):
         raise
     except Exception as e:  # a bug or an environment problem: say where, keep finished shards
         trace = "\n" + traceback.format_exc() if os.environ.get("FACEGEN_DEBUG") else ""
-        raise WorkerFailed(f"rendering {_where(task)} failed: {_describe(e)}{trace}") from e
+        raise WorkerFailed(f"rendering {where(task)} failed: {describe(e)}{trace}") from e
 
 
 # -- worker processes ----------------------------------------------------------------------------
@@ -106,7 +101,7 @@ def _run_processes(ctx, tasks, workers: int, progress, finished) -> None:
                     _receive(p, todo, progress, finished)  # its last words, if any
                     p.process.join(1.0)  # reaped: its exit code or signal is known
                     raise WorkerFailed(f"render worker {p.process.pid} {_death(p.process)} while rendering "
-                                       f"{_where(p.task)}")
+                                       f"{where(p.task)}")
         for p in procs:  # every shard done: each worker was sent None and closes its renderer
             p.process.join(STOP_GRACE_S)
     finally:
@@ -136,7 +131,7 @@ def _receive(p: _Process, todo: deque, progress, finished) -> None:
                 if os.environ.get("FACEGEN_DEBUG"):
                     message += "\n" + trace
                 raise WorkerFailed(f"render worker {p.process.pid} failed "
-                                   f"{'on ' + _where(task) if task else 'while starting'}: {message}")
+                                   f"{'on ' + where(task) if task else 'while starting'}: {message}")
     except (EOFError, ConnectionResetError, OSError):
         pass  # the pipe closed: the process ended, which its sentinel reports
 
@@ -200,11 +195,11 @@ def _worker_main(ctx, threads: int, conn: Connection) -> None:
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
     task, worker, code = None, None, 0
     try:
-        _inject_fault("start")
+        inject_fault("start")
         worker = Worker(ctx, threads=threads)
         while not _STOPPING and (task := conn.recv()) is not None:
             report = _Reporter(conn)
-            entry = worker.render_shard(*task, tick=_faulty_tick(task, report))
+            entry = worker.render_shard(*task, tick=faulty_tick(task, report))
             report.flush()
             conn.send(("done", entry))
     except _Stopped:
@@ -213,7 +208,7 @@ def _worker_main(ctx, threads: int, conn: Connection) -> None:
         code = 143 if _STOPPING or isinstance(e, EOFError) else 1  # EOFError: the job closed the pipe
         if code == 1:
             with suppress(OSError):
-                conn.send(("failed", task, _describe(e), traceback.format_exc()))
+                conn.send(("failed", task, describe(e), traceback.format_exc()))
     finally:
         if worker is not None:
             with suppress(Exception):  # close the renderer here: its destructors fail at interpreter exit
@@ -272,45 +267,3 @@ def _die_with_parent() -> None:
         return
     if os.getppid() != parent:  # it died before the request took effect
         sys.exit(143)
-
-
-# -- errors -----------------------------------------------------------------------------------------
-
-def _where(task) -> str:
-    if task is None:
-        return "the worker's set-up"
-    k, first, count = task
-    return f"{shard_name(k)} (samples {first}-{first + count - 1})"
-
-
-def _describe(e: BaseException) -> str:
-    """A worker's error in one line: its own message, and where in the code when it is not a user error."""
-    if isinstance(e, FacegenError):
-        return e.message
-    if _disk_full(e):
-        return f"the disk is full ({e}); the half-written shard was deleted (free some space)"
-    frames = traceback.extract_tb(e.__traceback__)
-    at = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
-    return f"{type(e).__name__}: {e}{at}"
-
-
-def _disk_full(e: BaseException) -> bool:
-    """ENOSPC, from Python's own writes or from HDF5 (whose errors carry the text, not always errno)."""
-    return isinstance(e, OSError) and (e.errno == errno.ENOSPC or "No space left on device" in str(e))
-
-
-def _inject_fault(where: str) -> None:
-    if os.environ.get(FAULT_ENV) == where:
-        raise RuntimeError(f"{FAULT_ENV}={where}: failure injected for a test")
-
-
-def _faulty_tick(task, tick):
-    """`tick`, raising after the shard's first image when FACEGEN_TEST_FAULT=shard:K names this shard."""
-    if os.environ.get(FAULT_ENV) != f"shard:{task[0]}":
-        return tick
-
-    def faulty(n: int) -> None:
-        tick(n)
-        _inject_fault(f"shard:{task[0]}")
-
-    return faulty

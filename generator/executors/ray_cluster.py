@@ -1,0 +1,298 @@
+"""The Ray executor: a job's shards rendered on the actors of a Ray cluster (`--executor ray`).
+
+The job (this process, Ray's driver) plans the shards, owns the folder lock, the manifest and the
+progress bar, as with the local executor. It puts the job's context (face model, compiled spec,
+sampling config) into Ray's object store once; each actor takes it from there, builds one renderer
+and renders whole shards, one at a time (bpy holds one scene per process). A worker node therefore
+needs only the installed package: no face-model import, no assets beyond those that come with it
+(the bundled HDRIs; --backgrounds and --hdris folders must be on every node at the same path).
+
+Where a shard goes: by default the actor renders it into a scratch folder on its node and sends the
+file back; this process checks its checksum, writes it under a temporary name and renames it (no
+shared filesystem needed). With --shared-fs the actor writes straight into --out (same temporary
+name, then rename). Either way only this process writes the manifest.
+
+Faults: an actor that dies (SIGKILL, the out-of-memory killer, a lost node) loses only the shard it
+was on: its images are taken off the progress bar, a new actor is started wherever Ray has room, and
+the shard is rendered again from the start, so the finished job is byte-identical to one without a
+failure (a sample depends only on (seed, index)). A shard whose actor dies MAX_ATTEMPTS times ends the
+job (it is the shard, not the node). An error raised in an actor (bad input, a bug) ends the job at
+once with that error, as locally. Actors belong to this process: when it dies, Ray ends them, and the
+same command resumes like a local job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import ray
+from ray.exceptions import ObjectLostError, RayActorError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from facegen.errors import FacegenError
+from facegen.generator.executors import WorkerFailed, describe, faulty_tick, inject_fault, where
+from facegen.shards import PARTIAL_SUFFIX
+
+MAX_ATTEMPTS = 3  # renders of one shard whose actor died before the job gives up on it
+PROGRESS_INTERVAL_S = 0.2  # how often an actor reports its finished images, and the job looks
+LOST = (RayActorError, ObjectLostError)  # the actor or node died, or the finished shard's copy was lost with it
+
+
+def run(ctx, tasks, progress, finished) -> None:
+    """Render `tasks` on Ray actors (see executors/__init__.py for the contract)."""
+    s = ctx.settings
+    started_here = connect(s.ray_address)
+    try:
+        _Job(ctx, tasks, progress, finished, started_here).run()
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def connect(address: str | None) -> bool:
+    """Join the cluster at `address` ("auto": the one started on this machine with `ray start`), or
+    start a Ray on this machine when None. True when this call started (and so must stop) Ray."""
+    if ray.is_initialized():  # a Python caller connected already: use that cluster
+        return False
+    try:
+        ray.init(address=address, logging_level=logging.ERROR, include_dashboard=False,
+                 configure_logging=True, log_to_driver=True)
+    except ConnectionError as e:
+        raise FacegenError(f"--ray-address {address}: cannot join a Ray cluster there ({e}). Start one with "
+                           "`ray start --head` (docs/cluster.md), give its address, or drop --ray-address to "
+                           "render on a Ray started on this machine.") from None
+    return True
+
+
+@dataclass
+class Slots:
+    """How many actors, and what each reserves."""
+
+    actors: int
+    cpus: float
+    gpus: float
+
+
+def plan_slots(s, cluster: dict, started_here: bool) -> Slots:
+    """--workers actors (default: as many as the cluster has room for), each reserving
+    --cpus-per-worker CPUs (default 1; on a Ray this job started, this machine's CPUs shared out) and
+    --gpus-per-worker GPUs."""
+    cpus_total, gpus_total = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
+    if s.gpus_per_worker and s.gpus_per_worker > gpus_total:
+        raise FacegenError(f"--gpus-per-worker {s.gpus_per_worker}: the Ray cluster has {gpus_total:g} GPUs; "
+                           "ask for fewer, or join a cluster with GPUs (--ray-address)")
+    cpus = s.cpus_per_worker
+    if cpus is None:
+        cpus = max(1.0, cpus_total // s.workers) if started_here and s.workers and not s.gpus_per_worker else 1.0
+    if cpus > cpus_total:
+        raise FacegenError(f"--cpus-per-worker {cpus:g}: the Ray cluster has {cpus_total:g} CPUs; ask for fewer")
+    room = int(cpus_total // cpus)
+    if s.gpus_per_worker:
+        room = min(room, int(gpus_total // s.gpus_per_worker))
+    if s.workers and s.workers > room:  # the rest would wait for a free slot until the job's end
+        _say(f"--workers {s.workers}: the Ray cluster has room for {room} actors of {cpus:g} CPUs"
+             f"{f' and {s.gpus_per_worker:g} GPUs' if s.gpus_per_worker else ''}; rendering with {room}")
+    return Slots(min(s.workers or room, room), cpus, s.gpus_per_worker)
+
+
+@ray.remote(num_cpus=0)
+class _Progress:
+    """Images finished per (shard, attempt), sent by the actors and taken by the job."""
+
+    def __init__(self):
+        self.counts = {}
+
+    def add(self, ticket: tuple, n: int) -> None:
+        self.counts[ticket] = self.counts.get(ticket, 0) + n
+
+    def take(self) -> dict:
+        counts, self.counts = self.counts, {}
+        return counts
+
+
+@ray.remote(max_restarts=0, max_task_retries=0)
+class ShardRenderer:
+    """A Ray actor that renders whole shards with one renderer (built at its first shard)."""
+
+    def __init__(self, ctx, threads: int, use_gpu: bool, send_back: bool):
+        self.ctx, self.threads, self.use_gpu, self.send_back = ctx, threads, use_gpu, send_back
+        self.worker, self.scratch = None, None
+
+    def render(self, ticket: tuple, task: tuple, progress) -> tuple[dict, bytes | None]:
+        """Render `task` = (shard, first, count); its manifest entry, and its bytes when they go back."""
+        if self.worker is None:
+            self._start()
+        report = _Reporter(progress, ticket)
+        folder = self.scratch if self.send_back else self.ctx.settings.out
+        entry = self.worker.render_shard(*task, tick=faulty_tick(task, report), folder=folder)
+        report.flush()
+        if not self.send_back:
+            return entry, None
+        path = Path(folder) / entry["file"]
+        try:
+            return entry, path.read_bytes()
+        finally:
+            path.unlink()
+
+    def _start(self) -> None:
+        from facegen.generator import backgrounds
+        from facegen.generator.lock import LOCK_NAME
+        from facegen.generator.worker import Worker
+
+        inject_fault("start")
+        node = ray.util.get_node_ip_address()
+        s = self.ctx.settings
+        if not self.send_back and not (Path(s.out) / LOCK_NAME).exists():
+            raise FacegenError(f"--shared-fs: --out {s.out} is not there on node {node} (no {LOCK_NAME}); every "
+                               "node must mount the output folder at the same path, or drop --shared-fs to have "
+                               "the shards sent back")
+        if not self.use_gpu:  # Cycles' "auto" device would take a GPU that Ray did not give this actor
+            os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        elif ray.get_gpu_ids():  # pyrender's EGL device: the GPU Ray gave (CUDA_VISIBLE_DEVICES is Ray's too)
+            os.environ["EGL_DEVICE_ID"] = str(ray.get_gpu_ids()[0])
+        os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+        if s.hdris is None:  # the HDRIs bundled with this node's bpy
+            bundled = backgrounds.bundled_hdri_dir()
+            self.ctx.hdri_dir = str(bundled) if bundled else None
+        for folder in filter(None, (s.backgrounds, s.hdris)):
+            if not Path(folder).is_dir():
+                raise FacegenError(f"{folder}: not there on node {node}; --backgrounds and --hdris folders must "
+                                   "be on every node at the same path (a shared filesystem)")
+        # the renderer's CPU threads; a spare one (threads > 1) lets the raster backend overlap its work
+        cpus = len(os.sched_getaffinity(0))
+        self.ctx.settings = replace(s, workers=max(1, cpus // self.threads))
+        self.scratch = tempfile.mkdtemp(prefix="facegen-shards-") if self.send_back else None
+        self.worker = Worker(self.ctx, threads=self.threads)
+
+
+class _Reporter:
+    """An actor's finished images, sent to the job's _Progress a few times a second."""
+
+    def __init__(self, progress, ticket: tuple):
+        self.progress, self.ticket, self.unsent, self.sent_at = progress, ticket, 0, time.monotonic()
+
+    def __call__(self, n: int) -> None:
+        self.unsent += n
+        if time.monotonic() - self.sent_at >= PROGRESS_INTERVAL_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.unsent:
+            self.progress.add.remote(self.ticket, self.unsent)
+        self.unsent, self.sent_at = 0, time.monotonic()
+
+
+class _Job:
+    """The driver's loop: keep every actor busy, collect shards, replace dead actors."""
+
+    def __init__(self, ctx, tasks, progress, finished, started_here: bool):
+        self.ctx, self.progress, self.finished = ctx, progress, finished
+        self.todo = deque(tasks)
+        self.out = Path(ctx.settings.out)
+        self.slots = plan_slots(ctx.settings, ray.cluster_resources(), started_here)
+        shipped = replace(ctx, lock=None)  # the folder lock stays with this process
+        self.shipped = ray.put(shipped)  # once: every actor reads it from the object store
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.counter = _Progress.options(scheduling_strategy=here).remote()
+        self.attempts: dict[tuple, int] = {}
+        self.shown: dict[tuple, int] = {}  # images on the bar per ticket (shard, attempt) still running
+        self.running: dict = {}  # ObjectRef -> (actor, ticket, task)
+        self.actors: list = []
+
+    def run(self) -> None:
+        try:
+            for _ in range(min(self.slots.actors, len(self.todo))):
+                self._submit(self._new_actor())
+            while self.running:
+                ready, _ = ray.wait(list(self.running), num_returns=1, timeout=PROGRESS_INTERVAL_S)
+                self._show_progress()
+                for ref in ready:
+                    self._collect(ref)
+        finally:
+            for actor in self.actors:
+                ray.kill(actor)
+            ray.kill(self.counter)
+
+    def _new_actor(self):
+        send_back = not self.ctx.settings.shared_fs
+        actor = ShardRenderer.options(num_cpus=self.slots.cpus, num_gpus=self.slots.gpus).remote(
+            self.shipped, max(1, round(self.slots.cpus)), self.slots.gpus > 0, send_back)
+        self.actors.append(actor)
+        return actor
+
+    def _submit(self, actor) -> None:
+        if not self.todo:
+            self.actors.remove(actor)
+            ray.kill(actor)  # nothing left for it: free its slot (and its renderer's memory)
+            return
+        task = self.todo.popleft()
+        ticket = (task[0], self.attempts.get(task, 0))
+        self.shown[ticket] = 0
+        self.running[actor.render.remote(ticket, task, self.counter)] = (actor, ticket, task)
+
+    def _show_progress(self) -> None:
+        for ticket, n in ray.get(self.counter.take.remote()).items():
+            if ticket in self.shown:  # not a shard already finished or lost
+                self.shown[ticket] += n
+                self.progress(n)
+
+    def _collect(self, ref) -> None:
+        actor, ticket, task = self.running.pop(ref)
+        try:
+            entry, data = ray.get(ref)
+        except LOST as e:
+            self._lost(actor, ticket, task, e)
+            return
+        except RayTaskError as e:
+            message = describe(e.cause) if isinstance(e.cause, BaseException) else str(e)
+            if os.environ.get("FACEGEN_DEBUG"):
+                message += "\n" + str(e)
+            raise WorkerFailed(f"render actor failed on {where(task)}: {message}") from None
+        if data is not None:
+            self._write(entry, data)
+        self.progress(task[2] - self.shown.pop(ticket))  # the bar counts each finished shard exactly
+        self.finished(entry)
+        self._submit(actor)
+
+    def _lost(self, actor, ticket, task, error) -> None:
+        """The actor (or its node) died: take its images off the bar and render the shard again."""
+        self.progress(-self.shown.pop(ticket))
+        self.actors.remove(actor)
+        attempts = self.attempts[task] = self.attempts.get(task, 0) + 1
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if attempts >= MAX_ATTEMPTS:
+            raise WorkerFailed(f"{where(task)}: its render actor died {attempts} times ({reason}); the shard itself "
+                               "may be the cause (memory?). The finished shards are kept.")
+        _say(f"render actor died while rendering {where(task)} ({reason}); rendering it again "
+             f"(attempt {attempts + 1} of {MAX_ATTEMPTS})")
+        self.todo.appendleft(task)
+        self._submit(self._new_actor())
+
+    def _write(self, entry: dict, data: bytes) -> None:
+        """A shard sent back: checked against its checksum, written under a temporary name, renamed."""
+        path = self.out / entry["file"]
+        if len(data) != entry["size"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            raise WorkerFailed(f"{entry['file']} arrived damaged from its render actor (size or sha256 differs "
+                               "from what the actor wrote); run the same command again to render it again")
+        tmp = path.with_name(path.name + PARTIAL_SUFFIX)
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise WorkerFailed(f"{path}: cannot write it ({describe(e)}); the finished shards are kept: fix the "
+                               "cause and run the same command again") from None
+
+
+def _say(message: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)

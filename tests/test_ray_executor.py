@@ -1,0 +1,129 @@
+"""`facegen render --executor ray` on a real local Ray cluster (started by each job): the shards are
+byte-identical to the local executor's, whether they travel back to the job or the actors write them
+(--shared-fs); an actor killed with SIGKILL mid-shard costs only that shard, rendered again; an error in
+an actor ends the job naming the shard; a killed job resumes. Jobs run as real `facegen render` processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from facegen.shards import PARTIAL_SUFFIX
+from tests.test_render_workers import RASTER, SMALL, manifest_files, render_command, run, shard_bytes
+
+RAY = [*RASTER, "--executor", "ray"]
+MEDIUM = dict(n=240, shard_size=60)  # four shards, each long enough (~10 s on 2 CPUs) to be caught mid-way
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory, face_model) -> dict[str, Path]:
+    """The same jobs with the local executor, to compare with."""
+    folders = {}
+    for name, size in (("small", SMALL), ("medium", MEDIUM)):
+        folders[name] = tmp_path_factory.mktemp("local") / name
+        result, _ = run(render_command(folders[name], workers=2, **size))
+        assert result.returncode == 0, result.stderr
+    return folders
+
+
+def entries(folder: Path) -> list[dict]:
+    return json.loads((folder / "manifest.json").read_text())["shards"]
+
+
+@pytest.mark.parametrize("mode", [[], ["--shared-fs"]], ids=["shards-sent-back", "shared-fs"])
+def test_ray_renders_the_local_executors_shards(local, tmp_path, mode):
+    out = tmp_path / "ray"
+    result, seconds = run(render_command(out, workers=2, extra=[*RAY, *mode], **SMALL))
+    print(f"ray {mode or 'sent back'}: {seconds:.1f} s")
+    assert result.returncode == 0, result.stderr
+    assert shard_bytes(out) == shard_bytes(local["small"])
+    assert entries(out) == entries(local["small"])  # the manifest too: sizes and checksums
+    assert not list(out.glob(f"*{PARTIAL_SUFFIX}"))
+
+
+def ray_actors(busy: bool = True) -> list[int]:
+    """Pids of this machine's render actors (Ray titles a process by the method it runs)."""
+    title = b"ray::ShardRenderer.render" if busy else b"ray::ShardRenderer"
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(title):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def start_job(command) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "FACEGEN_TEST_FAULT"}
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, job: subprocess.Popen | None, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert job is None or job.poll() is None, job.communicate()
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_an_actor_killed_mid_shard_costs_only_that_shard(local, tmp_path):
+    out = tmp_path / "ray"
+    job = start_job(render_command(out, workers=2, extra=[*RAY, "--shared-fs"], **MEDIUM))
+    # an actor is mid-shard once its shard's partial file has images in it
+    wait_for(lambda: ray_actors() and any(p.stat().st_size > 100_000 for p in out.glob(f"*{PARTIAL_SUFFIX}")),
+             job, "an actor rendering")
+    victim = ray_actors()[0]
+    os.kill(victim, signal.SIGKILL)
+    _, stderr = job.communicate(timeout=300)
+    print(f"kill -9 of actor {victim}: exit {job.returncode}: {stderr.strip()[-600:]}")
+    assert job.returncode == 0, stderr
+    assert "render actor died while rendering shard-0000" in stderr and "attempt 2 of 3" in stderr
+    assert shard_bytes(out) == shard_bytes(local["medium"])
+    assert entries(out) == entries(local["medium"])
+    assert not list(out.glob(f"*{PARTIAL_SUFFIX}"))
+
+
+def test_an_error_in_an_actor_ends_the_job_naming_the_shard(local, tmp_path):
+    out = tmp_path / "ray"
+    result, _ = run(render_command(out, workers=2, extra=RAY, **SMALL), fault="shard:1")
+    print(f"shard 1 fails on Ray: exit {result.returncode}: {result.stderr.strip()[-600:]}")
+    assert result.returncode == 1
+    assert "render actor failed on shard-00001.h5 (samples 2-3)" in result.stderr
+    assert "FACEGEN_TEST_FAULT=shard:1" in result.stderr and "run the same command" in result.stderr
+    assert "shard-00001.h5" not in manifest_files(out)
+    for name in manifest_files(out):  # finished shards are whole and stay
+        assert (out / name).read_bytes() == (local["small"] / name).read_bytes()
+    result, _ = run(render_command(out, workers=2, extra=RAY, **SMALL))
+    assert result.returncode == 0, result.stderr
+    assert shard_bytes(out) == shard_bytes(local["small"])
+
+
+def test_a_killed_ray_job_resumes_like_a_local_one(local, tmp_path):
+    out = tmp_path / "ray"
+    command = render_command(out, workers=2, extra=RAY, **MEDIUM)
+    job = start_job(command)
+    wait_for(lambda: (out / "manifest.json").exists() and manifest_files(out), job, "a finished shard")
+    job.kill()  # SIGKILL: no clean-up at all; Ray ends the job's actors, the lock dies with the job
+    job.communicate()
+    finished = {name: (out / name).stat() for name in manifest_files(out)}
+    result, _ = run(command)
+    assert result.returncode == 0, result.stderr
+    assert shard_bytes(out) == shard_bytes(local["medium"])
+    for name, before in finished.items():  # kept, not rendered again
+        after = (out / name).stat()
+        assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    wait_for(lambda: not ray_actors(busy=False), None, "the killed job's actors to end", 60)
+
+
+def test_ray_options_without_the_ray_executor_are_refused(tmp_path):
+    result, _ = run(render_command(tmp_path / "d", workers=1, extra=[*RASTER, "--shared-fs"], **SMALL))
+    assert result.returncode == 2
+    assert "are for --executor ray" in result.stderr
+    assert not (tmp_path / "d").exists()
