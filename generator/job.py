@@ -72,6 +72,8 @@ def validate(s: JobSettings) -> None:
         raise FacegenError(f"--executor {s.executor}: choose {' or '.join(EXECUTORS)}")
     if s.executor == "ray" and importlib.util.find_spec("ray") is None:
         raise FacegenError("--executor ray needs Ray, which is not installed: pip install 'facegen[cluster]'")
+    if s.ray_address:
+        _check_reachable(s.ray_address)
     if s.executor == "local" and (s.ray_address or s.gpus_per_worker or s.cpus_per_worker or s.shared_fs):
         raise FacegenError("--ray-address, --gpus-per-worker, --cpus-per-worker and --shared-fs are for "
                            "--executor ray; add it, or drop them")
@@ -97,6 +99,21 @@ def validate(s: JobSettings) -> None:
         raise FacegenError(f"--out {out}: {blocker} is a file, not a folder; choose a folder for the shards")
     if blocker is not None and not os.access(blocker, os.W_OK | os.X_OK):
         raise FacegenError(f"--out {out}: cannot write in {blocker}; choose a folder you can write to")
+
+
+def _check_reachable(address: str) -> None:
+    """A HOST:PORT that nothing answers on, said at once (Ray itself retries for minutes)."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not sep or not port.isdigit():
+        return  # "auto" and ray:// client addresses: Ray's own message
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as e:
+        raise FacegenError(f"--ray-address {address}: nothing answers there ({e.strerror or e}). Start the cluster's "
+                           "head with `ray start --head --port PORT` (docs/cluster.md) and give HOST:PORT, use auto "
+                           "for one started on this machine, or drop --ray-address to start a Ray here.") from None
 
 
 @dataclass

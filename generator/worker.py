@@ -9,7 +9,7 @@ import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -30,6 +30,9 @@ class Worker:
 
     ctx: JobContext
     threads: int = 0  # CPU threads for the renderer (0: its own default, every CPU)
+    # Called between the stages of a batch (sample and pose, draw, label): raises to stop the shard
+    # there. A batch of 16 Cycles images takes longer than a stopped worker may (executors/local.py).
+    between: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         import cv2
@@ -122,8 +125,14 @@ class Worker:
                 return [self.renderer.render(params, scene) for params, scene in items]
         for start in range(first, stop, BATCH):
             prepared = self.prepare_batch(range(start, min(start + BATCH, stop)))
+            self._between()
             results = render_batch(prepared)
+            self._between()
             yield from [self.finish(params, scene, result) for (params, scene), result in zip(prepared, results)]
+
+    def _between(self) -> None:
+        if self.between is not None:
+            self.between()
 
     def _overlapped(self, first: int, stop: int):
         """samples() with sample i+1 prepared and sample i labelled and written while i+1 is drawn.

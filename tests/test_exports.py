@@ -72,6 +72,32 @@ def test_coco_round_trip(rendered, tmp_path):
     shards.close()
 
 
+def test_coco_export_loads_and_scores_in_pycocotools(rendered, tmp_path):
+    """The COCO API that mmpose's COCO-style datasets and evaluation build on loads the export, and
+    COCOeval scores its own keypoints as results at AP 1 (sigmas for 68 points, as mmpose sets them)."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    out = tmp_path / "coco"
+    assert _export(rendered, out, "--format", "coco").exit_code == 0
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        gt = COCO(str(out / "annotations.json"))
+        anns = gt.loadAnns(gt.getAnnIds())
+        results = gt.loadRes([{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0}
+                              for a in anns])
+        ev = COCOeval(gt, results, "keypoints")
+        ev.params.kpt_oks_sigmas = np.full(68, 0.025)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    assert sorted(gt.getImgIds()) == [1, 2, 3] and len(anns) == 3
+    assert gt.loadCats(1)[0]["keypoints"] == facegen.open_shards(rendered).landmark_names
+    assert ev.stats[0] == pytest.approx(1.0)  # AP over OKS 0.50:0.95
+
+
 def test_coco_visibility_codes(tmp_path):
     """v: 2 visible, 1 in the image but hidden, 0 outside it (toy shards with all three)."""
     from facegen.generator.segmentation import OCCLUDER_ID

@@ -127,3 +127,11 @@ def test_ray_options_without_the_ray_executor_are_refused(tmp_path):
     assert result.returncode == 2
     assert "are for --executor ray" in result.stderr
     assert not (tmp_path / "d").exists()
+
+
+def test_a_cluster_address_nothing_answers_on_is_named_at_once(tmp_path):
+    result, seconds = run(render_command(tmp_path / "d", workers=1, extra=[*RAY, "--ray-address", "127.0.0.1:1"],
+                                         **SMALL))
+    assert result.returncode == 2 and seconds < 30  # Ray alone retries for minutes
+    assert "--ray-address 127.0.0.1:1: nothing answers there" in result.stderr and "ray start --head" in result.stderr
+    assert not (tmp_path / "d").exists()

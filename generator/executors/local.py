@@ -186,8 +186,8 @@ def _worker_main(ctx, threads: int, conn: Connection) -> None:
     """A worker process: set up once, then render the shards the job sends until it sends None.
 
     The job stops a worker with SIGTERM, which only sets a flag: the worker stops after its current
-    image, from a known place (the progress tick inside the shard writer's `with`, which then deletes
-    the .partial), or on the closed pipe while it waits for work. An exception raised by the signal
+    image or batch stage, from a known place (`_stop_if_asked`, inside the shard writer's `with`, which
+    then deletes the .partial), or on the closed pipe while it waits for work. An exception raised by the signal
     handler itself could land anywhere, even in a destructor that Python only reports."""
     _die_with_parent()
     _drop_blender_script_paths()
@@ -196,7 +196,7 @@ def _worker_main(ctx, threads: int, conn: Connection) -> None:
     task, worker, code = None, None, 0
     try:
         inject_fault("start")
-        worker = Worker(ctx, threads=threads)
+        worker = Worker(ctx, threads=threads, between=_stop_if_asked)
         while not _STOPPING and (task := conn.recv()) is not None:
             report = _Reporter(conn)
             entry = worker.render_shard(*task, tick=faulty_tick(task, report))
@@ -228,6 +228,12 @@ def _on_stop(*_) -> None:
     _STOPPING = True
 
 
+def _stop_if_asked() -> None:
+    """Where a worker stops once asked: after each image (the progress tick) and between a batch's stages."""
+    if _STOPPING:
+        raise _Stopped
+
+
 class _Reporter:
     """Counts a worker's finished images and sends them a few times a second (not per image)."""
 
@@ -235,8 +241,7 @@ class _Reporter:
         self.conn, self.unsent, self.sent_at = conn, 0, time.monotonic()
 
     def __call__(self, n: int) -> None:
-        if _STOPPING:
-            raise _Stopped
+        _stop_if_asked()
         self.unsent += n
         if time.monotonic() - self.sent_at >= PROGRESS_INTERVAL_S:
             self.flush()
