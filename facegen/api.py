@@ -43,14 +43,15 @@ def render(spec: str = "dense490", n: int = 1000, out: PathLike = "out", *, size
     plus any of "depth", "segmentation", "mask", "amodal" (a list or "rgb,depth"); config: a YAML
     overriding the sampling config; backgrounds / hdris: folders of photos / environment maps.
     executor "ray" renders on a Ray cluster (ray_address, gpus_per_worker, cpus_per_worker, shared_fs:
-    docs/cluster.md; a Ray this process already joined with ray.init is used as it is). Resumable: the same call again renders only what is missing. Read the result with
-    `facegen.open_shards(out)`."""
+    docs/cluster.md; a Ray this process already joined with ray.init is used as it is). Resumable: the
+    same call again renders only what is missing. Read the result with `facegen.open_shards(out)`."""
     from facegen.generator.job import DEFAULT_RENDERER, JobSettings, run_job
 
     if isinstance(outputs, str):
         outputs = outputs.split(",")
     settings = JobSettings(spec=str(spec), n=int(n), out=str(out), size=int(size), shard_size=int(shard_size),
-                           workers=None if workers is None else int(workers), seed=int(seed), renderer=renderer or DEFAULT_RENDERER,
+                           workers=None if workers is None else int(workers), seed=int(seed),
+                           renderer=renderer or DEFAULT_RENDERER,
                            config=str(config) if config else None,
                            backgrounds=str(backgrounds) if backgrounds else None,
                            hdris=str(hdris) if hdris else None, outputs=tuple(o.strip() for o in outputs if o.strip()),

@@ -71,8 +71,7 @@ def render(spec, n, out, size, shard_size, workers, seed, renderer, config, back
       facegen render --spec dense490 --n 100 --out data/frontal --config frontal.yaml
       facegen render --spec dense490 --n 500 --out data/am --outputs rgb,segmentation,amodal
       facegen render --spec ibug68 --n 16 --out data/acc --config bench/configs/accessories.yaml   # hands, masks, hats up
-      facegen render --spec dense490 --n 100000 --out /nfs/d490 --executor ray --ray-address auto \
-          --gpus-per-worker 1 --shared-fs                        # a Ray cluster (docs/cluster.md)
+      facegen render --spec dense490 --n 100000 --out data/d490 --executor ray --ray-address auto --gpus-per-worker 1
 
     Every option and input file (spec, --config, each background photo and HDRI) is checked before
     anything is written to --out. Interrupted, or a worker failed? Run the same command again:

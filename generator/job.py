@@ -72,11 +72,11 @@ def validate(s: JobSettings) -> None:
         raise FacegenError(f"--executor {s.executor}: choose {' or '.join(EXECUTORS)}")
     if s.executor == "ray" and importlib.util.find_spec("ray") is None:
         raise FacegenError("--executor ray needs Ray, which is not installed: pip install 'facegen[cluster]'")
-    if s.ray_address:
-        _check_reachable(s.ray_address)
     if s.executor == "local" and (s.ray_address or s.gpus_per_worker or s.cpus_per_worker or s.shared_fs):
         raise FacegenError("--ray-address, --gpus-per-worker, --cpus-per-worker and --shared-fs are for "
                            "--executor ray; add it, or drop them")
+    if s.ray_address:
+        _check_reachable(s.ray_address)
     if s.gpus_per_worker < 0 or (s.cpus_per_worker is not None and s.cpus_per_worker <= 0):
         raise FacegenError("--gpus-per-worker must be 0 or more and --cpus-per-worker more than 0 "
                            "(e.g. --gpus-per-worker 1, or 0.5 for two actors per GPU)")

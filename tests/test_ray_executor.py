@@ -135,3 +135,21 @@ def test_a_cluster_address_nothing_answers_on_is_named_at_once(tmp_path):
     assert result.returncode == 2 and seconds < 30  # Ray alone retries for minutes
     assert "--ray-address 127.0.0.1:1: nothing answers there" in result.stderr and "ray start --head" in result.stderr
     assert not (tmp_path / "d").exists()
+
+
+def test_slots_fill_the_cluster_or_follow_the_options(capsys):
+    from facegen.errors import FacegenError
+    from facegen.generator.executors.ray_cluster import Slots, plan_slots
+    from facegen.generator.job import JobSettings
+
+    def slots(cluster, started_here=False, **options):
+        return plan_slots(JobSettings(executor="ray", **options), cluster, started_here)
+
+    assert slots({"CPU": 8.0}) == Slots(8, 1.0, 0.0)  # as many one-CPU actors as fit
+    assert slots({"CPU": 8.0}, workers=2) == Slots(2, 1.0, 0.0)
+    assert slots({"CPU": 8.0}, started_here=True, workers=2) == Slots(2, 4.0, 0.0)  # this machine's CPUs shared
+    assert slots({"CPU": 16.0, "GPU": 2.0}, gpus_per_worker=0.5) == Slots(4, 1.0, 0.5)  # two actors per GPU
+    assert slots({"CPU": 8.0}, workers=6, cpus_per_worker=2) == Slots(4, 2.0, 0.0)
+    assert "--workers 6: the Ray cluster has room for 4 actors of 2 CPUs; rendering with 4" in capsys.readouterr().err
+    with pytest.raises(FacegenError, match="the Ray cluster has 0 GPUs"):
+        slots({"CPU": 8.0}, gpus_per_worker=1)

@@ -187,8 +187,8 @@ def _worker_main(ctx, threads: int, conn: Connection) -> None:
 
     The job stops a worker with SIGTERM, which only sets a flag: the worker stops after its current
     image or batch stage, from a known place (`_stop_if_asked`, inside the shard writer's `with`, which
-    then deletes the .partial), or on the closed pipe while it waits for work. An exception raised by the signal
-    handler itself could land anywhere, even in a destructor that Python only reports."""
+    then deletes the .partial), or on the closed pipe while it waits for work. An exception raised by
+    the signal handler itself could land anywhere, even in a destructor that Python only reports."""
     _die_with_parent()
     _drop_blender_script_paths()
     signal.signal(signal.SIGTERM, _on_stop)
