@@ -1,7 +1,8 @@
 """`facegen render --executor ray` on a real local Ray cluster (started by each job): the shards are
 byte-identical to the local executor's, whether they travel back to the job or the actors write them
-(--shared-fs); an actor killed with SIGKILL mid-shard costs only that shard, rendered again; an error in
-an actor ends the job naming the shard; a killed job resumes. Jobs run as real `facegen render` processes."""
+(--shared-fs); an actor killed with SIGKILL mid-shard, or a whole node removed from a two-node cluster
+(tests/ray_node_loss.py), costs only that shard, rendered again; an error in an actor ends the job naming
+the shard; a killed job resumes. Jobs run as real `facegen render` processes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -88,6 +90,17 @@ def test_an_actor_killed_mid_shard_costs_only_that_shard(local, tmp_path):
     assert shard_bytes(out) == shard_bytes(local["medium"])
     assert entries(out) == entries(local["medium"])
     assert not list(out.glob(f"*{PARTIAL_SUFFIX}"))
+
+
+def test_a_node_lost_mid_shard_costs_only_that_shard(local, tmp_path):
+    out = tmp_path / "ray"
+    result = subprocess.run([sys.executable, str(Path(__file__).with_name("ray_node_loss.py")), str(out),
+                             str(MEDIUM["n"]), str(MEDIUM["shard_size"])], capture_output=True, text=True, timeout=600)
+    print(f"a node removed mid-shard: exit {result.returncode}: {result.stdout.strip()} {result.stderr.strip()[-600:]}")
+    assert result.returncode == 0 and "node removed" in result.stdout and "done" in result.stdout, result.stderr
+    assert "render actor died while rendering shard-0000" in result.stderr
+    assert shard_bytes(out) == shard_bytes(local["medium"])
+    assert entries(out) == entries(local["medium"])
 
 
 def test_an_error_in_an_actor_ends_the_job_naming_the_shard(local, tmp_path):
