@@ -1,7 +1,7 @@
 """`facegen render --executor ray` on a real local Ray cluster (started by each job): the shards are
 byte-identical to the local executor's, whether they travel back to the job or the actors write them
 (--shared-fs); an actor killed with SIGKILL mid-shard, or a whole node removed from a two-node cluster
-(tests/ray_node_loss.py), costs only that shard, rendered again; an error in an actor ends the job naming
+(tests/ray_cluster_jobs.py), costs only that shard, rendered again; an error in an actor ends the job naming
 the shard; a killed job resumes. Jobs run as real `facegen render` processes."""
 
 from __future__ import annotations
@@ -92,15 +92,29 @@ def test_an_actor_killed_mid_shard_costs_only_that_shard(local, tmp_path):
     assert not list(out.glob(f"*{PARTIAL_SUFFIX}"))
 
 
+def cluster_job(kind: str, out: Path, size: dict) -> subprocess.CompletedProcess:
+    """A job on a Ray cluster built in its own process (tests/ray_cluster_jobs.py)."""
+    result = subprocess.run([sys.executable, str(Path(__file__).with_name("ray_cluster_jobs.py")), kind, str(out),
+                             str(size["n"]), str(size["shard_size"])], capture_output=True, text=True, timeout=600)
+    print(f"{kind}: exit {result.returncode}: {result.stdout.strip()} {result.stderr.strip()[-600:]}")
+    assert result.returncode == 0 and "done" in result.stdout, result.stderr
+    return result
+
+
 def test_a_node_lost_mid_shard_costs_only_that_shard(local, tmp_path):
     out = tmp_path / "ray"
-    result = subprocess.run([sys.executable, str(Path(__file__).with_name("ray_node_loss.py")), str(out),
-                             str(MEDIUM["n"]), str(MEDIUM["shard_size"])], capture_output=True, text=True, timeout=600)
-    print(f"a node removed mid-shard: exit {result.returncode}: {result.stdout.strip()} {result.stderr.strip()[-600:]}")
-    assert result.returncode == 0 and "node removed" in result.stdout and "done" in result.stdout, result.stderr
+    result = cluster_job("node-loss", out, MEDIUM)
+    assert "node removed" in result.stdout
     assert "render actor died while rendering shard-0000" in result.stderr
     assert shard_bytes(out) == shard_bytes(local["medium"])
     assert entries(out) == entries(local["medium"])
+
+
+def test_actors_reserve_the_gpus_asked_for(local, tmp_path):
+    out = tmp_path / "ray"
+    result = cluster_job("gpus", out, MEDIUM)  # two actors at --gpus-per-worker 0.5 on a Ray with one GPU
+    assert "GPUs held: 1" in result.stdout  # both at once: each reserved its half
+    assert shard_bytes(out) == shard_bytes(local["medium"])
 
 
 def test_an_error_in_an_actor_ends_the_job_naming_the_shard(local, tmp_path):
