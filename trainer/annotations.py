@@ -46,6 +46,19 @@ def _number_pair(text: str) -> list[float] | None:
     return xy if len(xy) == 2 else None
 
 
+def _point(path: Path, i: int, text: str, index: int, count) -> list[float]:
+    """Line i (0-based) of `path`, stripped, as point `index` (0-based) of `count`: [x, y], or an error
+    naming the file and line."""
+    xy = _number_pair(text)
+    if xy is None:
+        raise FacegenError(f"{path}:{i + 1}: {text!r} is not a point: expected two numbers 'x y' (point "
+                           f"{index + 1} of {count}); fix the line")
+    if not np.isfinite(xy).all():
+        raise FacegenError(f"{path}:{i + 1}: {text!r} is not a finite position (NaN or Inf); fix the point or leave "
+                           "this file out")
+    return xy
+
+
 def read_pts(path: Path | str, n_points: int | None = None, expected: str = "") -> np.ndarray:
     """Read a 300-W `.pts` file -> (L, 2) float32 in the project's 0-based convention.
 
@@ -86,14 +99,7 @@ def read_pts(path: Path | str, n_points: int | None = None, expected: str = "") 
         if s == "}":
             end = i
             break
-        xy = _number_pair(s)
-        if xy is None:
-            raise FacegenError(f"{path}:{i + 1}: {s!r} is not a point: expected two numbers 'x y' (point "
-                               f"{len(pts) + 1} of {count}); fix the line")
-        if not np.isfinite(xy).all():
-            raise FacegenError(f"{path}:{i + 1}: {s!r} is not a finite position (NaN or Inf); fix the point or leave "
-                               "this file out")
-        pts.append(xy)
+        pts.append(_point(path, i, s, len(pts), count))
     if end is None:
         cut = (f"add a line '}}' after the last point" if len(pts) == int(count) else
                f"the file looks cut short: {len(pts)} of the {count} points are there")
@@ -131,13 +137,7 @@ def read_ldmks(path: Path | str, n_points: int = LDMKS_POINTS) -> np.ndarray:
         s = line.strip()
         if not s:
             continue
-        xy = _number_pair(s)
-        if xy is None:
-            raise FacegenError(f"{path}:{i + 1}: {s!r} is not a point: expected two numbers 'x y' (point "
-                               f"{len(pts) + 1} of {n_points}); fix the line")
-        if not np.isfinite(xy).all():
-            raise FacegenError(f"{path}:{i + 1}: {s!r} is not a finite position (NaN or Inf); fix the point or leave "
-                               "this file out")
+        xy = _point(path, i, s, len(pts), n_points)
         if len(pts) == n_points:
             raise FacegenError(f"{path}:{i + 1}: a point beyond the {n_points} expected; {LDMKS_LAYOUT}: remove the "
                                "extra lines")
