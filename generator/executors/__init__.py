@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 import traceback
 
 from facegen.errors import FacegenError
@@ -40,6 +41,27 @@ def run(ctx, tasks, progress, finished) -> None:
     else:
         from facegen.generator.executors import local as executor
     executor.run(ctx, tasks, progress, finished)
+
+
+class Reporter:
+    """A worker's finished images, counted per tick and sent with `send(n)` every `interval` seconds (not
+    per image); `before()` runs at every tick (the local workers' stop check)."""
+
+    def __init__(self, send, interval: float, before=None):
+        self.send, self.interval, self.before = send, interval, before
+        self.unsent, self.sent_at = 0, time.monotonic()
+
+    def __call__(self, n: int) -> None:
+        if self.before is not None:
+            self.before()
+        self.unsent += n
+        if time.monotonic() - self.sent_at >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.unsent:
+            self.send(self.unsent)
+        self.unsent, self.sent_at = 0, time.monotonic()
 
 
 # -- what every executor says about a failure --------------------------------------------------------

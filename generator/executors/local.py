@@ -28,7 +28,7 @@ from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 
 from facegen.errors import FacegenError
-from facegen.generator.executors import WorkerFailed, describe, faulty_tick, inject_fault, where
+from facegen.generator.executors import Reporter, WorkerFailed, describe, faulty_tick, inject_fault, where
 from facegen.generator.worker import Worker
 
 PROGRESS_INTERVAL_S = 0.2  # how often a worker process reports its finished images
@@ -198,7 +198,7 @@ def _worker_main(ctx, threads: int, conn: Connection) -> None:
         inject_fault("start")
         worker = Worker(ctx, threads=threads, between=_stop_if_asked)
         while not _STOPPING and (task := conn.recv()) is not None:
-            report = _Reporter(conn)
+            report = Reporter(lambda n: conn.send(("progress", n)), PROGRESS_INTERVAL_S, before=_stop_if_asked)
             entry = worker.render_shard(*task, tick=faulty_tick(task, report))
             report.flush()
             conn.send(("done", entry))
@@ -232,24 +232,6 @@ def _stop_if_asked() -> None:
     """Where a worker stops once asked: after each image (the progress tick) and between a batch's stages."""
     if _STOPPING:
         raise _Stopped
-
-
-class _Reporter:
-    """Counts a worker's finished images and sends them a few times a second (not per image)."""
-
-    def __init__(self, conn: Connection):
-        self.conn, self.unsent, self.sent_at = conn, 0, time.monotonic()
-
-    def __call__(self, n: int) -> None:
-        _stop_if_asked()
-        self.unsent += n
-        if time.monotonic() - self.sent_at >= PROGRESS_INTERVAL_S:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.unsent:
-            self.conn.send(("progress", self.unsent))
-        self.unsent, self.sent_at = 0, time.monotonic()
 
 
 def _drop_blender_script_paths() -> None:

@@ -28,7 +28,6 @@ import logging
 import os
 import sys
 import tempfile
-import time
 from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,7 +37,7 @@ from ray.exceptions import ObjectLostError, RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from facegen.errors import FacegenError
-from facegen.generator.executors import WorkerFailed, describe, faulty_tick, inject_fault, where
+from facegen.generator.executors import Reporter, WorkerFailed, describe, faulty_tick, inject_fault, where
 from facegen.shards import PARTIAL_SUFFIX
 
 MAX_ATTEMPTS = 3  # renders of one shard whose actor died before the job gives up on it
@@ -132,7 +131,7 @@ class ShardRenderer:
         """Render `task` = (shard, first, count); its manifest entry, and its bytes when they go back."""
         if self.worker is None:
             self._start()
-        report = _Reporter(progress, ticket)
+        report = Reporter(lambda n: progress.add.remote(ticket, n), PROGRESS_INTERVAL_S)
         folder = self.scratch if self.send_back else self.ctx.settings.out
         entry = self.worker.render_shard(*task, tick=faulty_tick(task, report), folder=folder)
         report.flush()
@@ -173,23 +172,6 @@ class ShardRenderer:
         self.ctx.settings = replace(s, workers=max(1, cpus // self.threads))
         self.scratch = tempfile.mkdtemp(prefix="facegen-shards-") if self.send_back else None
         self.worker = Worker(self.ctx, threads=self.threads)
-
-
-class _Reporter:
-    """An actor's finished images, sent to the job's _Progress a few times a second."""
-
-    def __init__(self, progress, ticket: tuple):
-        self.progress, self.ticket, self.unsent, self.sent_at = progress, ticket, 0, time.monotonic()
-
-    def __call__(self, n: int) -> None:
-        self.unsent += n
-        if time.monotonic() - self.sent_at >= PROGRESS_INTERVAL_S:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.unsent:
-            self.progress.add.remote(self.ticket, self.unsent)
-        self.unsent, self.sent_at = 0, time.monotonic()
 
 
 class _Job:
