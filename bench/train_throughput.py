@@ -172,9 +172,6 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="training device: cpu, or cuda (with AMP, as facegen train)")
     ap.add_argument("--no-wait", action="store_true", help="measure at once, not after the machine is idle")
     args = ap.parse_args()
-    if args.no_wait:
-        global wait_quiet
-        wait_quiet = lambda: None  # noqa: E731
     data = args.data
     if data is None:
         data = Path(__file__).resolve().parent / "out" / f"ibug68-{args.size}"
@@ -204,7 +201,8 @@ def main() -> None:
             rates = {False: [], True: []}
             for _ in range(args.repeats if args.layouts else 1):
                 for channels_last in (False, True) if args.layouts else (CHANNELS_LAST,):
-                    wait_quiet()
+                    if not args.no_wait:
+                        wait_quiet()
                     rates[channels_last].append(bench_train(name, size, args.batch_size, args.train_steps,
                                                             probe.num_landmarks, channels_last=channels_last,
                                                             device=args.device))
@@ -214,7 +212,8 @@ def main() -> None:
                       f"({nhwc / nchw:5.1%}; medians of {args.repeats} in turns: "
                       f"{', '.join(f'{a:.1f}/{b:.1f}' for a, b in zip(rates[False], rates[True]))})")
             bare = float(np.median(rates[CHANNELS_LAST]))  # in the layout facegen train uses
-            wait_quiet()
+            if not args.no_wait:
+                wait_quiet()
             ours = bench_facegen_train(data, name, size, args.batch_size, args.train_steps + 1, workers, args.device)
             print(f"train: {name:18s} bare {bare:6.2f} images/s   facegen train {ours:6.2f} images/s   "
                   f"{ours / bare:5.1%} of bare  ({_where(args.device)}, batch {args.batch_size}, {size}px, "
