@@ -2,8 +2,9 @@
 process, so no cluster outlives it or touches the test process):
 
     python tests/ray_cluster_jobs.py node-loss OUT N SHARD_SIZE
-        two one-CPU worker nodes (ray.cluster_utils.Cluster: separate raylets on this machine), one removed
-        while its actor is mid-shard; prints "node removed", then "done"
+        two one-CPU worker nodes (ray.cluster_utils.Cluster: separate raylets on this machine) whose processes
+        see an empty $FACEGEN_HOME and $HOME (no face model: a worker node needs only the installed package),
+        one removed while its actor is mid-shard; prints what a worker node sees, "node removed", then "done"
     python tests/ray_cluster_jobs.py gpus OUT N SHARD_SIZE
         a Ray that declares one GPU, two actors reserving half of it each (--gpus-per-worker 0.5); prints the
         most GPUs the job held at once, then "done". (Ray accounts GPUs; the raster renderer draws on Mesa.)
@@ -12,13 +13,17 @@ process, so no cluster outlives it or touches the test process):
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import ray
 from ray.cluster_utils import Cluster
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 import facegen
 from facegen.shards import PARTIAL_SUFFIX
@@ -31,10 +36,14 @@ def render(out: Path, n: int, shard_size: int, **options) -> None:
 
 def node_loss(out: Path, n: int, shard_size: int) -> None:
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})  # the driver's node renders nothing
-    doomed = cluster.add_node(num_cpus=1)
-    cluster.add_node(num_cpus=1)
+    bare = tempfile.mkdtemp(prefix="bare-node-")
+    nodes = [cluster.add_node(num_cpus=1, env_vars={"FACEGEN_HOME": bare, "HOME": bare}) for _ in range(2)]
+    doomed = nodes[0]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, logging_level=logging.ERROR)
+    seen = ray.get(_home.options(scheduling_strategy=NodeAffinitySchedulingStrategy(doomed.node_id, soft=False))
+                   .remote())
+    print(f"a worker node's FACEGEN_HOME: {seen!r} (empty: {not os.listdir(seen)})", flush=True)
 
     def remove_a_node() -> None:  # once an actor is mid-shard: its .partial holds images
         while not any(p.stat().st_size > 100_000 for p in out.glob(f"*{PARTIAL_SUFFIX}")):
@@ -47,6 +56,12 @@ def node_loss(out: Path, n: int, shard_size: int) -> None:
     print("done", flush=True)
     ray.shutdown()
     cluster.shutdown()
+    shutil.rmtree(bare, ignore_errors=True)
+
+
+@ray.remote(num_cpus=0)
+def _home() -> str:
+    return os.environ.get("FACEGEN_HOME", "")
 
 
 def gpus(out: Path, n: int, shard_size: int) -> None:

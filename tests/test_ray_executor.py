@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from facegen.generator.executors.ray_cluster import SCRATCH_PREFIX
 from facegen.shards import PARTIAL_SUFFIX
 from tests.test_render_workers import RASTER, SMALL, manifest_files, render_command, run, shard_bytes
 
@@ -62,8 +65,8 @@ def ray_actors(busy: bool = True) -> list[int]:
     return pids
 
 
-def start_job(command) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "FACEGEN_TEST_FAULT"}
+def start_job(command, **env) -> subprocess.Popen:
+    env = {**{k: v for k, v in os.environ.items() if k != "FACEGEN_TEST_FAULT"}, **env}
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -75,11 +78,21 @@ def wait_for(condition, job: subprocess.Popen | None, what: str, timeout: float 
         time.sleep(0.05)
 
 
-def test_an_actor_killed_mid_shard_costs_only_that_shard(local, tmp_path):
+@pytest.fixture
+def node_tmp():
+    """A $TMPDIR of its own for a job and its Ray (short: Ray puts its sockets there), holding the
+    actors' scratch folders."""
+    folder = Path(tempfile.mkdtemp(prefix="fg-", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_an_actor_killed_mid_shard_costs_only_that_shard(local, tmp_path, node_tmp):
     out = tmp_path / "ray"
-    job = start_job(render_command(out, workers=2, extra=[*RAY, "--shared-fs"], **MEDIUM))
-    # an actor is mid-shard once its shard's partial file has images in it
-    wait_for(lambda: ray_actors() and any(p.stat().st_size > 100_000 for p in out.glob(f"*{PARTIAL_SUFFIX}")),
+    job = start_job(render_command(out, workers=2, extra=RAY, **MEDIUM), TMPDIR=str(node_tmp))
+    # an actor is mid-shard once the shard file in its scratch folder has images in it
+    scratch = f"{SCRATCH_PREFIX}*/*{PARTIAL_SUFFIX}"
+    wait_for(lambda: ray_actors() and any(p.stat().st_size > 100_000 for p in node_tmp.glob(scratch)),
              job, "an actor rendering")
     victim = ray_actors()[0]
     os.kill(victim, signal.SIGKILL)
@@ -90,6 +103,9 @@ def test_an_actor_killed_mid_shard_costs_only_that_shard(local, tmp_path):
     assert shard_bytes(out) == shard_bytes(local["medium"])
     assert entries(out) == entries(local["medium"])
     assert not list(out.glob(f"*{PARTIAL_SUFFIX}"))
+    # the killed actor's half-written shard was removed by the actor that replaced it, the others'
+    # scratch folders by the actors themselves
+    assert not list(node_tmp.glob(f"{SCRATCH_PREFIX}*"))
 
 
 def cluster_job(kind: str, out: Path, size: dict) -> subprocess.CompletedProcess:
@@ -104,6 +120,8 @@ def cluster_job(kind: str, out: Path, size: dict) -> subprocess.CompletedProcess
 def test_a_node_lost_mid_shard_costs_only_that_shard(local, tmp_path):
     out = tmp_path / "ray"
     result = cluster_job("node-loss", out, MEDIUM)
+    # the nodes rendered without a face model of their own: the job shipped it
+    assert "bare-node-" in result.stdout and "(empty: True)" in result.stdout
     assert "node removed" in result.stdout
     assert "render actor died while rendering shard-0000" in result.stderr
     assert shard_bytes(out) == shard_bytes(local["medium"])

@@ -10,7 +10,9 @@ needs only the installed package: no face-model import, no assets beyond those t
 Where a shard goes: by default the actor renders it into a scratch folder on its node and sends the
 file back; this process checks its checksum, writes it under a temporary name and renames it (no
 shared filesystem needed). With --shared-fs the actor writes straight into --out (same temporary
-name, then rename). Either way only this process writes the manifest.
+name, then rename). Either way only this process writes the manifest. An actor removes its scratch
+folder when it is closed; a killed actor cannot, so each new actor first removes the scratch folders
+on its node whose actor has died (a held flock marks a live one).
 
 Faults: an actor that dies (SIGKILL, the out-of-memory killer, a lost node) loses only the shard it
 was on: its images are taken off the progress bar, a new actor is started wherever Ray has room, and
@@ -23,9 +25,11 @@ same command resumes like a local job.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from collections import deque
@@ -45,6 +49,9 @@ MAX_ATTEMPTS = 3  # renders of one shard whose actor died before the job gives u
 # actor: at 0.2 s the progress actor alone took ~3 % of a CPU (bench/executor_overhead.py, 2 CPUs).
 PROGRESS_INTERVAL_S = 0.5
 LOST = (RayActorError, ObjectLostError)  # the actor or node died, or the finished shard's copy was lost with it
+SCRATCH_PREFIX = "facegen-shards-"  # an actor's scratch folder in its node's temporary folder ($TMPDIR)
+SCRATCH_OWNER = ".owner"  # in it, flock-ed by the actor as long as it lives
+CLOSE_WAIT_S = 30  # at the job's end, for the actors to remove their scratch folders
 
 
 def run(ctx, tasks, progress, finished) -> None:
@@ -125,7 +132,7 @@ class ShardRenderer:
 
     def __init__(self, ctx, threads: int, use_gpu: bool, send_back: bool):
         self.ctx, self.threads, self.use_gpu, self.send_back = ctx, threads, use_gpu, send_back
-        self.worker, self.scratch = None, None
+        self.worker, self.scratch, self.owner = None, None, None
 
     def render(self, ticket: tuple, task: tuple, progress) -> tuple[dict, bytes | None]:
         """Render `task` = (shard, first, count); its manifest entry, and its bytes when they go back."""
@@ -142,6 +149,14 @@ class ShardRenderer:
             return entry, path.read_bytes()
         finally:
             path.unlink()
+
+    def close(self) -> None:
+        """Remove the scratch folder, let go of the renderer and end this actor (freeing its slot)."""
+        if self.scratch:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+        if self.worker is not None:
+            self.worker.close()
+        ray.actor.exit_actor()
 
     def _start(self) -> None:
         from facegen.generator import backgrounds
@@ -170,8 +185,41 @@ class ShardRenderer:
         # the renderer's CPU threads; a spare one (threads > 1) lets the raster backend overlap its work
         cpus = len(os.sched_getaffinity(0))
         self.ctx.settings = replace(s, workers=max(1, cpus // self.threads))
-        self.scratch = tempfile.mkdtemp(prefix="facegen-shards-") if self.send_back else None
+        if self.send_back:
+            self.scratch, self.owner = scratch_folder()
         self.worker = Worker(self.ctx, threads=self.threads)
+
+
+def scratch_folder() -> tuple[str, int]:
+    """A new scratch folder for one actor's shards and the descriptor that holds its owner lock
+    (kept open for the actor's life), after removing the folders of actors that died on this node."""
+    remove_dead_scratch()
+    folder = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
+    claim = folder / (SCRATCH_OWNER + ".new")
+    fd = os.open(claim, os.O_CREAT | os.O_WRONLY, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.rename(claim, folder / SCRATCH_OWNER)  # a sweep only ever sees an owner file already locked
+    return str(folder), fd
+
+
+def remove_dead_scratch() -> list[Path]:
+    """Remove this node's scratch folders whose actor has died (its owner lock is free: the kernel
+    lets go of an flock when its process ends, however it ends); the folders removed."""
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(SCRATCH_PREFIX + "*"):
+        try:
+            fd = os.open(folder / SCRATCH_OWNER, os.O_RDONLY)
+        except OSError:
+            continue  # being set up, or not an actor's
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # held: its actor is alive
+        finally:
+            os.close(fd)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
 
 
 class _Job:
@@ -190,6 +238,7 @@ class _Job:
         self.shown: dict[tuple, int] = {}  # images on the bar per ticket (shard, attempt) still running
         self.running: dict = {}  # ObjectRef -> (actor, ticket, task)
         self.actors: list = []
+        self.closing: dict = {}  # ObjectRef of close() -> the actor with nothing left to render
 
     def run(self) -> None:
         try:
@@ -200,8 +249,10 @@ class _Job:
                 self._show_progress()
                 for ref in ready:
                     self._collect(ref)
-        finally:
-            for actor in self.actors:
+            if self.closing:
+                ray.wait(list(self.closing), num_returns=len(self.closing), timeout=CLOSE_WAIT_S)
+        finally:  # on an error, at once: a killed actor's scratch folder goes with the next actor on its node
+            for actor in [*self.actors, *self.closing.values()]:  # killing an ended actor does nothing
                 ray.kill(actor)
             ray.kill(self.counter)
 
@@ -213,9 +264,9 @@ class _Job:
         return actor
 
     def _submit(self, actor) -> None:
-        if not self.todo:
+        if not self.todo:  # nothing left for it: it cleans up and ends, freeing its slot
             self.actors.remove(actor)
-            ray.kill(actor)  # nothing left for it: free its slot (and its renderer's memory)
+            self.closing[actor.close.remote()] = actor
             return
         task = self.todo.popleft()
         ticket = (task[0], self.attempts.get(task, 0))
