@@ -318,7 +318,24 @@ class _Skin:
         return p + np.maximum(offset - d, 0)[..., None] * n
 
 
+# The last skin built, with the model and a copy of the mesh it was built on: every part of one
+# sample (scalp and facial hair, brows, glasses, mask, hand) asks for the same one, and comparing
+# the mesh costs a twentieth of building it again.
+_last_skin: tuple = (None, None, None)
+
+
 def skin_proxy(shaped: np.ndarray, model: FaceModel) -> _Skin:
+    """The skin of the shaped mesh `shaped` (model space), for distances and normals near the head."""
+    global _last_skin
+    last_model, last_shaped, skin = _last_skin
+    if last_model is model and last_shaped.shape == shaped.shape and np.array_equal(last_shaped, shaped):
+        return skin
+    skin = _build_skin(shaped, model)
+    _last_skin = (model, np.array(shaped), skin)
+    return skin
+
+
+def _build_skin(shaped: np.ndarray, model: FaceModel) -> _Skin:
     proxy = _head(model).proxy
     v = shaped[proxy.vertex_ids].astype(F)
     t = proxy.triangles

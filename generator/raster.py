@@ -29,7 +29,7 @@ from facegen.errors import FacegenError  # noqa: E402
 from facegen.face_model import FaceModel  # noqa: E402
 from facegen.generator.backgrounds import backplate, preload_hdris  # noqa: E402
 from facegen.generator.eyewear import OPAQUE, front_surface  # noqa: E402
-from facegen.generator.parts import Dressing, Part, dressing, head_parts  # noqa: E402
+from facegen.generator.parts import Dressing, Part, StrandGeometry, dressing, head_parts  # noqa: E402
 from facegen.generator.scene import MAX_LIGHTS, RENDERERS, PosedScene, RenderResult, SceneParams  # noqa: E402
 from facegen.generator.segmentation import CLASS_ID, PAINTED_THRESHOLD, face_mask  # noqa: E402
 
@@ -579,26 +579,30 @@ LENS_COAT = 0.08  # a lens's own colour: its tint times this (generator/material
 def dressing_vertices(worn: Dressing, camera_centre: np.ndarray, head_centre: np.ndarray,
                       lenses: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Vertex rows (n, DRESSING_FLOATS) float32 and triangles (F, 3) uint32 of a sample's dressing:
-    everything but the glasses' lenses, or (lenses=True) the lenses alone."""
-    blocks = [] if lenses else [ribbons(s.geometry, camera_centre, head_centre) + (s.segment_id,)
-                                for s in worn.strands]
+    everything but the glasses' lenses, or (lenses=True) the lenses alone. Each part writes its rows
+    straight into the one buffer (a head of hair is ~150k ribbon vertices: copies cost more than the
+    maths)."""
+    strands = [] if lenses else [(s.geometry, s.segment_id) for s in worn.strands]
     # A lens is a closed thin solid (generator/eyewear.py); its front surface alone is drawn, so the
     # blend happens once per pixel (back faces are culled, and the edge band, under a pixel wide and
     # mostly inside the rim, could overlap the front where an outline is concave).
-    blocks += [(g.vertices, _area_normals(g.vertices, g.triangles), g.colours, g.triangles, surface.segment_id)
-               for surface in worn.surfaces if (surface.material == "lens") == lenses
-               for g in (front_surface(surface.geometry) if lenses else surface.geometry,)]
-    n = sum(len(b[0]) for b in blocks)
-    rows = np.zeros((n, DRESSING_FLOATS), np.float32)
+    surfaces = [(front_surface(s.geometry) if lenses else s.geometry, s.segment_id)
+                for s in worn.surfaces if (s.material == "lens") == lenses]
+    sizes = [2 * g.points.shape[0] * g.points.shape[1] for g, _ in strands] + [len(g.vertices) for g, _ in surfaces]
+    rows = np.zeros((sum(sizes), DRESSING_FLOATS), np.float32)
     rows[:, 12:14] = (1.0, RULE_FIXED)  # texcoord_1: iris shade (unused), colour rule
     triangles, start = [], 0
-    for vertices, normals, colours, tris, segment_id in blocks:
-        block = rows[start:start + len(vertices)]
-        block[:, 0:3], block[:, 3:6], block[:, 14:17] = vertices, normals, colours
+    for (g, segment_id), size in zip(strands + surfaces, sizes):
+        block = rows[start:start + size]
+        if isinstance(g, StrandGeometry):
+            tris = ribbons(g, camera_centre, head_centre, block)
+        else:
+            block[:, 0:3], block[:, 3:6], block[:, 14:17] = g.vertices, _area_normals(g.vertices, g.triangles), g.colours
+            tris = np.asarray(g.triangles, np.uint32)
         block[:, 17] = segment_id / 255.0
-        triangles.append(np.asarray(tris, np.int64) + start)
-        start += len(vertices)
-    tris = np.concatenate(triangles).astype(np.uint32) if triangles else np.zeros((0, 3), np.uint32)
+        triangles.append(tris + np.uint32(start))
+        start += size
+    tris = np.concatenate(triangles) if triangles else np.zeros((0, 3), np.uint32)
     return rows, tris
 
 
@@ -618,12 +622,13 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.sqrt(np.einsum("...i,...i->...", v, v)), 1e-9)[..., None]
 
 
-def ribbons(strands, camera_centre: np.ndarray, head_centre: np.ndarray):
+def ribbons(strands, camera_centre: np.ndarray, head_centre: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Strands (StrandGeometry) as flat ribbons turned to the camera, as wide as Cycles draws them:
     two vertices per strand point at +-radius across the strand, two triangles per segment, wound
     to face the camera (back faces are culled). Normals blend the ribbon's facing with the direction
     away from the head centre, so a head of hair is shaded as a volume, not as flat cards.
-    Returns vertices (2 S K, 3), normals, colours (per vertex) and triangles."""
+    Writes the 2 S K vertices' position, normal and colour into `rows` (2 S K, DRESSING_FLOATS) and
+    returns the triangles (uint32, indexing `rows`)."""
     p = np.asarray(strands.points, np.float32)
     s, k = p.shape[:2]
     tangent = np.empty_like(p)
@@ -632,16 +637,17 @@ def ribbons(strands, camera_centre: np.ndarray, head_centre: np.ndarray):
     tangent = _unit(tangent)
     view = _unit(np.asarray(camera_centre, np.float32) - p)
     side = _unit(np.cross(tangent, view)) * np.asarray(strands.radius, np.float32)[..., None]
-    vertices = np.stack([p - side, p + side], axis=2).reshape(-1, 3)  # (S, K, 2) -> rows
+    out = rows.reshape(s, k, 2, DRESSING_FLOATS)  # a view: strand, point, left/right
+    np.subtract(p, side, out=out[:, :, 0, 0:3])
+    np.add(p, side, out=out[:, :, 1, 0:3])
     facing = view - tangent * np.einsum("...i,...i->...", view, tangent)[..., None]
     normal = _unit(facing) + _unit(p - np.asarray(head_centre, np.float32))
-    normals = np.repeat(normal, 2, axis=1).reshape(-1, 3)
-    colours = np.repeat(np.asarray(strands.colours, np.float32), 2 * k, axis=0)
+    out[:, :, :, 3:6] = normal[:, :, None]
+    out[:, :, :, 14:17] = np.asarray(strands.colours, np.float32)[:, None, None]
     # Per segment j of strand i: left/right at j and j + 1 -> (L_j, R_j, R_j+1), (L_j, R_j+1, L_j+1).
-    base = (np.arange(s)[:, None] * 2 * k + 2 * np.arange(k - 1)[None]).reshape(-1, 1)
-    quad = np.array([[0, 1, 3], [0, 3, 2]])
-    triangles = (base[:, None, :] + quad[None]).reshape(-1, 3)
-    return vertices, normals.astype(np.float32), colours, triangles
+    base = (np.arange(s, dtype=np.uint32)[:, None] * np.uint32(2 * k)
+            + np.arange(0, 2 * (k - 1), 2, dtype=np.uint32)[None]).reshape(-1, 1, 1)
+    return (base + np.array([[0, 1, 3], [0, 3, 2]], np.uint32)).reshape(-1, 3)
 
 
 def light_pose(azimuth: float, elevation: float) -> np.ndarray:
