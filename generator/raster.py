@@ -597,7 +597,8 @@ def dressing_vertices(worn: Dressing, camera_centre: np.ndarray, head_centre: np
         if isinstance(g, StrandGeometry):
             tris = ribbons(g, camera_centre, head_centre, block)
         else:
-            block[:, 0:3], block[:, 3:6], block[:, 14:17] = g.vertices, _area_normals(g.vertices, g.triangles), g.colours
+            block[:, 0:3], block[:, 14:17] = g.vertices, g.colours
+            block[:, 3:6] = _area_normals(g.vertices, g.triangles)
             tris = np.asarray(g.triangles, np.uint32)
         block[:, 17] = segment_id / 255.0
         triangles.append(tris + np.uint32(start))
@@ -637,7 +638,8 @@ def ribbons(strands, camera_centre: np.ndarray, head_centre: np.ndarray, rows: n
     tangent = _unit(tangent)
     view = _unit(np.asarray(camera_centre, np.float32) - p)
     side = _unit(np.cross(tangent, view)) * np.asarray(strands.radius, np.float32)[..., None]
-    out = rows.reshape(s, k, 2, DRESSING_FLOATS)  # a view: strand, point, left/right
+    out = rows.reshape(s, k, 2, DRESSING_FLOATS)  # strand, point, left/right
+    assert np.shares_memory(out, rows), "rows must be whole contiguous rows: written through this view"
     np.subtract(p, side, out=out[:, :, 0, 0:3])
     np.add(p, side, out=out[:, :, 1, 0:3])
     facing = view - tangent * np.einsum("...i,...i->...", view, tangent)[..., None]
