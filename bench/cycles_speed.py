@@ -26,6 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from cycles_common import random_params  # noqa: E402
 
+from facegen.errors import FacegenError  # noqa: E402
 from facegen.face_model import load_face_model  # noqa: E402
 from facegen.generator.executors.local import threads_per_worker  # noqa: E402
 from facegen.generator.job import JobSettings, run_job  # noqa: E402
@@ -98,11 +99,15 @@ if __name__ == "__main__":
     ap.add_argument("--n", type=int, default=12, help="images per size in one renderer (0 to skip)")
     ap.add_argument("--preset", default="default")
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--device", default="auto")
+    ap.add_argument("--device", default="auto",
+                    help="Cycles device: auto (a GPU if Blender finds one, else the CPU), CPU, or GPU (no fallback)")
     ap.add_argument("--sizes", default="256,512")
     ap.add_argument("--config", default=None, help="sampling config of the per-image part (e.g. bench/configs/bare.yaml)")
     a = ap.parse_args()
     if a.workers:
         job_rates([int(w) for w in a.workers.split(",")], a.job_n, a.job_size, a.repeats)
     if a.n:
-        image_times(a.n, a.preset, a.threads, a.device, [int(s) for s in a.sizes.split(",")], a.config)
+        try:
+            image_times(a.n, a.preset, a.threads, a.device, [int(s) for s in a.sizes.split(",")], a.config)
+        except FacegenError as e:  # e.g. --device GPU on a machine where Blender finds none
+            sys.exit(str(e))

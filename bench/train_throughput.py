@@ -172,6 +172,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="training device: cpu, or cuda (with AMP, as facegen train)")
     ap.add_argument("--no-wait", action="store_true", help="measure at once, not after the machine is idle")
     args = ap.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        sys.exit(f"--device {args.device}: torch {torch.__version__} sees no CUDA GPU (a CPU build, or no driver: "
+                 "`nvidia-smi` must list the GPU)")
     data = args.data
     if data is None:
         data = Path(__file__).resolve().parent / "out" / f"ibug68-{args.size}"

@@ -16,6 +16,7 @@ import bpy
 from mathutils import Matrix
 
 from facegen.camera import Camera
+from facegen.errors import FacegenError
 
 log = logging.getLogger("facegen.cycles")
 
@@ -67,7 +68,9 @@ def set_camera(cam_obj: "bpy.types.Object", scene: "bpy.types.Scene", camera: Ca
 
 
 def setup_device(scene: "bpy.types.Scene", device: str = "auto") -> str:
-    """Pick the Cycles device: "auto" tries OptiX, CUDA, HIP, oneAPI, Metal, then falls back to CPU.
+    """Pick the Cycles device: "auto" tries OptiX, CUDA, HIP, oneAPI, Metal, then falls back to CPU;
+    "GPU" tries the same but has no fallback: it, or a named backend ("CUDA", ...) that finds no
+    device, is an error (a benchmark of the GPU must not time the CPU).
 
     Returns the device type used ("CPU", "OPTIX", ...)."""
     want = device.upper()
@@ -90,6 +93,10 @@ def setup_device(scene: "bpy.types.Scene", device: str = "auto") -> str:
             log.info("cycles: rendering on %s (%s)", kind, ", ".join(d.name for d in gpus))
             return kind
     prefs.compute_device_type = "NONE"
+    if want != "AUTO":
+        raise FacegenError(f"Cycles device {device}: this machine's Blender finds no {' / '.join(kinds)} device "
+                           "(no GPU, or no driver for it: for NVIDIA, `nvidia-smi` must list the GPU); use "
+                           "device auto to fall back to the CPU")
     scene.cycles.device = "CPU"
     log.info("cycles: no GPU found (%s), rendering on the CPU", device)
     return "CPU"

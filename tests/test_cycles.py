@@ -217,6 +217,27 @@ def test_scene_is_built_once_and_reused(renderer, face_model):
     assert all(ptr in {o.as_pointer() for o in bpy.data.objects} for ptr in pointers)
 
 
+def test_asking_for_a_gpu_never_times_the_cpu(renderer):
+    """device "auto" falls back to the CPU; "GPU" (bench/gpu_check.sh asks for it) does not: on a
+    machine whose Blender finds no GPU it is an error that says so, on one that does it is that GPU."""
+    import bpy
+
+    from facegen.errors import FacegenError
+    from facegen.generator.blender_util import setup_device
+
+    scene = bpy.data.scenes.new("device-check")  # not the renderer's scene; the device preference is global
+    try:
+        found = setup_device(scene, "auto")
+        if found == "CPU":
+            with pytest.raises(FacegenError, match="Cycles device GPU: this machine's Blender finds no OPTIX / CUDA"):
+                setup_device(scene, "GPU")
+            assert scene.cycles.device == "CPU"
+        else:
+            assert setup_device(scene, "GPU") == found and scene.cycles.device == "GPU"
+    finally:
+        bpy.data.scenes.remove(scene)
+
+
 def test_declares_what_it_can_do(renderer):
     """One render at a time: the worker must not look for batch or async methods."""
     from facegen.generator.scene import AsyncRenderer, BatchRenderer
