@@ -8,6 +8,9 @@ process, so no cluster outlives it or touches the test process):
     python tests/ray_cluster_jobs.py gpus OUT N SHARD_SIZE
         a Ray that declares one GPU, two actors reserving half of it each (--gpus-per-worker 0.5); prints the
         most GPUs the job held at once, then "done". (Ray accounts GPUs; the raster renderer draws on Mesa.)
+    python tests/ray_cluster_jobs.py other-code OUT N SHARD_SIZE
+        one worker node whose Python imports a copy of facegen with one file changed (PYTHONPATH); prints the
+        job's error, then "done"
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 from pathlib import Path
 
 import ray
@@ -26,6 +30,7 @@ from ray.cluster_utils import Cluster
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 import facegen
+from facegen.errors import FacegenError
 from facegen.shards import PARTIAL_SUFFIX
 
 
@@ -83,5 +88,29 @@ def gpus(out: Path, n: int, shard_size: int) -> None:
     ray.shutdown()
 
 
+def other_code(out: Path, n: int, shard_size: int) -> None:
+    copy = Path(tempfile.mkdtemp(prefix="other-facegen-"))
+    repo = Path(__file__).resolve().parent.parent
+    # the installed layout, as pyproject.toml maps the design card's folders into the package
+    for package, folder in tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].items():
+        shutil.copytree(repo / folder, copy / package.replace(".", "/"), dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    with open(copy / "facegen" / "generator" / "hair.py", "a") as f:
+        f.write("# a node that runs another version\n")
+    os.chdir(copy.parent)  # Ray puts the driver's folder first on its workers' path: not the checkout's facegen/
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    cluster.add_node(num_cpus=2, env_vars={"PYTHONPATH": str(copy)})
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, logging_level=logging.ERROR)
+    try:
+        render(out, n, shard_size)
+    except FacegenError as e:
+        print(f"job failed: {e}", flush=True)
+    print("done", flush=True)
+    ray.shutdown()
+    cluster.shutdown()
+    shutil.rmtree(copy, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    {"node-loss": node_loss, "gpus": gpus}[sys.argv[1]](Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    {"node-loss": node_loss, "gpus": gpus, "other-code": other_code}[sys.argv[1]](Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))

@@ -135,6 +135,26 @@ def test_actors_reserve_the_gpus_asked_for(local, tmp_path):
     assert shard_bytes(out) == shard_bytes(local["medium"])
 
 
+def test_a_node_with_other_code_stops_the_job_before_rendering(tmp_path):
+    out = tmp_path / "ray"
+    result = cluster_job("other-code", out, SMALL)  # its node imports a facegen with one file changed
+    assert "job failed: render actor failed on shard-0000" in result.stdout
+    assert "runs other code than the job: facegen sources (sha256)" in result.stdout
+    assert "install the same facegen" in result.stdout
+    assert not list(out.glob("shard-*"))  # nothing rendered with the other code
+
+
+def test_code_fingerprints_name_what_differs():
+    from facegen.errors import FacegenError
+    from facegen.generator.executors.ray_cluster import check_same_code, code_fingerprint
+
+    here = code_fingerprint()
+    assert code_fingerprint() == here and len(here["facegen sources (sha256)"]) == 16
+    check_same_code(here, dict(here), "10.0.0.7")  # the same code: nothing to say
+    with pytest.raises(FacegenError, match=r"node 10\.0\.0\.7 runs other code than the job: numpy 1\.0 here, "):
+        check_same_code(here, {**here, "numpy": "1.0"}, "10.0.0.7")
+
+
 def test_an_error_in_an_actor_ends_the_job_naming_the_shard(local, tmp_path):
     out = tmp_path / "ray"
     result, _ = run(render_command(out, workers=2, extra=RAY, **SMALL), fault="shard:1")

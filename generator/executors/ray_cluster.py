@@ -6,6 +6,9 @@ sampling config) into Ray's object store once; each actor takes it from there, b
 and renders whole shards, one at a time (bpy holds one scene per process). A worker node therefore
 needs only the installed package: no face-model import, no assets beyond those that come with it
 (the bundled HDRIs; --backgrounds and --hdris folders must be on every node at the same path).
+It must be the same code, though: a node whose facegen sources, Python or numpy differ from the
+job's would render different shards for the same seed, so its actor stops the job naming the node
+and what differs, before it renders anything.
 
 Where a shard goes: by default the actor renders it into a scratch folder on its node and sends the
 file back; this process checks its checksum, writes it under a temporary name and renames it (no
@@ -27,7 +30,9 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib
 import logging
+import platform
 import os
 import shutil
 import sys
@@ -52,6 +57,9 @@ LOST = (RayActorError, ObjectLostError)  # the actor or node died, or the finish
 SCRATCH_PREFIX = "facegen-shards-"  # an actor's scratch folder in its node's temporary folder ($TMPDIR)
 SCRATCH_OWNER = ".owner"  # in it, flock-ed by the actor as long as it lives
 CLOSE_WAIT_S = 30  # at the job's end, for the actors to remove their scratch folders
+# The packages whose files decide what a shard holds (the spec, sampling config and face model travel
+# with the job): their sources, shaders and bundled configs are fingerprinted on every node.
+RENDER_PACKAGES = ("facegen", "facegen.generator", "facegen.assets")
 
 
 def run(ctx, tasks, progress, finished) -> None:
@@ -130,9 +138,12 @@ class _Progress:
 class ShardRenderer:
     """A Ray actor that renders whole shards with one renderer (built at its first shard)."""
 
-    def __init__(self, ctx, threads: int, use_gpu: bool, send_back: bool):
-        self.ctx, self.threads, self.use_gpu, self.send_back = ctx, threads, use_gpu, send_back
-        self.worker, self.scratch, self.owner = None, None, None
+    def __init__(self, shipped: list, job_code: dict, threads: int, use_gpu: bool, send_back: bool):
+        # `shipped` holds the context's ObjectRef inside a list, so Ray does not unpickle it before
+        # _start has checked that this node runs the job's code (other code may not even unpickle it)
+        self.shipped, self.job_code = shipped, job_code
+        self.threads, self.use_gpu, self.send_back = threads, use_gpu, send_back
+        self.ctx, self.worker, self.scratch, self.owner = None, None, None, None
 
     def render(self, ticket: tuple, task: tuple, progress) -> tuple[dict, bytes | None]:
         """Render `task` = (shard, first, count); its manifest entry, and its bytes when they go back."""
@@ -165,6 +176,8 @@ class ShardRenderer:
 
         inject_fault("start")
         node = ray.util.get_node_ip_address()
+        check_same_code(self.job_code, code_fingerprint(), node)
+        self.ctx = ray.get(self.shipped[0])
         s = self.ctx.settings
         if not self.send_back and not (Path(s.out) / LOCK_NAME).exists():
             raise FacegenError(f"--shared-fs: --out {s.out} is not there on node {node} (no {LOCK_NAME}); every "
@@ -188,6 +201,32 @@ class ShardRenderer:
         if self.send_back:
             self.scratch, self.owner = scratch_folder()
         self.worker = Worker(self.ctx, threads=self.threads)
+
+
+def code_fingerprint() -> dict:
+    """What decides a shard's bytes besides the job's own inputs: a sha256 of the files of
+    RENDER_PACKAGES (sources, shaders, bundled configs) as installed here, and the Python and numpy
+    versions."""
+    import numpy
+
+    digest = hashlib.sha256()
+    for name in RENDER_PACKAGES:
+        folder = Path(importlib.import_module(name).__file__).parent
+        files = folder.rglob("*") if name != "facegen" else folder.glob("*")  # facegen's subpackages: not all render
+        for path in sorted(f for f in files if f.is_file() and f.suffix not in (".pyc", ".pyo")):
+            digest.update(f"{name}/{path.relative_to(folder).as_posix()}\0".encode())
+            digest.update(path.read_bytes())
+    return {"facegen sources (sha256)": digest.hexdigest()[:16], "Python": platform.python_version(),
+            "numpy": numpy.__version__}
+
+
+def check_same_code(job: dict, node: dict, where: str) -> None:
+    """Stop the job when the node `where` would render with other code than the job's."""
+    differ = [f"{key} {node.get(key)} here, {value} in the job" for key, value in job.items() if node.get(key) != value]
+    if differ:
+        raise FacegenError(f"node {where} runs other code than the job: {'; '.join(differ)}. The same seed would "
+                           "give other shards there: install the same facegen (and Python, numpy) on every node "
+                           "(docs/cluster.md, 'A real cluster'), then run the same command again")
 
 
 def scratch_folder() -> tuple[str, int]:
@@ -232,6 +271,7 @@ class _Job:
         self.slots = plan_slots(ctx.settings, ray.cluster_resources(), started_here)
         shipped = replace(ctx, lock=None)  # the folder lock stays with this process
         self.shipped = ray.put(shipped)  # once: every actor reads it from the object store
+        self.code = code_fingerprint()
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self.counter = _Progress.options(scheduling_strategy=here).remote()
         self.attempts: dict[tuple, int] = {}
@@ -259,7 +299,7 @@ class _Job:
     def _new_actor(self):
         send_back = not self.ctx.settings.shared_fs
         actor = ShardRenderer.options(num_cpus=self.slots.cpus, num_gpus=self.slots.gpus).remote(
-            self.shipped, max(1, round(self.slots.cpus)), self.slots.gpus > 0, send_back)
+            [self.shipped], self.code, max(1, round(self.slots.cpus)), self.slots.gpus > 0, send_back)
         self.actors.append(actor)
         return actor
 
