@@ -60,6 +60,7 @@ CLOSE_WAIT_S = 30  # at the job's end, for the actors to remove their scratch fo
 # The packages whose files decide what a shard holds (the spec, sampling config and face model travel
 # with the job): their sources, shaders and bundled configs are fingerprinted on every node.
 RENDER_PACKAGES = ("facegen", "facegen.generator", "facegen.assets")
+CODE_SUFFIXES = (".py", ".vert", ".frag", ".yaml", ".json")  # what pyproject.toml installs of them
 
 
 def run(ctx, tasks, progress, finished) -> None:
@@ -213,7 +214,7 @@ def code_fingerprint() -> dict:
     for name in RENDER_PACKAGES:
         folder = Path(importlib.import_module(name).__file__).parent
         files = folder.rglob("*") if name != "facegen" else folder.glob("*")  # facegen's subpackages: not all render
-        for path in sorted(f for f in files if f.is_file() and f.suffix not in (".pyc", ".pyo")):
+        for path in sorted(f for f in files if f.is_file() and f.suffix in CODE_SUFFIXES):
             digest.update(f"{name}/{path.relative_to(folder).as_posix()}\0".encode())
             digest.update(path.read_bytes())
     return {"facegen sources (sha256)": digest.hexdigest()[:16], "Python": platform.python_version(),
