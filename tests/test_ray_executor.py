@@ -145,11 +145,14 @@ def test_a_node_with_other_code_stops_the_job_before_rendering(tmp_path):
 
 
 def test_code_fingerprints_name_what_differs():
+    from importlib.metadata import version
+
     from facegen.errors import FacegenError
     from facegen.generator.executors.ray_cluster import check_same_code, code_fingerprint
 
-    here = code_fingerprint()
-    assert code_fingerprint() == here and len(here["facegen sources (sha256)"]) == 16
+    here = code_fingerprint("raster")
+    assert code_fingerprint("raster") == here and len(here["facegen sources (sha256)"]) == 16
+    assert here["pyrender"] == version("pyrender") and code_fingerprint("cycles")["bpy"] == version("bpy")
     check_same_code(here, dict(here), "10.0.0.7")  # the same code: nothing to say
     with pytest.raises(FacegenError, match=r"node 10\.0\.0\.7 runs other code than the job: numpy 1\.0 here, "):
         check_same_code(here, {**here, "numpy": "1.0"}, "10.0.0.7")

@@ -6,8 +6,8 @@ sampling config) into Ray's object store once; each actor takes it from there, b
 and renders whole shards, one at a time (bpy holds one scene per process). A worker node therefore
 needs only the installed package: no face-model import, no assets beyond those that come with it
 (the bundled HDRIs; --backgrounds and --hdris folders must be on every node at the same path).
-It must be the same code, though: a node whose facegen sources, Python or numpy differ from the
-job's would render different shards for the same seed, so its actor stops the job naming the node
+It must be the same code, though: a node whose facegen sources, Python, numpy or renderer package
+differ from the job's would render different shards for the same seed, so its actor stops the job naming the node
 and what differs, before it renders anything.
 
 Where a shard goes: by default the actor renders it into a scratch folder on its node and sends the
@@ -39,6 +39,7 @@ import sys
 import tempfile
 from collections import deque
 from dataclasses import dataclass, replace
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import ray
@@ -61,6 +62,7 @@ CLOSE_WAIT_S = 30  # at the job's end, for the actors to remove their scratch fo
 # with the job): their sources, shaders and bundled configs are fingerprinted on every node.
 RENDER_PACKAGES = ("facegen", "facegen.generator", "facegen.assets")
 CODE_SUFFIXES = (".py", ".vert", ".frag", ".yaml", ".json")  # what pyproject.toml installs of them
+RENDERER_PACKAGES = {"cycles": "bpy", "raster": "pyrender"}
 
 
 def run(ctx, tasks, progress, finished) -> None:
@@ -139,10 +141,10 @@ class _Progress:
 class ShardRenderer:
     """A Ray actor that renders whole shards with one renderer (built at its first shard)."""
 
-    def __init__(self, shipped: list, job_code: dict, threads: int, use_gpu: bool, send_back: bool):
+    def __init__(self, shipped: list, job_code: dict, renderer: str, threads: int, use_gpu: bool, send_back: bool):
         # `shipped` holds the context's ObjectRef inside a list, so Ray does not unpickle it before
         # _start has checked that this node runs the job's code (other code may not even unpickle it)
-        self.shipped, self.job_code = shipped, job_code
+        self.shipped, self.job_code, self.renderer = shipped, job_code, renderer
         self.threads, self.use_gpu, self.send_back = threads, use_gpu, send_back
         self.ctx, self.worker, self.scratch, self.owner = None, None, None, None
 
@@ -177,7 +179,7 @@ class ShardRenderer:
 
         inject_fault("start")
         node = ray.util.get_node_ip_address()
-        check_same_code(self.job_code, code_fingerprint(), node)
+        check_same_code(self.job_code, code_fingerprint(self.renderer), node)
         self.ctx = ray.get(self.shipped[0])
         s = self.ctx.settings
         if not self.send_back and not (Path(s.out) / LOCK_NAME).exists():
@@ -204,10 +206,10 @@ class ShardRenderer:
         self.worker = Worker(self.ctx, threads=self.threads)
 
 
-def code_fingerprint() -> dict:
+def code_fingerprint(renderer: str) -> dict:
     """What decides a shard's bytes besides the job's own inputs: a sha256 of the files of
-    RENDER_PACKAGES (sources, shaders, bundled configs) as installed here, and the Python and numpy
-    versions."""
+    RENDER_PACKAGES (sources, shaders, bundled configs) as installed here, the Python version (major.minor)
+    and the versions of numpy and of the renderer's package (bpy for Cycles, pyrender for raster)."""
     import numpy
 
     digest = hashlib.sha256()
@@ -217,8 +219,15 @@ def code_fingerprint() -> dict:
         for path in sorted(f for f in files if f.is_file() and f.suffix in CODE_SUFFIXES):
             digest.update(f"{name}/{path.relative_to(folder).as_posix()}\0".encode())
             digest.update(path.read_bytes())
-    return {"facegen sources (sha256)": digest.hexdigest()[:16], "Python": platform.python_version(),
-            "numpy": numpy.__version__}
+    # numpy to the last digit: its random streams and maths may change between releases
+    python = ".".join(platform.python_version_tuple()[:2])
+    package = RENDERER_PACKAGES[renderer]
+    try:
+        drawn_by = version(package)  # read from its metadata: bpy takes seconds to import
+    except PackageNotFoundError:
+        drawn_by = "not installed"
+    return {"facegen sources (sha256)": digest.hexdigest()[:16], "Python": python, "numpy": numpy.__version__,
+            package: drawn_by}
 
 
 def check_same_code(job: dict, node: dict, where: str) -> None:
@@ -226,7 +235,7 @@ def check_same_code(job: dict, node: dict, where: str) -> None:
     differ = [f"{key} {node.get(key)} here, {value} in the job" for key, value in job.items() if node.get(key) != value]
     if differ:
         raise FacegenError(f"node {where} runs other code than the job: {'; '.join(differ)}. The same seed would "
-                           "give other shards there: install the same facegen (and Python, numpy) on every node "
+                           "give other shards there: install the same facegen and dependencies on every node "
                            "(docs/cluster.md, 'A real cluster'), then run the same command again")
 
 
@@ -272,7 +281,7 @@ class _Job:
         self.slots = plan_slots(ctx.settings, ray.cluster_resources(), started_here)
         shipped = replace(ctx, lock=None)  # the folder lock stays with this process
         self.shipped = ray.put(shipped)  # once: every actor reads it from the object store
-        self.code = code_fingerprint()
+        self.code = code_fingerprint(ctx.settings.renderer)
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self.counter = _Progress.options(scheduling_strategy=here).remote()
         self.attempts: dict[tuple, int] = {}
@@ -300,7 +309,8 @@ class _Job:
     def _new_actor(self):
         send_back = not self.ctx.settings.shared_fs
         actor = ShardRenderer.options(num_cpus=self.slots.cpus, num_gpus=self.slots.gpus).remote(
-            [self.shipped], self.code, max(1, round(self.slots.cpus)), self.slots.gpus > 0, send_back)
+            [self.shipped], self.code, self.ctx.settings.renderer, max(1, round(self.slots.cpus)), self.slots.gpus > 0,
+            send_back)
         self.actors.append(actor)
         return actor
 
