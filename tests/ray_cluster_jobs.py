@@ -92,7 +92,8 @@ def other_code(out: Path, n: int, shard_size: int) -> None:
     copy = Path(tempfile.mkdtemp(prefix="other-facegen-"))
     repo = Path(__file__).resolve().parent.parent
     # the installed layout, as pyproject.toml maps the design card's folders into the package
-    for package, folder in tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].items():
+    layout = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    for package, folder in layout.items():
         shutil.copytree(repo / folder, copy / package.replace(".", "/"), dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__"))
     with open(copy / "facegen" / "generator" / "hair.py", "a") as f:
@@ -113,4 +114,5 @@ def other_code(out: Path, n: int, shard_size: int) -> None:
 
 
 if __name__ == "__main__":
-    {"node-loss": node_loss, "gpus": gpus, "other-code": other_code}[sys.argv[1]](Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    job = {"node-loss": node_loss, "gpus": gpus, "other-code": other_code}[sys.argv[1]]
+    job(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
