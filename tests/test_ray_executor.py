@@ -1,8 +1,9 @@
 """`facegen render --executor ray` on a real local Ray cluster (started by each job): the shards are
 byte-identical to the local executor's, whether they travel back to the job or the actors write them
 (--shared-fs); an actor killed with SIGKILL mid-shard, or a whole node removed from a two-node cluster
-(tests/ray_cluster_jobs.py), costs only that shard, rendered again; an error in an actor ends the job naming
-the shard; a killed job resumes. Jobs run as real `facegen render` processes."""
+(tests/ray_cluster_jobs.py), costs only that shard, rendered again, and leaves no scratch file behind; worker
+nodes need no face model; a node that runs other code stops the job before rendering; an error in an actor
+ends the job naming the shard; a killed job resumes. Jobs run as real `facegen render` processes."""
 
 from __future__ import annotations
 
