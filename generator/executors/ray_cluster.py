@@ -7,8 +7,8 @@ and renders whole shards, one at a time (bpy holds one scene per process). A wor
 needs only the installed package: no face-model import, no assets beyond those that come with it
 (the bundled HDRIs; --backgrounds and --hdris folders must be on every node at the same path).
 It must be the same code, though: a node whose facegen sources, Python, numpy or renderer package
-differ from the job's would render different shards for the same seed, so its actor stops the job naming the node
-and what differs, before it renders anything.
+differ from the job's would render different shards for the same seed, so its actor stops the job
+naming the node and what differs, before it renders anything.
 
 Where a shard goes: by default the actor renders it into a scratch folder on its node and sends the
 file back; this process checks its checksum, writes it under a temporary name and renames it (no
@@ -32,8 +32,8 @@ import fcntl
 import hashlib
 import importlib
 import logging
-import platform
 import os
+import platform
 import shutil
 import sys
 import tempfile
@@ -219,13 +219,13 @@ def code_fingerprint(renderer: str) -> dict:
         for path in sorted(f for f in files if f.is_file() and f.suffix in CODE_SUFFIXES):
             digest.update(f"{name}/{path.relative_to(folder).as_posix()}\0".encode())
             digest.update(path.read_bytes())
-    # numpy to the last digit: its random streams and maths may change between releases
     python = ".".join(platform.python_version_tuple()[:2])
     package = RENDERER_PACKAGES[renderer]
     try:
         drawn_by = version(package)  # read from its metadata: bpy takes seconds to import
     except PackageNotFoundError:
         drawn_by = "not installed"
+    # numpy to the last digit: its random streams and maths may change between releases
     return {"facegen sources (sha256)": digest.hexdigest()[:16], "Python": python, "numpy": numpy.__version__,
             package: drawn_by}
 
@@ -251,10 +251,9 @@ def scratch_folder() -> tuple[str, int]:
     return str(folder), fd
 
 
-def remove_dead_scratch() -> list[Path]:
+def remove_dead_scratch() -> None:
     """Remove this node's scratch folders whose actor has died (its owner lock is free: the kernel
-    lets go of an flock when its process ends, however it ends); the folders removed."""
-    removed = []
+    lets go of an flock when its process ends, however it ends)."""
     for folder in Path(tempfile.gettempdir()).glob(SCRATCH_PREFIX + "*"):
         try:
             fd = os.open(folder / SCRATCH_OWNER, os.O_RDONLY)
@@ -267,8 +266,6 @@ def remove_dead_scratch() -> list[Path]:
         finally:
             os.close(fd)
         shutil.rmtree(folder, ignore_errors=True)
-        removed.append(folder)
-    return removed
 
 
 class _Job:
