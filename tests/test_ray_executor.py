@@ -21,7 +21,8 @@ import pytest
 
 from facegen.generator.executors.ray_cluster import SCRATCH_PREFIX
 from facegen.shards import PARTIAL_SUFFIX
-from tests.test_render_workers import RASTER, SMALL, manifest_files, render_command, run, shard_bytes
+from tests.test_render_workers import (RASTER, SMALL, manifest_files, reference_renders, render_command, run,
+                                      shard_bytes)
 
 RAY = [*RASTER, "--executor", "ray"]
 MEDIUM = dict(n=240, shard_size=60)  # four shards, each long enough (~10 s on 2 CPUs) to be caught mid-way
@@ -30,12 +31,7 @@ MEDIUM = dict(n=240, shard_size=60)  # four shards, each long enough (~10 s on 2
 @pytest.fixture(scope="module")
 def local(tmp_path_factory, face_model) -> dict[str, Path]:
     """The same jobs with the local executor, to compare with."""
-    folders = {}
-    for name, size in (("small", SMALL), ("medium", MEDIUM)):
-        folders[name] = tmp_path_factory.mktemp("local") / name
-        result, _ = run(render_command(folders[name], workers=2, **size))
-        assert result.returncode == 0, result.stderr
-    return folders
+    return reference_renders(tmp_path_factory, {"small": SMALL, "medium": MEDIUM})
 
 
 def entries(folder: Path) -> list[dict]:

@@ -48,15 +48,21 @@ def manifest_files(folder: Path) -> list[str]:
     return [s["file"] for s in json.loads((folder / "manifest.json").read_text())["shards"]]
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, face_model) -> dict[str, Path]:
-    """Clean renders to compare resumed jobs with (two workers: the same bytes as one, tested below)."""
+def reference_renders(tmp_path_factory, jobs: dict[str, dict]) -> dict[str, Path]:
+    """Each job (name -> n and shard_size) rendered cleanly by two local workers (the same bytes as one,
+    tested below): the folders to compare other runs with."""
     folders = {}
-    for name, size in (("small", SMALL), ("long", LONG)):
+    for name, size in jobs.items():
         folders[name] = tmp_path_factory.mktemp("reference") / name
         result, _ = run(render_command(folders[name], workers=2, **size))
         assert result.returncode == 0, result.stderr
     return folders
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, face_model) -> dict[str, Path]:
+    """Clean renders to compare resumed jobs with."""
+    return reference_renders(tmp_path_factory, {"small": SMALL, "long": LONG})
 
 
 def test_one_and_two_raster_workers_give_the_same_shards(reference, tmp_path):
